@@ -1,0 +1,48 @@
+"""Profiles: valid presets, overrides that are checked, and a comparison table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from wrp.profiles import PROFILES, Profile, get_profile, profiles_table
+
+
+def test_presets_are_ordered_by_size():
+    smoke, demo, paper = (PROFILES[n] for n in ("smoke", "demo", "paper"))
+    for field in ("height", "width", "train_records", "seg_iters", "denoiser_iters"):
+        assert getattr(smoke, field) < getattr(demo, field) < getattr(paper, field), field
+    assert demo.height >= 128 and demo.width >= 256
+    assert paper.partition_length == 21 and paper.k == 10 and paper.labelled_index == 10
+    assert paper.epochs == 175
+
+
+def test_overrides_return_a_copy_and_unknown_fields_are_refused():
+    demo = get_profile("demo", seg_iters=50)
+    assert demo.seg_iters == 50 and PROFILES["demo"].seg_iters != 50
+    with pytest.raises(ValueError, match="unknown profile field.*seg_iter"):
+        get_profile("demo", seg_iter=50)
+    with pytest.raises(ValueError, match="unknown profile 'fast'; choose one of: smoke, demo, paper"):
+        get_profile("fast")
+
+
+def test_inconsistent_sizes_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="k=6 needs partitions of at least 2k\\+1=13 frames"):
+        get_profile("smoke", k=6)
+    with pytest.raises(ValueError, match="partition_length=8 must be odd"):
+        get_profile("smoke", partition_length=8)
+    with pytest.raises(ValueError, match="height=0 must be ≥ 1"):
+        get_profile("smoke", height=0)
+
+
+def test_profiles_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROFILES["demo"].height = 1  # type: ignore[misc]
+
+
+def test_table_has_a_row_per_field_and_a_column_per_profile():
+    table = profiles_table()
+    lines = table.splitlines()
+    assert lines[0] == "| field | smoke | demo | paper |"
+    assert len(lines) == 2 + len(dataclasses.fields(Profile)) - 1

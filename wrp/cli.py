@@ -1,0 +1,140 @@
+"""``wrp`` / ``python -m wrp``: every stage of the pipeline from the command line.
+
+Each sub-command is a thin wrapper over a package function that notebooks call too, so the
+command line, papermill and JupyterLab run the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from wrp import __version__
+from wrp.profiles import profile_names, profiles_table
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from wrp.notebooks import (
+        CATALOGUE,
+        ReproduceError,
+        discover_notebooks,
+        format_results,
+        parse_parameter,
+        reproduce,
+    )
+    from wrp.runtime import figures_dir, runs_dir
+
+    try:
+        if args.list:
+            present = {p.stem for p in discover_notebooks()}
+            for stem, title, part in CATALOGUE:
+                mark = "present" if stem in present else "not yet in notebooks/"
+                print(f"{stem:<30} {part:<42} {mark}\n{'':<30} {title}")
+            return 0
+        only = [t for chunk in (args.only or []) for t in chunk.split(",") if t.strip()]
+        params = dict(parse_parameter(p) for p in args.param)
+        results = reproduce(args.profile, only or None, params, timeout=args.timeout,
+                            keep_going=args.keep_going, log_output=args.log_output,
+                            progress_bar=not args.no_progress)
+    except ReproduceError as exc:
+        print(f"wrp reproduce: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(format_results(results))
+    print()
+    print(f"executed notebooks → {runs_dir() / args.profile / 'notebooks'}")
+    print(f"per-notebook outputs and metrics.json → {runs_dir() / args.profile}/<notebook>/")
+    print(f"figures → {figures_dir(args.profile)}")
+    ok = all(r.status == "ok" for r in results)
+    print(f"{sum(r.status == 'ok' for r in results)} of {len(results)} notebooks ran at profile "
+          f"{args.profile!r}" + ("" if ok else " — see the errors above"))
+    return 0 if ok else 1
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    unknown = [n for n in args.names if n not in profile_names()]
+    if unknown:
+        print(f"wrp profiles: error: unknown profile(s) {', '.join(unknown)}; "
+              f"choose from: {', '.join(profile_names())}", file=sys.stderr)
+        return 2
+    print(profiles_table(args.names or None))
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from wrp.runtime import runs_dir
+    from wrp.stages import list_stages
+
+    stages = list_stages()
+    if not stages:
+        print(f"no cached stages under {runs_dir() / 'stages'}")
+        return 0
+    print(f"{'stage':<22} {'key':<13} {'state':<9} {'time':>8} {'size':>10}  folder")
+    for s in stages:
+        state = "done" if s.done else "partial"
+        took = f"{s.seconds:.1f}s" if s.seconds is not None else "—"
+        print(f"{s.name:<22} {s.key:<13} {state:<9} {took:>8} {s.size_bytes / 2**20:>8.1f}MB  {s.dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wrp",
+        usage="wrp [-h] [--version] COMMAND ...",
+        description="Warp-Refine Propagation (Ganeshan et al., ICCV 2021): auto-label video for\n"
+        "semantic segmentation by warping sparse labels along motion and refining them with\n"
+        "a denoiser learned by cycle-consistency.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wrp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
+
+    rep = commands.add_parser(
+        "reproduce",
+        help="run the notebooks in order through papermill (what `make demo` runs)",
+        description="Execute notebooks/NN_*.ipynb in order through papermill. Executed copies go "
+        "to runs/<profile>/notebooks/, each notebook's metrics.json to runs/<profile>/<notebook>/.",
+    )
+    rep.add_argument("--profile", default="demo", choices=profile_names(),
+                     help="size preset for data, models and iterations (default: demo)")
+    rep.add_argument("--only", action="append", metavar="NN[,NN…]",
+                     help="run only these notebooks, by number or name (e.g. --only 01,03)")
+    rep.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a notebook parameter (JSON values: -p seed=3 -p device=cpu)")
+    rep.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                     help="per-cell time limit (default: the profile's)")
+    rep.add_argument("--keep-going", action="store_true",
+                     help="run the remaining notebooks after one fails")
+    rep.add_argument("--log-output", action="store_true",
+                     help="stream what the notebooks print to this terminal")
+    rep.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    rep.add_argument("--list", action="store_true",
+                     help="list the notebooks and the part of the paper each covers, then exit")
+    rep.set_defaults(func=_cmd_reproduce)
+
+    prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")
+    prof.add_argument("names", nargs="*", metavar="PROFILE",
+                      help=f"profiles to show (default: all of {', '.join(profile_names())})")
+    prof.set_defaults(func=_cmd_profiles)
+
+    stg = commands.add_parser("stages", help="list the cached stage artefacts under runs/stages/")
+    stg.set_defaults(func=_cmd_stages)
+
+    # one line per command, from the help each sub-parser was registered with
+    lines = [f"  {a.dest:<11} {a.help}" for a in commands._choices_actions]
+    parser.epilog = "commands:\n" + "\n".join(lines) + "\n\n'wrp COMMAND --help' for the options of one."
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

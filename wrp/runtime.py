@@ -1,0 +1,77 @@
+"""Where things live on disk, which device to run on, and seeding.
+
+Every stage and notebook resolves paths through these functions, so a notebook opened in
+JupyterLab (kernel started in ``notebooks/``), a papermill run from the repository root and a test
+in a temporary folder all agree on where ``runs/`` and ``figures/`` are.
+
+- ``WRP_HOME`` overrides the project root (default: the nearest folder above the working directory
+  that holds both ``wrp/`` and ``notebooks/``; else the working directory).
+- ``WRP_RUNS`` overrides the artefact folder (default ``<root>/runs``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+PROFILES_WRITING_FIGURES = ("demo", "paper")
+
+
+def project_root() -> Path:
+    """The repository root: ``$WRP_HOME``, else the nearest ancestor holding ``wrp/`` and ``notebooks/``."""
+    if env := os.environ.get("WRP_HOME"):
+        return Path(env).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "wrp").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    package_parent = Path(__file__).resolve().parent.parent  # an editable install
+    if (package_parent / "notebooks").is_dir():
+        return package_parent
+    return here
+
+
+def runs_dir() -> Path:
+    """Root of every artefact a run writes (stages, executed notebooks, metrics)."""
+    if env := os.environ.get("WRP_RUNS"):
+        return Path(env).expanduser().resolve()
+    return project_root() / "runs"
+
+
+def figures_dir(profile: str) -> Path:
+    """Where a notebook at ``profile`` saves its figures.
+
+    ``demo`` and ``paper`` regenerate the committed ``figures/`` folder; ``smoke`` (CI, nbval)
+    writes to ``runs/smoke/figures`` so a test run never overwrites the published figures.
+    """
+    if profile in PROFILES_WRITING_FIGURES:
+        return project_root() / "figures"
+    return runs_dir() / profile / "figures"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device) from one integer."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else is checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was asked for but torch sees no CUDA device; "
+            "use device='cpu' or device='auto'"
+        )
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return device

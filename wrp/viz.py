@@ -1,0 +1,165 @@
+"""Figures: the Cityscapes palette, label colouring, and the figures notebooks and ``figures/`` share.
+
+Every figure of the project is made by a function here, so a notebook cell stays one call long and
+the committed ``figures/`` look exactly like what a reader sees in the notebooks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
+
+from wrp.io import atomic_write_bytes
+
+IGNORE_INDEX = 255
+
+
+def _palette(key: str) -> np.ndarray:
+    """(256, 3) uint8 lookup from a label index (``id`` or ``trainId``) to its official colour."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    for label in _CITYSCAPES_LABELS:
+        index = getattr(label, key)
+        if 0 <= index < IGNORE_INDEX and not (key == "trainId" and label.ignoreInEval):
+            lut[index] = label.color
+    return lut
+
+
+LABEL_ID_PALETTE = _palette("id")  # official label ids (the *_labelIds.png files)
+TRAIN_ID_PALETTE = _palette("trainId")  # train ids 0..18; 255 (ignore) stays black
+
+
+def colorize(label: np.ndarray, ids: str = "train") -> np.ndarray:
+    """(H, W) integer label map → (H, W, 3) uint8 RGB in the Cityscapes colours.
+
+    ``ids="train"`` reads train ids (255 = ignore → black); ``ids="label"`` reads official label ids.
+    """
+    if ids not in ("train", "label"):
+        raise ValueError(f"ids={ids!r}; use 'train' or 'label'")
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"colorize expects an (H, W) label map, got shape {label.shape}")
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f"label values must lie in 0..255, got {label.min()}..{label.max()}")
+    lut = TRAIN_ID_PALETTE if ids == "train" else LABEL_ID_PALETTE
+    return lut[label.astype(np.int64)]
+
+
+def save_figure(fig, path: str | os.PathLike[str], dpi: int = 130) -> Path:
+    """Save a matplotlib figure atomically (PNG unless the suffix says otherwise)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png",
+                facecolor="white")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+# ------------------------------------------------------------------------------------------
+# The pipeline diagram (notebook 00)
+# ------------------------------------------------------------------------------------------
+_KIND_COLOURS = {
+    "data": ("#eceff1", "#607d8b"),
+    "geometric": ("#e3f2fd", "#1e88e5"),
+    "semantic": ("#fff3e0", "#fb8c00"),
+    "contribution": ("#e8f5e9", "#43a047"),
+    "result": ("#f3e5f5", "#8e24aa"),
+}
+_KIND_NAMES = {
+    "data": "data",
+    "geometric": "geometric cue (motion)",
+    "semantic": "semantic cue (segmenter)",
+    "contribution": "the paper's contribution",
+    "result": "what the labels are for",
+}
+
+# name: (x, y, kind, title, formula, where)
+_PIPELINE_BOXES = {
+    "video": (0.068, 0.50, "data", "Video",
+              "$I_t$ for every frame,\nhuman $L_t$ for a few", "dataset or\nsynthetic world"),
+    "clips": (0.222, 0.50, "data", "Clips",
+              "21-frame partitions,\ncentre frame labelled", "wrp.data · 00"),
+    "seg": (0.445, 0.85, "semantic", "Baseline segmenter $g_\\psi$",
+            "trained on the human\nlabels only", "wrp.models · 02"),
+    "warp": (0.445, 0.50, "geometric", "Warp-inpaint $\\Psi$",
+             "warp $L_t$ along motion;\ninvalid pixels ← $g_\\psi(I_{t+1})$",
+             "wrp.motion · 01"),
+    "cycle": (0.445, 0.15, "contribution", "Cycle-consistency",
+              "$t \\to t{+}p \\to t$ gives a noisy $l^\\circ_t$;\nlearn $\\Omega_\\lambda$: RMI to $L_t$",
+              "wrp.propagation · 02"),
+    "propagate": (0.69, 0.50, "contribution", "Warp-refine",
+                  "$L^R = \\Omega_\\lambda(I_{t+1}, I^w_t, L^w_t)$,\nrecursively to $\\pm k$ frames",
+                  "wrp.propagation · 03"),
+    "tables": (0.925, 0.50, "result", "Better segmenters",
+               "trained on human +\ngenerated labels (30/70)", "wrp.experiments\n04 Table 1 · 05 Table 2"),
+}
+
+# (from, to, label, where the label sits: "above", "right" or "below")
+_PIPELINE_ARROWS = [
+    ("video", "clips", "", ""),
+    ("clips", "seg", "labelled\nframes", "above"),
+    ("clips", "warp", "", ""),
+    ("seg", "warp", "inpaint", "right"),
+    ("warp", "cycle", "forth and\nback", "right"),
+    ("warp", "propagate", "", ""),
+    ("cycle", "propagate", "$\\Omega_\\lambda$", "below"),
+    ("propagate", "tables", "a label for\nevery frame", "above"),
+]
+
+
+def pipeline_diagram(width: float = 15.0, height: float = 6.0):
+    """Warp-Refine Propagation as a flow of stages, each box naming its module and notebook."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_xlim(-0.008, 1.008)
+    ax.set_ylim(-0.06, 1.02)
+    ax.axis("off")
+    box_w, box_h = 0.135, 0.25
+    for x, y, kind, title, formula, where in _PIPELINE_BOXES.values():
+        face, edge = _KIND_COLOURS[kind]
+        ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
+                                    boxstyle="round,pad=0.006,rounding_size=0.012",
+                                    facecolor=face, edgecolor=edge, linewidth=1.8, zorder=2))
+        ax.text(x, y + box_h / 2 - 0.03, title, ha="center", va="top", fontsize=10.5,
+                fontweight="bold", zorder=3)
+        ax.text(x, y + 0.005, formula, ha="center", va="center", fontsize=8.8, zorder=3)
+        ax.text(x, y - box_h / 2 + 0.02, where, ha="center", va="bottom", fontsize=7.6,
+                color="#455a64", family="monospace", zorder=3)
+
+    def anchor(name: str, towards: str) -> tuple[float, float]:
+        (x0, y0), (x1, y1) = _PIPELINE_BOXES[name][:2], _PIPELINE_BOXES[towards][:2]
+        if abs(x1 - x0) < 1e-6:  # stacked boxes: leave through the top or bottom edge
+            return x0, y0 + (box_h / 2 if y1 > y0 else -box_h / 2)
+        return x0 + (box_w / 2 if x1 > x0 else -box_w / 2), y0
+
+    for src, dst, label, place in _PIPELINE_ARROWS:
+        start, end = anchor(src, dst), anchor(dst, src)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=16,
+                                     linewidth=1.6, color="#37474f", zorder=1,
+                                     shrinkA=2, shrinkB=2))
+        if label:
+            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+            dx, dy, ha = {"above": (0, 0.07, "center"), "right": (0.008, 0, "left"),
+                          "below": (0.012, -0.03, "left")}[place]
+            ax.text(mx + dx, my + dy, label, ha=ha, va="center", fontsize=8.5,
+                    color="#37474f", style="italic", zorder=3)
+    # g_ψ also hands the OCR features of I_{t+1} to Ω_λ (supplementary Figure 2)
+    (sx, sy), (cx, cy) = _PIPELINE_BOXES["seg"][:2], _PIPELINE_BOXES["cycle"][:2]
+    ax.add_patch(FancyArrowPatch((sx - box_w / 2, sy - 0.04), (cx - box_w / 2, cy + 0.04),
+                                 connectionstyle="arc3,rad=0.55", arrowstyle="-|>",
+                                 mutation_scale=14, linewidth=1.4, linestyle="--",
+                                 color="#fb8c00", zorder=1))
+    ax.text(sx - box_w / 2 - 0.075, 0.30, "OCR features\nof $I_{t+1}$ feed $\\Omega_\\lambda$",
+            fontsize=8.5, color="#e65100", style="italic", ha="center", va="center")
+    ax.legend(handles=[Patch(facecolor=f, edgecolor=e, label=_KIND_NAMES[k])
+                       for k, (f, e) in _KIND_COLOURS.items()],
+              loc="lower center", bbox_to_anchor=(0.5, -0.09), ncol=5, frameon=False, fontsize=9.5)
+    ax.set_title("Warp-Refine Propagation: from a few human labels to a label for every frame\n"
+                 "(each box: the idea, its equation, and the module · notebook that covers it)",
+                 fontsize=12)
+    fig.tight_layout()
+    return fig
