@@ -1,0 +1,52 @@
+"""Confusion matrices and mean IoU — one scorer for segmenters and propagated labels alike."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wrp.data import IGNORE_INDEX, NUM_CLASSES
+
+
+def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int = NUM_CLASSES,
+                     ignore_index: int = IGNORE_INDEX, unlabelled_is_wrong: bool = True) -> np.ndarray:
+    """(K, K+1) int64 counts: rows = ground truth, columns = prediction, last column = unlabelled.
+
+    Ignore pixels of ``gt`` are skipped.
+
+    With ``unlabelled_is_wrong`` a prediction of ``ignore_index`` (a pixel a policy left without
+    a label) counts as a miss of the true class — no policy wins by abstaining.
+    """
+    pred, gt = np.asarray(pred).ravel().astype(np.int64), np.asarray(gt).ravel().astype(np.int64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction has {pred.size} pixels, ground truth {gt.size}")
+    keep = gt != ignore_index
+    pred, gt = pred[keep], gt[keep]
+    if not unlabelled_is_wrong:
+        keep = pred != ignore_index
+        pred, gt = pred[keep], gt[keep]
+    miss = pred >= num_classes  # unlabelled: counted in the last column, in the union of its true class
+    conf = np.bincount(gt[~miss] * num_classes + pred[~miss], minlength=num_classes**2)
+    misses = np.bincount(gt[miss], minlength=num_classes)
+    return np.concatenate([conf.reshape(num_classes, num_classes), misses[:, None]], axis=1)
+
+
+def iou(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU from a confusion matrix (K, K) or (K, K+1); NaN for classes absent from both."""
+    k = conf.shape[0]
+    tp = np.diag(conf[:, :k]).astype(np.float64)
+    union = conf.sum(axis=1) + conf[:, :k].sum(axis=0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_iou(conf: np.ndarray) -> float:
+    """Mean IoU (%) over the classes present in ground truth or prediction."""
+    values = iou(conf)
+    return float(np.nanmean(values) * 100) if np.isfinite(values).any() else float("nan")
+
+
+def coverage(conf: np.ndarray) -> float:
+    """Share (%) of scored pixels that received a label."""
+    k = conf.shape[0]
+    total = conf.sum()
+    return float(100 * conf[:, :k].sum() / total) if total else float("nan")
