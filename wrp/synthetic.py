@@ -99,10 +99,10 @@ class SynthConfig:
     @classmethod
     def from_profile(cls, profile: Any, seed: int = 0, **overrides: Any) -> SynthConfig:
         """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length)."""
-        return cls(height=profile.height, width=profile.width,
-                   records=profile.train_records + profile.val_records,
-                   frames_per_record=profile.partitions_per_record * profile.partition_length,
-                   seed=seed, **overrides)
+        sizes = {"height": profile.height, "width": profile.width,
+                 "records": profile.train_records + profile.val_records,
+                 "frames_per_record": profile.partitions_per_record * profile.partition_length}
+        return cls(**{**sizes, "seed": seed, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +146,7 @@ _CLOTHES = np.array([[40, 40, 45], [120, 30, 30], [30, 50, 110], [200, 200, 190]
                      [160, 120, 60], [70, 70, 70], [180, 70, 120]], dtype=np.float32)
 _FACADES = np.array([[190, 170, 140], [150, 80, 60], [160, 160, 155], [215, 205, 180],
                      [120, 110, 100], [175, 140, 110]], dtype=np.float32)
+_SIGN_COLOURS = ((200, 30, 30), (30, 70, 170), (230, 200, 40), (235, 235, 235))
 _BARRIER = np.array([150, 141, 126], dtype=np.float32)  # walls and fences share it
 
 
@@ -347,7 +348,8 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
             elif kind in ("wall", "fence"):
                 label = WALL if kind == "wall" else FENCE
                 h = float(rng.uniform(1.2, 2.6))
-                rects.append(Rect(0, sign * line, (0, z), (h, z + seg), label, _barrier(label, off()), shade=0.85))
+                rects.append(Rect(0, sign * line, (0, z), (h, z + seg), label, _barrier(label, off()),
+                                  shade=0.85))
             elif kind == "vegetation":
                 h = float(rng.uniform(2.5, 7))
                 top = off()
@@ -377,7 +379,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
             rects.append(Rect(0, x - sign * 0.12, (0, z), (h, z + 0.24), POLE, grey, shade=0.8))
             if rng.random() < 0.5:
                 w = float(rng.uniform(0.5, 0.9))
-                colour = np.array([[200, 30, 30], [30, 70, 170], [230, 200, 40], [235, 235, 235]][rng.integers(4)],
+                colour = np.array(_SIGN_COLOURS[rng.integers(len(_SIGN_COLOURS))],
                                   np.float32)
                 rects.append(Rect(2, z - 0.02, (x - w / 2, h - w - 0.1), (x + w / 2, h - 0.1), SIGN,
                                   _flat(colour, 0.15, 3, off())))
@@ -438,13 +440,14 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
     for sign in (-1.0, 1.0):
         z = float(rng.uniform(2, 10))
         while z < length:
-            person(sign * float(rng.uniform(4.8, 6.3)), z, 0.0, float(rng.choice([-1, 1]) * rng.uniform(0.9, 1.7)) * per_frame,
-                   False)
+            walk = float(rng.choice([-1, 1]) * rng.uniform(0.9, 1.7)) * per_frame
+            person(sign * float(rng.uniform(4.8, 6.3)), z, 0.0, walk, False)
             z += float(rng.uniform(4, 16)) / d
     for _ in range(max(1, int(round(length / 60 * d)))):  # crossing the road ahead
         z = float(rng.uniform(15, length))
         start = float(rng.choice([-1, 1]))
-        person(start * float(rng.uniform(3, 5.5)), z, -start * float(rng.uniform(0.9, 1.6)) * per_frame, 0.0, False)
+        cross = -start * float(rng.uniform(0.9, 1.6)) * per_frame
+        person(start * float(rng.uniform(3, 5.5)), z, cross, 0.0, False)
     z = float(rng.uniform(8, 30))
     while z < length:  # riders with the traffic near the right curb, and oncoming on the left
         if rng.random() < 0.6:
@@ -656,7 +659,8 @@ def generate_record(config: SynthConfig, out: Path, record: int) -> dict[str, An
             image = (image + sum(subs)) / config.motion_blur
         rng = np.random.default_rng([config.seed, record, frame, 11])
         noisy = image + rng.normal(0, config.noise_sigma, image.shape).astype(np.float32)
-        _png(paths["image"], cv2.cvtColor(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        rgb = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        _png(paths["image"], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         _png(paths["label"], current.label)
         for direction, other, dt in (("backward", prev, -1), ("forward", nxt, 1)):
             if other is None:
