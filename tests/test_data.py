@@ -62,8 +62,8 @@ def test_no_record_is_in_both_splits_and_the_split_is_seeded(world):
     assert not {p.record_id for p in a.train} & {p.record_id for p in a.val}
     b = build_manifest(world, SPLIT)
     assert [p.partition_id for p in a.val] == [p.partition_id for p in b.val]
-    seeds = {tuple(sorted({p.record_id for p in build_manifest(world, dataclasses.replace(SPLIT, seed=s)).val}))
-             for s in range(8)}
+    splits = [build_manifest(world, dataclasses.replace(SPLIT, seed=s)) for s in range(8)]
+    seeds = {tuple(sorted({p.record_id for p in m.val})) for m in splits}
     assert len(seeds) > 1, "the seed chooses the validation records"
 
 
