@@ -73,7 +73,7 @@ class SynthConfig:
     records: int = 28
     frames_per_record: int = 42
     seed: int = 0
-    fps: float = 30.0  # frames per second: sets how far everything moves between frames
+    fps: float = 35.0  # frames per second: sets how far everything moves between frames
     speed: tuple[float, float] = (6.0, 10.0)  # camera speed range, m/s (22–36 km/h)
     focal: float = 0.85  # focal length as a fraction of the image width (≈ 61° field of view)
     horizon: float = 0.42  # principal point row as a fraction of the height
@@ -289,15 +289,15 @@ def _silhouette(width: float, height: float, riding: bool) -> Callable:
 
 
 def _wheels(length: float) -> Callable:
+    """A bicycle from the side: two wheels (tyre and spokes read as one dark disc) and a frame."""
     def alpha(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         r = 0.34
-        rims = [((u - cx) ** 2 + (v - r) ** 2) for cx in (r, length - r)]
-        ring = np.zeros(u.shape, bool)
-        for d in rims:
-            ring |= (d < r**2) & (d > (r - 0.06) ** 2)
-        frame = (np.abs(v - 0.55) < 0.04) & (u > r) & (u < length - r)
-        post = (np.abs(u - length / 2) < 0.05) & (v > r) & (v < 0.75)
-        return ring | frame | post
+        wheels = np.zeros(u.shape, bool)
+        for cx in (r, length - r):
+            wheels |= ((u - cx) ** 2 + (v - r) ** 2) < r**2
+        frame = (np.abs(v - 0.55) < 0.07) & (u > r) & (u < length - r)
+        post = (np.abs(u - length / 2) < 0.08) & (v > r) & (v < 0.8)
+        return wheels | frame | post
     return alpha
 
 
@@ -320,7 +320,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
     per_frame = 1.0 / config.fps  # m/s → metres per frame
     speed = rng.uniform(*config.speed) * per_frame
     length = speed * frames * 1.15 + 90.0  # the street must reach beyond the last frame's view
-    road_half, sidewalk = 4.0, 2.6
+    road_half, sidewalk = 5.0, 2.6  # two lanes (centres ±1.9) and a parking strip each side
     line = road_half + sidewalk  # facade line
     rects: list[Rect] = []
     off = lambda: float(rng.uniform(0, 256))  # noqa: E731 - texture offsets
@@ -386,8 +386,8 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
             count("pole")
             z += float(rng.uniform(12, 30))
 
-    def vehicle(x: float, z0: float, vz: float) -> None:
-        kind = rng.choice([CAR, TRUCK, BUS], p=[0.55, 0.23, 0.22])
+    def vehicle(x: float, z0: float, vz: float, parked: bool = False) -> None:
+        kind = CAR if parked else rng.choice([CAR, TRUCK, BUS], p=[0.55, 0.23, 0.22])
         paint = _VEHICLE_PAINT[rng.integers(len(_VEHICLE_PAINT))]
         vel = (0.0, 0.0, vz)
         if kind == CAR:
@@ -410,7 +410,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
 
     d = config.density
     lead_gap = float(rng.uniform(10, 25))
-    vehicle(1.9, lead_gap + 4, speed * float(rng.uniform(0.85, 1.1)))  # the car ahead in our lane
+    vehicle(1.9, lead_gap + 4, speed * float(rng.uniform(1.0, 1.12)))  # ahead in our lane, never caught up
     oncoming = -float(rng.uniform(5.0, 11.0)) * per_frame
     z = float(rng.uniform(10, 30))
     while z < length - oncoming * frames:
@@ -420,7 +420,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
         z = float(rng.uniform(5, 20))
         while z < length:
             if rng.random() < 0.55:
-                vehicle(sign * 3.15, z, 0.0)
+                vehicle(sign * (road_half - 0.95), z, 0.0, parked=True)
             z += float(rng.uniform(9, 26)) / d
 
     def person(x: float, z: float, vx: float, vz: float, riding: bool) -> None:
@@ -434,26 +434,26 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
             dark = _flat(np.array([30, 30, 32], np.float32), 0.2, 4, off())
             rects.append(Rect(0, x, (0.0, z - 0.85), (0.95, z + 0.85), BICYCLE, dark, (vx, 0.0, vz),
                               alpha=_wheels(1.7), shade=0.9))
-            rects.append(Rect(2, z + 0.01, (x - 0.06, 0), (x + 0.06, 0.75), BICYCLE, dark, (vx, 0.0, vz)))
+            rects.append(Rect(2, z + 0.01, (x - 0.08, 0), (x + 0.08, 0.8), BICYCLE, dark, (vx, 0.0, vz)))
         count("rider" if riding else "person")
 
     for sign in (-1.0, 1.0):
         z = float(rng.uniform(2, 10))
         while z < length:
             walk = float(rng.choice([-1, 1]) * rng.uniform(0.9, 1.7)) * per_frame
-            person(sign * float(rng.uniform(4.8, 6.3)), z, 0.0, walk, False)
+            person(sign * float(rng.uniform(road_half + 0.8, road_half + 2.3)), z, 0.0, walk, False)
             z += float(rng.uniform(4, 16)) / d
     for _ in range(max(1, int(round(length / 60 * d)))):  # crossing the road ahead
         z = float(rng.uniform(15, length))
         start = float(rng.choice([-1, 1]))
         cross = -start * float(rng.uniform(0.9, 1.6)) * per_frame
-        person(start * float(rng.uniform(3, 5.5)), z, cross, 0.0, False)
+        person(start * float(rng.uniform(3, road_half + 1.5)), z, cross, 0.0, False)
     z = float(rng.uniform(8, 30))
     while z < length:  # riders with the traffic near the right curb, and oncoming on the left
         if rng.random() < 0.6:
-            person(3.3, z, 0.0, speed * float(rng.uniform(0.4, 0.8)), True)
+            person(2.9, z, 0.0, speed * float(rng.uniform(1.0, 1.2)), True)  # ahead, pulling away
         else:
-            person(-3.3, z, 0.0, -float(rng.uniform(3.0, 6.0)) * per_frame, True)
+            person(-2.9, z, 0.0, -float(rng.uniform(3.0, 6.0)) * per_frame, True)
         z += float(rng.uniform(20, 45)) / d
 
     sid = 1
@@ -747,6 +747,22 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
         "records": summaries,
         "seconds": round(time.time() - started, 1),
     })
+    return out
+
+
+def load_frames(root: str | Path, record: int, frames: list[int],
+                direction: str = "backward") -> dict[str, list[np.ndarray]]:
+    """Images, labels (train ids), true flows and validity masks of some frames of one record."""
+    from wrp.data import FrameRef, read_image, read_label
+
+    out: dict[str, list[np.ndarray]] = {"images": [], "labels": [], "flows": [], "valids": []}
+    for frame in frames:
+        ref = FrameRef(SPLIT, CITY, f"{record:06d}", frame)
+        flow_path, valid_path = ref.flow(Path(root), direction)
+        out["images"].append(read_image(ref.image(Path(root))))
+        out["labels"].append(read_label(ref.label(Path(root))))
+        out["flows"].append(np.load(flow_path))
+        out["valids"].append(cv2.imread(str(valid_path), cv2.IMREAD_GRAYSCALE) > 127)
     return out
 
 

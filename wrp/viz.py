@@ -163,3 +163,74 @@ def pipeline_diagram(width: float = 15.0, height: float = 6.0):
                  fontsize=12)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------
+# Motion: the flow colour wheel, and the synthetic world over time (notebook 00_synthetic_world)
+# ------------------------------------------------------------------------------------------
+def flow_to_rgb(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
+    """(H, W, 2) flow → (H, W, 3) uint8: hue = direction, saturation = length (the usual wheel).
+
+    ``max_norm`` (pixels) is the length drawn fully saturated; default: the largest in ``flow``.
+    """
+    import cv2
+
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[-1] != 2:
+        raise ValueError(f"flow_to_rgb expects an (H, W, 2) flow, got shape {flow.shape}")
+    norm, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
+    top = max_norm if max_norm else max(float(norm.max()), 1e-6)
+    hsv = np.zeros(flow.shape[:2] + (3,), np.uint8)
+    hsv[..., 0] = (angle / 2).astype(np.uint8)  # OpenCV hue is 0..179
+    hsv[..., 1] = np.clip(255 * norm / top, 0, 255).astype(np.uint8)
+    hsv[..., 2] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def flow_wheel(size: int = 64, max_norm: float = 1.0) -> np.ndarray:
+    """The key to :func:`flow_to_rgb`: a disc whose pixel at offset (dx, dy) shows that flow."""
+    r = np.linspace(-max_norm, max_norm, size, dtype=np.float32)
+    dx, dy = np.meshgrid(r, r)
+    wheel = flow_to_rgb(np.stack([dx, dy], -1), max_norm)
+    wheel[np.hypot(dx, dy) > max_norm] = 255
+    return wheel
+
+
+def synthetic_world_figure(images: list[np.ndarray], labels: list[np.ndarray],
+                           flows: list[np.ndarray], valids: list[np.ndarray], frames: list[int],
+                           title: str = "", max_norm: float | None = None):
+    """Frames of one record over time: image, label, true backward flow, and what was hidden.
+
+    Columns are time steps; rows: the RGB frame, its label (Cityscapes colours, train ids), the
+    true flow to the previous frame on the colour wheel (key in the corner), and the validity
+    mask — red where the pixel was not visible in the previous frame (de-occluded or new).
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(frames)
+    top = max_norm or max(float(np.abs(f).max()) for f in flows) or 1.0
+    fig, axes = plt.subplots(4, n, figsize=(2.6 * n, 1.55 * 4 * images[0].shape[0] / images[0].shape[1] * 2),
+                             squeeze=False)
+    rows = ("frame $I_t$", "label $L_t$", "true flow to $t-1$", "hidden at $t-1$ (red)")
+    for col, t in enumerate(frames):
+        occl = images[col].copy()
+        occl[~valids[col]] = (230, 30, 30)
+        panels = (images[col], colorize(labels[col]), flow_to_rgb(flows[col], top), occl)
+        for row, panel in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"t = {t}", fontsize=10)
+            if col == 0:
+                ax.set_ylabel(rows[row], fontsize=9)
+    inset = axes[2, n - 1].inset_axes([0.78, 0.58, 0.22, 0.42])
+    inset.imshow(flow_wheel(48))
+    inset.set_axis_off()
+    axes[2, n - 1].text(1.0, 0.5, f"±{top:.0f} px", transform=axes[2, n - 1].transAxes, fontsize=7,
+                        ha="right", va="top", color="black")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
