@@ -66,12 +66,63 @@ def warp(source: torch.Tensor | np.ndarray, flow: torch.Tensor | np.ndarray, mod
     return out, inside
 
 
+def _grey(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if image.dtype != np.uint8:
+        raise ValueError(f"optical flow needs 8-bit images, got {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def forward_backward_valid(flow_back: torch.Tensor | np.ndarray,
+                           flow_fwd: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The forward–backward consistency check (Meister et al., UnFlow) for backward warping.
+
+    ``flow_back`` (H, W, 2) takes pixels of the target frame to the source frame; ``flow_fwd``
+    takes pixels of the source back to the target. A target pixel is consistent when the round
+    trip returns home: |f_f(x + f_b) + f_b|² < 0.01 (|f_f(x + f_b)|² + |f_b|²) + 0.5, with f_f
+    sampled bilinearly at x + f_b. Occluded and mis-tracked pixels fail; so do pixels whose
+    source position leaves the image. Returns an (H, W) or (B, H, W) bool tensor.
+    """
+    fb = torch.as_tensor(flow_back, dtype=torch.float32)
+    ff = torch.as_tensor(flow_fwd, dtype=torch.float32, device=fb.device)
+    batched = fb.dim() == 4
+    if not batched:
+        fb, ff = fb[None], ff[None]
+    ff_at, inside = warp(ff.permute(0, 3, 1, 2), fb)
+    ff_at = ff_at.permute(0, 2, 3, 1)  # f_f sampled at x + f_b
+    mismatch = ((ff_at + fb) ** 2).sum(-1)
+    bound = 0.01 * ((ff_at**2).sum(-1) + (fb**2).sum(-1)) + 0.5
+    valid = (mismatch < bound) & inside
+    return valid if batched else valid[0]
+
+
+class FlowEstimator:
+    """Dense motion between two frames, behind one interface (METHOD.md §1: the estimator is a
+    swappable part).
+
+    ``estimator(target, source)`` → (H, W, 2) float32 backward flow of ``target`` (where each of
+    its pixels lies in ``source``), from RGB uint8 images. ``estimator.between(clip, target,
+    source)`` does the same for two frames of a clip (the true-flow oracle needs to know which).
+    """
+
+    name = "flow"
+
+    def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} estimates from frames of a clip only; "
+                                  "use .between(clip, target, source)")
+
+    def between(self, clip, target: int, source: int) -> np.ndarray:
+        return self(clip.image(target), clip.image(source))
+
+
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 
-class DISFlow:
+class DISFlow(FlowEstimator):
     """OpenCV's Dense Inverse Search optical flow (Kroeger et al. 2016), the default estimator.
 
     ``flow = DISFlow()(target, source)`` gives the backward flow of ``target``: where each of its
@@ -84,14 +135,82 @@ class DISFlow:
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
+    name = "dis"
+
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         return self._dis.calc(_grey(target), _grey(source), None)
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    if image.dtype != np.uint8:
-        raise ValueError(f"optical flow needs 8-bit images, got {image.dtype}")
-    return np.ascontiguousarray(image)
+class FarnebackFlow(FlowEstimator):
+    """OpenCV's Farnebäck polynomial-expansion flow: slower than DIS and weak on large motion."""
+
+    name = "farneback"
+
+    def __init__(self, levels: int = 4, winsize: int = 15, iterations: int = 3) -> None:
+        self.params = dict(pyr_scale=0.5, levels=levels, winsize=winsize, iterations=iterations,
+                           poly_n=5, poly_sigma=1.1, flags=0)
+
+    def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(_grey(target), _grey(source), None, **self.params)
+
+
+class TrueFlow(FlowEstimator):
+    """The oracle: the exact flow the synthetic world wrote (only between neighbouring frames)."""
+
+    name = "true"
+
+    def between(self, clip, target: int, source: int) -> np.ndarray:
+        if abs(target - source) != 1:
+            raise ValueError(f"the true flow links neighbouring frames only, not {target} and {source}")
+        return clip.true_flow(target, "backward" if source == target - 1 else "forward")[0]
+
+
+class RAFTFlow(FlowEstimator):
+    """torchvision's RAFT (Teed & Deng 2020) from a local weights file (nothing is downloaded).
+
+    ``weights``: a ``state_dict`` file of ``raft_small`` or ``raft_large`` (e.g. torchvision's
+    ``Raft_Small_Weights.C_T_V2`` saved with ``torch.save(model.state_dict(), path)``).
+    """
+
+    name = "raft"
+
+    def __init__(self, weights: str, model: str = "raft_small", device: str = "cpu", iters: int = 12) -> None:
+        from pathlib import Path
+
+        from torchvision.models import optical_flow
+
+        if model not in ("raft_small", "raft_large"):
+            raise ValueError(f"model={model!r}; use 'raft_small' or 'raft_large'")
+        if not Path(weights).is_file():
+            raise FileNotFoundError(
+                f"RAFT weights not found at {weights}: wrp never downloads weights at run time. On a "
+                f"machine with internet, save torchvision.models.optical_flow.{model}(weights='DEFAULT')"
+                ".state_dict() with torch.save and pass that file, or use DISFlow()"
+            )
+        self.net = getattr(optical_flow, model)(weights=None)
+        self.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.net.eval().to(device)
+        self.device, self.iters = device, iters
+
+    @torch.no_grad()
+    def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
+        H, W = target.shape[:2]
+        pad_h, pad_w = (-H) % 8, (-W) % 8  # RAFT needs sizes divisible by 8
+
+        def prep(image: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+            return (x / 127.5 - 1.0).to(self.device)  # the weights expect [-1, 1]
+
+        flow = self.net(prep(target), prep(source), num_flow_updates=self.iters)[-1]
+        return flow[0, :, :H, :W].permute(1, 2, 0).cpu().numpy()
+
+
+ESTIMATORS = {"dis": DISFlow, "farneback": FarnebackFlow, "true": TrueFlow, "raft": RAFTFlow}
+
+
+def make_estimator(name: str, **kwargs) -> FlowEstimator:
+    """``"dis"`` (default everywhere), ``"farneback"``, ``"true"`` (synthetic world), ``"raft"``."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown flow estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name](**kwargs)

@@ -1,0 +1,153 @@
+"""Warp-inpaint and cyclic warped labels — the geometric half of Warp-Refine (METHOD.md §1, §3).
+
+- :func:`warp_inpaint` carries a label from frame t to frame t+1 along the motion between them;
+  pixels that no valid motion explains (out of view, de-occluded, failing the forward–backward
+  check) take the semantic prediction ``g_ψ(I_{t+1})`` — or stay unlabelled when there is none.
+- :func:`cyclic_warped_labels` warp-inpaints a human label ``t → t±p`` frame by frame and back to
+  ``t``. The result ``l°_t`` carries realistic warping noise, and its clean version ``L_t`` is
+  known: the training pairs of the denoiser Ω_λ, with no extra labels (the paper's Figure 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wrp.data import IGNORE_INDEX, NUM_CLASSES
+from wrp.motion import DISFlow, FlowEstimator, forward_backward_valid, warp
+
+Segmenter = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) → (K, H, W) class scores
+
+
+def one_hot(label: np.ndarray | torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """(H, W) train ids → (K, H, W) float32 one-hot; ignore pixels get an all-zero vector."""
+    ids = torch.as_tensor(np.asarray(label), dtype=torch.int64)
+    known = ids < num_classes
+    out = torch.zeros((num_classes,) + tuple(ids.shape), dtype=torch.float32)
+    out.scatter_(0, torch.where(known, ids, 0)[None], known[None].float())
+    return out
+
+
+def to_ids(scores: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(K, H, W) one-hot or scores → (H, W) uint8 train ids; all-zero pixels → 255 (unlabelled)."""
+    scores = torch.as_tensor(scores)
+    ids = scores.argmax(0).to(torch.uint8)
+    ids[scores.abs().sum(0) == 0] = IGNORE_INDEX
+    return ids.numpy()
+
+
+@dataclass
+class WarpInpainted:
+    """The output of one warp-inpaint step onto frame t+1."""
+
+    label: torch.Tensor  # (K, H, W) one-hot L^w_t; all-zero where nothing could be said
+    image: torch.Tensor  # (3, H, W) float32 I^w_t: frame t warped onto frame t+1, 0..255
+    valid: torch.Tensor  # (H, W) bool: the motion explains the pixel (in view, consistent)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return to_ids(self.label)
+
+
+def warp_inpaint(
+    label_t: np.ndarray,
+    image_t: np.ndarray,
+    image_next: np.ndarray,
+    semantic_next: np.ndarray | None = None,
+    *,
+    flow: np.ndarray | None = None,
+    flow_reverse: np.ndarray | None = None,
+    estimator: FlowEstimator | None = None,
+    check: bool = True,
+    num_classes: int = NUM_CLASSES,
+) -> WarpInpainted:
+    """``L^w_t = Ψ(L_t)``: warp the label of frame t onto frame t+1, inpaint what motion cannot say.
+
+    ``label_t``: (H, W) train ids. ``image_t``, ``image_next``: RGB uint8 (H, W, 3).
+    ``semantic_next``: (K, H, W) scores of ``g_ψ(I_{t+1})`` or (H, W) train ids; ``None`` leaves
+    invalid pixels unlabelled. ``flow``: backward flow of frame t+1 (to t), estimated with
+    ``estimator`` (DIS by default) when not given; ``flow_reverse`` (t → t+1) likewise, for the
+    forward–backward check (``check=False`` keeps only the out-of-view test).
+    """
+    estimator = estimator or DISFlow()
+    if flow is None:
+        flow = estimator(image_next, image_t)
+    label_w, inside = warp(np.ascontiguousarray(label_t), flow, mode="nearest")  # labels: nearest
+    image_w, _ = warp(np.ascontiguousarray(image_t.transpose(2, 0, 1)).astype(np.float32), flow)
+    valid = inside
+    if check:
+        if flow_reverse is None:
+            flow_reverse = estimator(image_t, image_next)
+        valid = valid & forward_backward_valid(flow, flow_reverse)
+    hot = one_hot(label_w, num_classes)
+    invalid = ~valid
+    if semantic_next is None:
+        hot[:, invalid] = 0
+    else:
+        sem = np.asarray(semantic_next)
+        fill = one_hot(sem if sem.ndim == 2 else to_ids(sem), num_classes)
+        hot[:, invalid] = fill[:, invalid]
+    return WarpInpainted(hot, image_w, valid)
+
+
+def warp_inpaint_step(clip, source: int, target: int, label: np.ndarray, estimator: FlowEstimator,
+                      segmenter: Segmenter | None = None, images: dict[int, np.ndarray] | None = None,
+                      check: bool = True) -> WarpInpainted:
+    """Warp-inpaint ``label`` of frame ``source`` of a clip onto its neighbour ``target``."""
+    images = images if images is not None else {}
+    for pos in (source, target):
+        if pos not in images:
+            images[pos] = clip.image(pos)
+    flow = estimator.between(clip, target, source)
+    flow_reverse = estimator.between(clip, source, target) if check else None
+    semantic = segmenter(images[target]) if segmenter is not None else None
+    return warp_inpaint(label, images[source], images[target], semantic, flow=flow,
+                        flow_reverse=flow_reverse, estimator=estimator, check=check)
+
+
+@dataclass
+class CyclicSample:
+    """A training example of Ω_λ: ``Ω(I_t, I°_t, l°_t) → L_t``."""
+
+    t: int
+    p: int
+    direction: int  # +1: t → t+p → t; -1: t → t−p → t
+    label: np.ndarray  # (H, W) L_t, the human label
+    cyclic_label: torch.Tensor  # (K, H, W) one-hot l°_t
+    cyclic_image: torch.Tensor  # (3, H, W) I°_t: frame t±1 warped onto t at the last step
+    valid: torch.Tensor  # (H, W) validity of the last step
+
+    @property
+    def cyclic_ids(self) -> np.ndarray:
+        return to_ids(self.cyclic_label)
+
+
+def cyclic_warped_labels(clip, t: int, p: int, direction: int = 1,
+                         estimator: FlowEstimator | None = None, segmenter: Segmenter | None = None,
+                         check: bool = True) -> CyclicSample:
+    """Supplementary §3 / Figure 1: warp-inpaint the human label ``L_t`` to ``t ± p``, frame by
+    frame, and back to ``t``; returns ``l°_t`` and ``I°_t`` beside ``L_t``.
+
+    Only the human label of frame ``t`` is read (``clip.label(t)`` refuses any other frame).
+    """
+    if p < 1:
+        raise ValueError(f"cycle length p={p} must be ≥ 1")
+    if direction not in (1, -1):
+        raise ValueError(f"direction={direction}; use +1 (forward in time first) or -1")
+    end = t + direction * p
+    if not 0 <= end < len(clip):
+        raise ValueError(f"a cycle of p={p} from frame {t} leaves the clip of {len(clip)} frames")
+    estimator = estimator or DISFlow()
+    human = clip.label(t)
+    images: dict[int, np.ndarray] = {}
+    path = [t + direction * i for i in range(p + 1)]
+    path = path + path[-2::-1]  # t, t±1, …, t±p, …, t±1, t
+    current = human
+    step = None
+    for source, target in zip(path[:-1], path[1:], strict=True):
+        step = warp_inpaint_step(clip, source, target, current, estimator, segmenter, images, check)
+        current = step.ids
+    return CyclicSample(t, p, direction, human, step.label, step.image, step.valid)
