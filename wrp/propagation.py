@@ -62,6 +62,7 @@ def warp_inpaint(
     flow_reverse: np.ndarray | None = None,
     estimator: FlowEstimator | None = None,
     check: bool = True,
+    fill: str = "ignore",
     num_classes: int = NUM_CLASSES,
 ) -> WarpInpainted:
     """``L^w_t = Ψ(L_t)``: warp the label of frame t onto frame t+1, inpaint what motion cannot say.
@@ -71,7 +72,11 @@ def warp_inpaint(
     invalid pixels unlabelled. ``flow``: backward flow of frame t+1 (to t), estimated with
     ``estimator`` (DIS by default) when not given; ``flow_reverse`` (t → t+1) likewise, for the
     forward–backward check (``check=False`` keeps only the out-of-view test).
+    ``fill``: what invalid pixels get when there is no semantic prediction — ``"ignore"``
+    (unlabelled) or ``"warped"`` (the motion's guess anyway, as the motion-only baseline does).
     """
+    if fill not in ("ignore", "warped"):
+        raise ValueError(f"fill={fill!r}; use 'ignore' or 'warped'")
     estimator = estimator or DISFlow()
     if flow is None:
         flow = estimator(image_next, image_t)
@@ -85,7 +90,8 @@ def warp_inpaint(
     hot = one_hot(label_w, num_classes)
     invalid = ~valid
     if semantic_next is None:
-        hot[:, invalid] = 0
+        if fill == "ignore":
+            hot[:, invalid] = 0
     else:
         sem = np.asarray(semantic_next)
         fill = one_hot(sem if sem.ndim == 2 else to_ids(sem), num_classes)
@@ -95,7 +101,7 @@ def warp_inpaint(
 
 def warp_inpaint_step(clip, source: int, target: int, label: np.ndarray, estimator: FlowEstimator,
                       segmenter: Segmenter | None = None, images: dict[int, np.ndarray] | None = None,
-                      check: bool = True) -> WarpInpainted:
+                      check: bool = True, fill: str = "ignore") -> WarpInpainted:
     """Warp-inpaint ``label`` of frame ``source`` of a clip onto its neighbour ``target``."""
     images = images if images is not None else {}
     for pos in (source, target):
@@ -105,7 +111,7 @@ def warp_inpaint_step(clip, source: int, target: int, label: np.ndarray, estimat
     flow_reverse = estimator.between(clip, source, target) if check else None
     semantic = segmenter(images[target]) if segmenter is not None else None
     return warp_inpaint(label, images[source], images[target], semantic, flow=flow,
-                        flow_reverse=flow_reverse, estimator=estimator, check=check)
+                        flow_reverse=flow_reverse, estimator=estimator, check=check, fill=fill)
 
 
 @dataclass
@@ -127,7 +133,7 @@ class CyclicSample:
 
 def cyclic_warped_labels(clip, t: int, p: int, direction: int = 1,
                          estimator: FlowEstimator | None = None, segmenter: Segmenter | None = None,
-                         check: bool = True) -> CyclicSample:
+                         check: bool = True, fill: str = "ignore") -> CyclicSample:
     """Supplementary §3 / Figure 1: warp-inpaint the human label ``L_t`` to ``t ± p``, frame by
     frame, and back to ``t``; returns ``l°_t`` and ``I°_t`` beside ``L_t``.
 
@@ -148,6 +154,50 @@ def cyclic_warped_labels(clip, t: int, p: int, direction: int = 1,
     current = human
     step = None
     for source, target in zip(path[:-1], path[1:], strict=True):
-        step = warp_inpaint_step(clip, source, target, current, estimator, segmenter, images, check)
+        step = warp_inpaint_step(clip, source, target, current, estimator, segmenter, images, check, fill)
         current = step.ids
     return CyclicSample(t, p, direction, human, step.label, step.image, step.valid)
+
+
+def label_boundaries(label: np.ndarray, radius: int = 2) -> np.ndarray:
+    """(H, W) bool: pixels within ``radius`` of a change of class (thin structures are all boundary)."""
+    import cv2
+
+    size = 2 * radius + 1
+    kernel = np.ones((size, size), np.uint8)
+    high = cv2.dilate(label, kernel)
+    low = cv2.erode(label, kernel)
+    return high != low
+
+
+def cyclic_noise(clips, ps: list[int], estimator: FlowEstimator | None = None,
+                 segmenter: Segmenter | None = None, fill: str = "ignore",
+                 progress: bool = True) -> dict[int, dict[str, float]]:
+    """How wrong are cyclic warped labels, per cycle length p (the paper's Figure 1, in numbers)?
+
+    Over the labelled frame of every clip and both time directions: ``wrong`` — share of pixels
+    whose ``l°_t`` differs from ``L_t`` (unlabelled counts as wrong), ``unlabelled`` — share left
+    without a label, ``at_boundaries`` — share of the wrong pixels lying within 2 px of a class
+    boundary of ``L_t`` (versus ``boundary_area``, the share of all pixels lying there).
+    """
+    from tqdm.auto import tqdm
+
+    estimator = estimator or DISFlow()
+    totals = {p: np.zeros(5) for p in ps}  # pixels, wrong, unlabelled, wrong at boundary, boundary
+    jobs = [(clip, p, d) for clip in clips for p in ps for d in (1, -1)
+            if 0 <= clip.labelled + d * p < len(clip)]
+    for clip, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
+        sample = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter, fill=fill)
+        ids, truth = sample.cyclic_ids, sample.label
+        scored = truth != IGNORE_INDEX
+        wrong = (ids != truth) & scored
+        edge = label_boundaries(truth) & scored
+        totals[p] += [scored.sum(), wrong.sum(), ((ids == IGNORE_INDEX) & scored).sum(),
+                      (wrong & edge).sum(), edge.sum()]
+    out = {}
+    for p, (n, wrong, unl, wrong_edge, edge) in totals.items():
+        if n:
+            out[p] = {"wrong": round(wrong / n, 4), "unlabelled": round(unl / n, 4),
+                      "at_boundaries": round(wrong_edge / max(wrong, 1), 4),
+                      "boundary_area": round(edge / n, 4)}
+    return out

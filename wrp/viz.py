@@ -234,3 +234,80 @@ def synthetic_world_figure(images: list[np.ndarray], labels: list[np.ndarray],
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------
+# Cyclic warped labels (notebook 01, the paper's Figure 1)
+# ------------------------------------------------------------------------------------------
+def highlight_errors(label: np.ndarray, truth: np.ndarray, ignore: int = IGNORE_INDEX) -> np.ndarray:
+    """Colour ``label`` and paint its wrong pixels bright red and its unlabelled ones black."""
+    rgb = colorize(label).astype(np.float32)
+    wrong = (label != truth) & (truth != ignore)
+    rgb[wrong] = 0.25 * rgb[wrong] + 0.75 * np.array([255, 0, 0], np.float32)
+    rgb[label == ignore] = 0
+    return rgb.astype(np.uint8)
+
+
+def cyclic_labels_figure(image: np.ndarray, label: np.ndarray, cyclic: dict[int, np.ndarray],
+                         title: str = ""):
+    """Figure 1: the frame, its human label ``L_t``, and ``l°_t`` for several cycle lengths p,
+    wrong pixels in red (black: no label — nothing could be said there)."""
+    import matplotlib.pyplot as plt
+
+    n = 2 + len(cyclic)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    aspect = image.shape[0] / image.shape[1]
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, (4.2 * aspect + 0.45) * rows + 0.5),
+                             squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    panels = [(image, "frame $I_t$"), (colorize(label), "human label $L_t$")]
+    for p, ids in cyclic.items():
+        wrong = ((ids != label) & (label != IGNORE_INDEX)).mean()
+        panels.append((highlight_errors(ids, label), f"$l^\\circ_t$, p = {p}: {wrong:.1%} wrong"))
+    for ax, (panel, name) in zip(axes.ravel()[:n], panels, strict=True):
+        ax.imshow(panel, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_p_figure(noise: dict[int, dict[str, float]]):
+    """Share of wrong pixels of cyclic warped labels against the cycle length p."""
+    import matplotlib.pyplot as plt
+
+    ps = sorted(noise)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    ax.plot(ps, [100 * noise[p]["wrong"] for p in ps], "o-", color="#d32f2f",
+            label="wrong (incl. unlabelled)")
+    ax.plot(ps, [100 * noise[p]["unlabelled"] for p in ps], "s--", color="#455a64", label="unlabelled")
+    ax.set_xlabel("cycle length p (frames each way)")
+    ax.set_ylabel("pixels of $l^\\circ_t$ (%)")
+    ax.set_xticks(ps)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("cyclic warping noise grows with p", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def warp_step_figure(image_next: np.ndarray, label_t: np.ndarray, warped: np.ndarray, valid: np.ndarray):
+    """One warp-inpaint step: frame t+1, the label of frame t, its warp onto t+1, and where the
+    motion explains the pixel (white) or not (black: out of view or failing the consistency check)."""
+    import matplotlib.pyplot as plt
+
+    aspect = image_next.shape[0] / image_next.shape[1]
+    fig, axes = plt.subplots(1, 4, figsize=(11.6, 2.9 * aspect + 0.7))
+    panels = [(image_next, "frame $I_{t+1}$"), (colorize(label_t), "label $L_t$ of frame t"),
+              (highlight_errors(warped, warped), "$L^w_t$: warped onto t+1 (black: no label)"),
+              (np.asarray(valid, bool), "motion explains the pixel")]
+    for ax, (panel, name) in zip(axes, panels, strict=True):
+        ax.imshow(panel, interpolation="nearest", cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
