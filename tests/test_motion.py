@@ -176,3 +176,14 @@ def test_unknown_estimators_and_missing_raft_weights_are_explained(tmp_path):
         RAFTFlow(str(tmp_path / "raft_small.pth"))
     with pytest.raises(ValueError, match="unknown DIS preset"):
         DISFlow("slow")
+
+
+def test_raft_runs_from_a_local_weights_file(tmp_path):
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)  # untrained, but a real file
+    image = (RNG.random((130, 140, 3)) * 255).astype(np.uint8)  # not divisible by 8: padded inside
+    flow = RAFTFlow(str(weights), iters=2)(image, image)
+    assert flow.shape == (130, 140, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
