@@ -83,26 +83,25 @@ def png_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; DatasetError naming the file when it is missing or cannot be decoded."""
+def _imread(path: str | Path, kind: str, flags: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"missing image {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot decode image {path} (corrupt or not an image); "
+        raise DatasetError(f"missing {kind} {path}")
+    array = cv2.imread(str(path), flags)
+    if array is None:
+        raise DatasetError(f"cannot decode {kind} {path} (corrupt or not an image); "
                            "re-create or re-download it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return array
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; DatasetError naming the file when it is missing or cannot be decoded."""
+    return cv2.cvtColor(_imread(path, "image", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_label_ids(path: str | Path) -> np.ndarray:
     """(H, W) uint8 official Cityscapes label ids, checked against the label definitions."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"missing label {path}")
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise DatasetError(f"cannot decode label {path} (corrupt or not an image); re-create it")
+    label = _imread(path, "label", cv2.IMREAD_UNCHANGED)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise DatasetError(
             f"label {path} has shape {label.shape} and dtype {label.dtype}; expected a single-channel "
