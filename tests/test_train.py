@@ -1,0 +1,106 @@
+"""The training engine: DDP over processes matches one process; a killed run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from wrp.io import atomic_write_json
+from wrp.launch import launch, torchrun_command
+from wrp.train import Builder, Job, TrainConfig, global_batches, poly_lr, read_log
+
+
+def _job(iters: int = 6, batch: int = 4, delay: float = 0.0, every: int = 50,
+         dropout: float = 0.1) -> Job:
+    return Job(Builder("tests.ddp_toys:model", {"dropout": dropout}),
+               Builder("tests.ddp_toys:data", {"delay": delay}), Builder("tests.ddp_toys:loss"),
+               TrainConfig(iters=iters, batch_size=batch, base_lr=0.1, seed=3, checkpoint_every=every,
+                           log_every=1, device="cpu"))
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=atol), key
+
+
+def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the torchrun workers import tests.ddp_toys from here
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    job = _job(iters=6, batch=4, dropout=0.0)  # dropout masks depend on how the batch is split
+    launch(job, tmp_path / "one", nproc=1, progress=False)
+    launch(job, tmp_path / "two", nproc=2, progress=False)
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert any("running_mean" in k for k in two), "SyncBN statistics are part of the comparison"
+    _assert_same(one, two)
+    start = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["iteration"]
+    assert start == 6 and len(read_log(tmp_path / "two")) == 6
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    job = _job(iters=24, batch=4, delay=0.02, every=3)  # ~0.1 s per iteration
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    whole = tmp_path / "whole"
+    job_file = atomic_write_json(tmp_path / "job.json", job.to_json())
+    cmd = [sys.executable, "-m", "wrp.launch", str(job_file)]
+    subprocess.run(cmd + [str(whole)], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + [str(killed)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpt = killed / "checkpoint.pt"
+        if ckpt.is_file() and torch.load(ckpt, weights_only=False)["iteration"] >= 9:
+            break
+        time.sleep(0.05)
+    time.sleep(0.15)  # mid-way between two checkpoints
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reached = torch.load(killed / "checkpoint.pt", weights_only=False)["iteration"]
+    assert 9 <= reached < 24, f"the kill should land mid-run, the checkpoint says {reached}"
+    assert not (killed / "model.pt").exists()
+    subprocess.run(cmd + [str(killed)], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    _assert_same(_weights(whole), _weights(killed), atol=1e-6)
+    assert json.loads((killed / "result.json").read_text())["resumed_from"] == reached
+    assert [row["iteration"] for row in read_log(killed)] == list(range(1, 25))
+
+
+def test_the_learning_rate_is_polynomial_and_every_epoch_is_a_permutation():
+    assert poly_lr(0.01, 0, 100) == 0.01 and poly_lr(0.01, 100, 100) == 0
+    assert poly_lr(0.01, 50, 100, power=1.0) == pytest.approx(0.005)
+    batches = global_batches(10, 3, seed=0, epoch=0)
+    assert len(batches) == 3 and len({i for b in batches for i in b}) == 9
+    assert global_batches(10, 3, 0, 0) == batches != global_batches(10, 3, 0, 1)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        global_batches(2, 3, 0, 0)
+
+
+def test_torchrun_command_for_one_and_several_nodes(tmp_path):
+    single = torchrun_command(tmp_path / "job.json", tmp_path, 4)
+    assert "--standalone" in single and "--nproc_per_node=4" in single and single[-3] == "wrp.launch"
+    multi = torchrun_command(tmp_path / "job.json", tmp_path, 8, nnodes=2, node_rank=1,
+                             rdzv_endpoint="node0:29400")
+    assert "--nnodes=2" in multi and "--node_rank=1" in multi and "--rdzv_endpoint=node0:29400" in multi
+    with pytest.raises(ValueError, match="rdzv_endpoint"):
+        torchrun_command(tmp_path / "job.json", tmp_path, 8, nnodes=2)
+
+
+def test_a_bad_builder_and_a_bad_config_are_explained():
+    with pytest.raises(ValueError, match="must read 'package.module:function'"):
+        Builder("tests.ddp_toys.model").build()
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(iters=0)

@@ -1,0 +1,68 @@
+"""Run a training :class:`~wrp.train.Job` in this process, or in N processes under ``torchrun``.
+
+Notebooks never fork inside the kernel: for more than one process ``launch`` starts ``torchrun``
+as a subprocess (``--standalone`` on one machine, rendezvous options across machines), streams its
+log, and reads the result back from disk.
+
+    python -m wrp.launch JOB_JSON OUT_DIR        # what every torchrun worker executes
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from wrp.io import atomic_write_json
+from wrp.train import Job, job_from_file, train
+
+
+def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     rdzv_endpoint: str | None = None, rdzv_id: str = "wrp") -> list[str]:
+    """The ``torchrun`` command line for ``nproc`` processes per node on ``nnodes`` nodes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    if nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        if not rdzv_endpoint:
+            raise ValueError("several nodes need rdzv_endpoint='HOST:PORT' of the first node")
+        cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
+                f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}"]
+    return cmd + ["-m", "wrp.launch", str(job_file), str(out_dir)]
+
+
+def launch(job: Job, out_dir: str | Path, nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
+           rdzv_endpoint: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``job`` into ``out_dir``: in-process for one process, else through ``torchrun``."""
+    out = Path(out_dir)
+    if nproc < 1 or nnodes < 1:
+        raise ValueError(f"nproc={nproc} and nnodes={nnodes} must be ≥ 1")
+    if nproc == 1 and nnodes == 1:
+        result = train(job, out, progress=progress)
+        atomic_write_json(out / "result.json", result)
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+    job_file = atomic_write_json(out / "job.json", job.to_json())
+    cmd = torchrun_command(job_file, out, nproc, nnodes, node_rank, rdzv_endpoint)
+    print("[wrp] " + " ".join(cmd), flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {done.returncode}; its log is above. A rerun resumes "
+                           f"from the last checkpoint in {out}")
+    return json.loads((out / "result.json").read_text())
+
+
+def _worker(job_file: str, out_dir: str) -> None:
+    import os
+
+    result = train(job_from_file(job_file), out_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(Path(out_dir) / "result.json", result)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m wrp.launch JOB_JSON OUT_DIR")
+    _worker(sys.argv[1], sys.argv[2])

@@ -1,0 +1,306 @@
+"""One training engine for every model of the paper: the baseline segmenter g_ψ, the Table 1
+architectures, the denoiser Ω_λ and every table row (supplementary 3.1).
+
+- SGD (momentum 0.9, weight decay 1e-4) with a polynomial learning rate updated every iteration;
+- a fixed number of iterations over a fixed epoch size (every compared run trains as long);
+- DistributedDataParallel with SyncBatchNorm when launched by ``torchrun`` (gloo on CPU, nccl on
+  CUDA); automatic mixed precision on CUDA;
+- checkpoints written atomically; a run killed at any moment resumes exactly where its last
+  checkpoint left it — iteration, learning rate, optimizer, data order and random numbers are all
+  functions of (seed, iteration), so the resumed run ends with the same weights;
+- a progress bar (loss, learning rate, ETA) and a metrics log ``log.csv``.
+
+What is trained is described by a :class:`Job` of importable builders (``"module:function"``
+plus keyword arguments), so the same job runs in a notebook, on the command line and in every
+``torchrun`` worker — workers cannot unpickle functions defined in a notebook.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from wrp.io import atomic_save, atomic_write_json, atomic_write_text
+from wrp.runtime import resolve_device
+
+CHECKPOINT, FINAL = "checkpoint.pt", "model.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (supplementary 3.1); ``batch_size`` is the global batch."""
+
+    iters: int
+    batch_size: int = 8
+    base_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    seed: int = 0
+    amp: bool = True  # only on CUDA
+    sync_bn: bool = True
+    checkpoint_every: int = 50
+    log_every: int = 10
+    num_workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.iters < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.checkpoint_every < 1:
+            raise ValueError(f"TrainConfig: iters, batch_size, checkpoint_every must be ≥ 1 and "
+                             f"base_lr > 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Builder:
+    """An importable factory ``"package.module:function"`` and its keyword arguments."""
+
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Any:
+        module, _, name = self.target.partition(":")
+        if not name:
+            raise ValueError(f"builder {self.target!r} must read 'package.module:function'")
+        return getattr(importlib.import_module(module), name)(**self.kwargs)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one training run needs, serialisable to JSON for ``torchrun`` workers."""
+
+    model: Builder
+    data: Builder  # returns a torch Dataset of (image, label); ``set_epoch(e)`` is called if present
+    loss: Builder  # returns nn.Module: loss(outputs, target) → (total, {name: float})
+    train: TrainConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        return cls(Builder(**data["model"]), Builder(**data["data"]), Builder(**data["loss"]),
+                   TrainConfig(**data["train"]))
+
+
+def poly_lr(base_lr: float, iteration: int, iters: int, power: float = 0.9) -> float:
+    """``lr · (1 − it / max_it)^power``, the polynomial schedule of the paper."""
+    return base_lr * (1 - iteration / iters) ** power
+
+
+def global_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a seeded permutation cut into full batches."""
+    if n < batch_size:
+        raise ValueError(f"the dataset has {n} samples, fewer than one batch of {batch_size}")
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    return [perm[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """Synchronised batch norm for gloo on CPU (torch's ``SyncBatchNorm`` needs CUDA): batch
+    statistics are summed over every process with an autograd-aware all-reduce, so N processes
+    normalise exactly as one process over the global batch would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        channels = x.shape[1]
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = stats[channels:2 * channels] / total - mean * mean  # biased, as BN normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.mul_(1 - m).add_(m * mean)
+                self.running_var.mul_(1 - m).add_(m * var * total / (total - 1))
+                self.num_batches_tracked += 1
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module, cuda: bool) -> nn.Module:
+    """Every BatchNorm2d → ``nn.SyncBatchNorm`` (CUDA) or :class:`CPUSyncBatchNorm` (gloo, CPU)."""
+    if cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, CPUSyncBatchNorm):
+        sync = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats)
+        sync.load_state_dict(module.state_dict())
+        return sync
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, cuda))
+    return module
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class _Batches:
+    """This rank's share of the global batches, from iteration ``start`` on (exact resume)."""
+
+    def __init__(self, dataset, cfg: TrainConfig, start: int, rank: int, world: int) -> None:
+        if cfg.batch_size % world:
+            raise ValueError(f"global batch {cfg.batch_size} must divide over {world} processes")
+        self.dataset, self.cfg, self.start, self.rank, self.world = dataset, cfg, start, rank, world
+        self.per_epoch = len(global_batches(len(dataset), cfg.batch_size, cfg.seed, 0))
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        it = self.start
+        while it < self.cfg.iters:
+            epoch, offset = divmod(it, self.per_epoch)
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            batches = global_batches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch)
+            mine = [b[self.rank::self.world] for b in batches[offset:]]
+            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=mine,
+                                                 num_workers=self.cfg.num_workers)
+            for batch in loader:
+                yield it, batch
+                it += 1
+                if it >= self.cfg.iters:
+                    return
+
+
+def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) ``job`` in ``out_dir``; in every process when launched by ``torchrun``."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    cfg = job.train
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = resolve_device(cfg.device)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    rank, world = _rank_world()
+    if device.startswith("cuda") and distributed:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        atomic_write_json(out / "job.json", job.to_json())
+
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    model = job.model.build()
+    if distributed and cfg.sync_bn:
+        model = convert_sync_batchnorm(model, cuda=device.startswith("cuda"))
+    model.to(device)
+    criterion = job.loss.build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.base_lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, log = 0, []
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start, log = state["iteration"], state["log"]
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    dataset = job.data.build()
+    batches = _Batches(dataset, cfg, start, rank, world)
+
+    def save(iteration: int, final: bool = False) -> None:
+        if rank != 0:
+            return
+        state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict(), "iteration": iteration, "log": log}
+        atomic_save(out / CHECKPOINT, lambda f: torch.save(state, f))
+        _write_log(out / "log.csv", log)
+        if final:
+            atomic_save(out / FINAL, lambda f: torch.save(_unwrap(model).state_dict(), f))
+
+    bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=not progress or rank != 0,
+               dynamic_ncols=True)
+    model.train()
+    tic, seen = time.time(), 0
+    for it, (images, target) in batches:
+        torch.manual_seed(cfg.seed * 1_000_003 + it * 101 + rank)  # dropout etc.: f(seed, it, rank)
+        lr = poly_lr(cfg.base_lr, it, cfg.iters, cfg.poly_power)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        with torch.autocast(device_type=torch.device(device).type, enabled=use_amp):
+            outputs = model(images)
+        loss, parts = criterion(outputs, target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; lower base_lr "
+                                     f"(now {cfg.base_lr}) or check the labels")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        seen += images.shape[0] * world
+        done = it + 1
+        if done % cfg.log_every == 0 or done == cfg.iters:
+            rate = seen / max(time.time() - tic, 1e-9)
+            log.append({"iteration": done, "lr": round(lr, 8), "loss": round(loss.item(), 5),
+                        **{k: round(v, 5) for k, v in parts.items()}, "images_per_s": round(rate, 2)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+        bar.update()
+        if done % cfg.checkpoint_every == 0 and done < cfg.iters:
+            save(done)
+    bar.close()
+    save(cfg.iters, final=True)
+    if distributed:
+        dist.barrier()
+    images_per_s = [row["images_per_s"] for row in log if row["iteration"] > start]
+    return {"iterations": cfg.iters, "resumed_from": start, "final_loss": log[-1]["loss"] if log else None,
+            "images_per_s": float(np.median(images_per_s)) if images_per_s else None,
+            "checkpoint": str(out / FINAL)}
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def load_model(job: Job, out_dir: str | Path, device: str = "cpu") -> nn.Module:
+    """The trained model of a finished run, in eval mode."""
+    model = job.model.build()
+    state = torch.load(Path(out_dir) / FINAL, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def read_log(out_dir: str | Path) -> list[dict[str, float]]:
+    with open(Path(out_dir) / "log.csv") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def job_from_file(path: str | Path) -> Job:
+    return Job.from_json(json.loads(Path(path).read_text()))
