@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ("reproduce", "synth", "profiles", "stages")
+COMMANDS = ("reproduce", "synth", "train-seg", "profiles", "stages")
 
 
 def _run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -72,6 +72,26 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_seg(args: argparse.Namespace) -> int:
+    import json
+
+    from wrp.experiments import train_segmenter
+
+    overrides = {k: v for k, v in (("iters", args.iters), ("loss", args.loss), ("base_lr", args.lr),
+                                   ("backbone", args.backbone)) if v is not None}
+    try:
+        folder = train_segmenter(args.profile, args.seed, args.arch, nproc=args.nproc, device=args.device,
+                                 progress=not args.no_progress, **overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wrp train-seg: error: {exc}", file=sys.stderr)
+        return 2
+    metrics = json.loads((folder / "metrics.json").read_text())
+    print(f"validation mIoU {metrics['miou']:.2f} on {metrics['images']} labelled frames; "
+          f"{metrics['images_per_s']:.1f} training images/s")
+    print(f"model, log and metrics → {folder}")
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in profile_names()]
     if unknown:
@@ -147,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
+
+    seg = commands.add_parser(
+        "train-seg", help="train a segmenter (the baseline g_ψ by default) on the human labels",
+        description="Train a segmentation model on the human-labelled frames of the profile's "
+        "dataset with the shared engine (SGD, poly LR, SyncBN under DDP), then score it on the "
+        "validation frames. Cached by its settings; a killed run resumes.")
+    seg.add_argument("--profile", default="demo", choices=profile_names())
+    seg.add_argument("--arch", default="deeplabv3", choices=["deeplabv3", "ocrnet", "msa_hrnet_ocr"])
+    seg.add_argument("--backbone", default=None, help="timm backbone (default: the profile's)")
+    seg.add_argument("--loss", default=None, choices=["ce", "rmi", "rll"], help="main loss (default ce)")
+    seg.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
+    seg.add_argument("--lr", type=float, default=None, help="override the base learning rate")
+    seg.add_argument("--seed", type=int, default=0)
+    seg.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    seg.add_argument("--no-progress", action="store_true")
+    seg.set_defaults(func=_cmd_train_seg)
 
     prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")
     prof.add_argument("names", nargs="*", metavar="PROFILE",

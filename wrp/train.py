@@ -304,3 +304,52 @@ def read_log(out_dir: str | Path) -> list[dict[str, float]]:
 
 def job_from_file(path: str | Path) -> Job:
     return Job.from_json(json.loads(Path(path).read_text()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", flip: bool = False,
+            scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB → (K, H, W) class probabilities, optionally averaged over a horizontal
+    flip and several input scales."""
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
+    x = ((x - _MEAN) / _STD).to(device)
+    H, W = x.shape[-2:]
+    total = 0
+    for scale in scales:
+        xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        for flipped in ((False, True) if flip else (False,)):
+            inp = xs.flip(-1) if flipped else xs
+            logits = model(inp)["out"]
+            logits = logits.flip(-1) if flipped else logits
+            logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+            total = total + logits.softmax(1)
+    return (total / (len(scales) * (2 if flip else 1)))[0].cpu()
+
+
+def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "cpu", flip: bool = False,
+             scales: tuple[float, ...] = (1.0,), progress: bool = True) -> dict[str, Any]:
+    """Confusion matrix, mIoU and per-class IoU of ``model`` on (image, label) files."""
+    from tqdm.auto import tqdm
+
+    from wrp.data import CLASS_NAMES, read_image, read_label
+    from wrp.metrics import confusion_matrix, iou, mean_iou
+
+    was_training = model.training
+    model.eval()
+    conf = 0
+    for image_path, label_path in tqdm(samples, desc="evaluate", disable=not progress):
+        probs = predict(model, read_image(image_path), device, flip, scales)
+        conf = conf + confusion_matrix(probs.argmax(0).numpy(), read_label(label_path))
+    model.train(was_training)
+    per_class = {CLASS_NAMES[i]: round(float(v) * 100, 2) for i, v in enumerate(iou(conf)) if np.isfinite(v)}
+    return {"miou": round(mean_iou(conf), 2), "per_class_iou": per_class, "images": len(samples),
+            "confusion": conf.tolist()}
