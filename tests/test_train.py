@@ -104,3 +104,19 @@ def test_a_bad_builder_and_a_bad_config_are_explained():
         Builder("tests.ddp_toys.model").build()
     with pytest.raises(ValueError, match="TrainConfig"):
         TrainConfig(iters=0)
+
+
+def test_the_baseline_segmenter_stage_trains_scores_and_is_reused(isolated_runs):
+    from wrp.experiments import train_segmenter
+
+    folder = train_segmenter("smoke", seed=0, iters=2, progress=False)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert 0 <= metrics["miou"] <= 100 and metrics["images"] == 1  # one validation partition
+    assert set(metrics["per_class_iou"]) <= {"road", "sidewalk", "building", "wall", "fence", "pole",
+                                             "traffic light", "traffic sign", "vegetation", "terrain",
+                                             "sky", "person", "rider", "car", "truck", "bus", "train",
+                                             "motorcycle", "bicycle"}
+    assert (folder / "model.pt").is_file() and (folder / "log.csv").is_file()
+    stamp = (folder / "model.pt").stat().st_mtime_ns
+    assert train_segmenter("smoke", seed=0, iters=2, progress=False) == folder
+    assert (folder / "model.pt").stat().st_mtime_ns == stamp, "a finished stage is not retrained"

@@ -70,6 +70,8 @@ def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: s
                                     "backbone": backbone or (SMALL_BACKBONES[arch] if small else None)}
     if small and arch != "deeplabv3":
         model_kwargs.update(ocr_mid=128, ocr_key=64)
+    if small and arch == "deeplabv3":
+        model_kwargs.update(output_stride=16)  # 3× faster on a CPU than output stride 8
     n_human = len(Manifest.load(manifest).train)
     return Job(
         model=Builder("wrp.models:build_model", model_kwargs),
