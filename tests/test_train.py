@@ -120,3 +120,16 @@ def test_the_baseline_segmenter_stage_trains_scores_and_is_reused(isolated_runs)
     stamp = (folder / "model.pt").stat().st_mtime_ns
     assert train_segmenter("smoke", seed=0, iters=2, progress=False) == folder
     assert (folder / "model.pt").stat().st_mtime_ns == stamp, "a finished stage is not retrained"
+
+
+def test_prediction_averages_flips_and_scales_into_probabilities():
+    from tests.ddp_toys import ToyNet
+    from wrp.train import predict
+
+    model = ToyNet(dropout=0.0).eval()
+    image = (torch.rand(16, 24, 3) * 255).to(torch.uint8).numpy()
+    plain = predict(model, image)
+    both = predict(model, image, flip=True, scales=(0.5, 1.0))
+    assert plain.shape == both.shape == (3, 16, 24)
+    assert torch.allclose(both.sum(0), torch.ones(16, 24), atol=1e-5)
+    assert not torch.allclose(plain, both), "flip and scales change the average"
