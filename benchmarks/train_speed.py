@@ -22,9 +22,9 @@ from wrp.models import SMALL_BACKBONES, build_model
 from wrp.profiles import get_profile
 
 VARIANTS = {
-    "deeplabv3 (g_ψ of the demo)": ("deeplabv3", {"output_stride": 16}),
+    "deeplabv3": ("deeplabv3", {"output_stride": 16}),
     "ocrnet": ("ocrnet", {"ocr_mid": 128, "ocr_key": 64}),
-    "msa_hrnet_ocr": ("msa_hrnet_ocr", {"ocr_mid": 128, "ocr_key": 64}),
+    "msa_hrnet_ocr (g_ψ of the demo)": ("msa_hrnet_ocr", {"ocr_mid": 128, "ocr_key": 64}),
 }
 
 

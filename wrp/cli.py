@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset with the shared engine (SGD, poly LR, SyncBN under DDP), then score it on the "
         "validation frames. Cached by its settings; a killed run resumes.")
     seg.add_argument("--profile", default="demo", choices=profile_names())
-    seg.add_argument("--arch", default="deeplabv3", choices=["deeplabv3", "ocrnet", "msa_hrnet_ocr"])
+    seg.add_argument("--arch", default="msa_hrnet_ocr", choices=["deeplabv3", "ocrnet", "msa_hrnet_ocr"],
+                     help="architecture (default: MSA-HRNet-OCR, the paper's g_ψ)")
     seg.add_argument("--backbone", default=None, help="timm backbone (default: the profile's)")
     seg.add_argument("--loss", default=None, choices=["ce", "rmi", "rll"], help="main loss (default ce)")
     seg.add_argument("--iters", type=int, default=None, help="override the profile's iterations")

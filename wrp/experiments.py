@@ -57,7 +57,7 @@ def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: 
                         centroids_generated=gen_index)
 
 
-def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: str = "deeplabv3",
+def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: str = "msa_hrnet_ocr",
                   backbone: str | None = None, loss: str = "ce", iters: int | None = None,
                   base_lr: float | None = None, device: str = "auto",
                   generated: list[list[str]] | None = None, human_share: float = 0.3) -> Job:
@@ -87,7 +87,7 @@ def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: s
     )
 
 
-def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "deeplabv3", nproc: int = 1,
+def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrnet_ocr", nproc: int = 1,
                     device: str = "auto", progress: bool = True, **job_overrides: Any) -> Path:
     """Train (or reuse) a segmenter on the human labels and score it on the validation frames.
 

@@ -252,9 +252,8 @@ def reproduce(
     if profile not in profile_names():
         raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profile_names())}")
     parameters = dict(parameters or {})
-    for reserved in ("profile",):
-        if reserved in parameters:
-            raise ReproduceError(f"set {reserved} with --profile, not with -p")
+    if "profile" in parameters:
+        raise ReproduceError("set profile with --profile, not with -p")
     notebooks = select_notebooks(discover_notebooks(folder), only)
     if not notebooks:
         raise ReproduceError(f"no numbered notebooks (NN_name.ipynb) in {folder or notebooks_dir()}")
