@@ -39,6 +39,7 @@ that sees the same surface: visible in both frames, at pixel resolution.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -684,8 +685,6 @@ def _record_job(args: tuple[SynthConfig, str, int]) -> dict[str, Any]:
     config, out, record = args
     marker = Path(out) / ".progress" / f"record_{record:06d}.json"
     if marker.is_file():  # finished before a kill: keep it
-        import json
-
         return json.loads(marker.read_text())
     summary = generate_record(config, Path(out), record)
     atomic_write_json(marker, summary)
@@ -703,8 +702,6 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
     out = Path(out)
     world_file = out / "world.json"
     if world_file.is_file():
-        import json
-
         existing = json.loads(world_file.read_text())
         if existing.get("config") != _config_json(config):
             raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
@@ -774,7 +771,17 @@ def world_for(profile: Any, seed: int = 0, progress: bool = True, **overrides: A
     config = SynthConfig.from_profile(get_profile(profile), seed, **overrides)
 
     def build(out: Path) -> dict[str, Any]:
-        generate_world(config, out, progress=progress)
+        # a separate process renders the world: worker pools never start inside a notebook kernel
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "wrp.synthetic", json.dumps(_config_json(config)), str(out)]
+        if not progress:
+            cmd.append("--no-progress")
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise RuntimeError(f"rendering the synthetic world into {out} failed (exit {done.returncode}); "
+                               "its error is above. A rerun resumes with the records already written")
         return {"frames": config.records * config.frames_per_record}
 
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]  # any change → a new world
@@ -782,6 +789,12 @@ def world_for(profile: Any, seed: int = 0, progress: bool = True, **overrides: A
 
 
 def _config_json(config: SynthConfig) -> dict[str, Any]:
-    import json
-
     return json.loads(json.dumps(asdict(config)))
+
+
+if __name__ == "__main__":  # python -m wrp.synthetic CONFIG_JSON OUT [--no-progress]
+    import sys
+
+    cfg = json.loads(sys.argv[1])
+    cfg["speed"] = tuple(cfg["speed"])
+    generate_world(SynthConfig(**cfg), sys.argv[2], progress="--no-progress" not in sys.argv)
