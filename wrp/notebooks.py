@@ -104,6 +104,12 @@ class NotebookRun:
         return path
 
 
+def interactive() -> bool:
+    """False in headless runs (``wrp reproduce`` sets ``WRP_HEADLESS=1``): widget cells then skip
+    the live control and rely on the static figure drawn before them."""
+    return os.environ.get("WRP_HEADLESS") != "1"
+
+
 def start(
     name: str,
     profile: str | Profile,
@@ -311,8 +317,8 @@ def _execute(
     executed.parent.mkdir(parents=True, exist_ok=True)
     print(f"[wrp] running {nb.name} at profile {profile} → {executed}", flush=True)
     started = time.time()
-    env_before = os.environ.get("WRP_PROFILE")
-    os.environ["WRP_PROFILE"] = profile
+    env_before = {k: os.environ.get(k) for k in ("WRP_PROFILE", "WRP_HEADLESS")}
+    os.environ.update(WRP_PROFILE=profile, WRP_HEADLESS="1")
     try:
         papermill.execute_notebook(
             str(nb),
@@ -331,10 +337,11 @@ def _execute(
         return NotebookResult(nb.stem, "failed", time.time() - started, executed, output_dir,
                               error=f"{ename}: {evalue} (see {executed})")
     finally:
-        if env_before is None:
-            os.environ.pop("WRP_PROFILE", None)
-        else:
-            os.environ["WRP_PROFILE"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.time() - started
     if not metrics_file.is_file():
         return NotebookResult(nb.stem, "failed", seconds, executed, output_dir,
