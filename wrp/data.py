@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
 
-from wrp.io import atomic_write_bytes, atomic_write_json
+from wrp.io import atomic_write_json, atomic_write_png
 
 IGNORE_INDEX = 255
 NUM_CLASSES = 19  # Cityscapes train ids 0..18
@@ -123,10 +123,7 @@ def read_label(path: str | Path) -> np.ndarray:
 
 def write_label_ids(path: str | Path, train_ids: np.ndarray) -> Path:
     """Write train ids as an official-label-id PNG, atomically (Cityscapes tools read it as is)."""
-    ok, data = cv2.imencode(".png", TRAIN_TO_LABEL[np.asarray(train_ids, dtype=np.uint8)])
-    if not ok:
-        raise DatasetError(f"could not encode a label for {path}")
-    return atomic_write_bytes(path, data.tobytes())
+    return atomic_write_png(path, TRAIN_TO_LABEL[np.asarray(train_ids, dtype=np.uint8)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,6 +55,16 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[BinaryIO], None]) 
     return Path(path)
 
 
+def atomic_write_png(path: str | os.PathLike[str], array: Any) -> Path:
+    """Encode an (H, W) or (H, W, 3) uint8 array (BGR, as OpenCV) as PNG and write it atomically."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"could not encode a PNG for {path}")
+    return atomic_write_bytes(path, data.tobytes())
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)

@@ -55,7 +55,6 @@ def warp(source: torch.Tensor | np.ndarray, flow: torch.Tensor | np.ndarray, mod
     out = F.grid_sample(work, grid.to(work.dtype), mode=mode, padding_mode=padding, align_corners=True)
     if not src.is_floating_point():
         out = out.round().to(dtype)
-    _, H, W, _ = fl.shape
     px = grid[..., 0]
     py = grid[..., 1]
     inside = (px >= -1 - 1e-6) & (px <= 1 + 1e-6) & (py >= -1 - 1e-6) & (py <= 1 + 1e-6)

@@ -51,7 +51,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wrp.io import atomic_write_bytes, atomic_write_json
+from wrp.io import atomic_save, atomic_write_json, atomic_write_png
 
 WORLD_VERSION = 1
 CITY, SPLIT = "synth", "all"
@@ -617,19 +617,8 @@ def true_flow(config: SynthConfig, src: Render, dst: Render, dt: int) -> tuple[n
 # ---------------------------------------------------------------------------------------------
 # Writing a world
 # ---------------------------------------------------------------------------------------------
-def _png(path: Path, array: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    atomic_write_bytes(path, data.tobytes())
-
-
 def _npy(path: Path, array: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_save(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def _frame_paths(out: Path, record: int, frame: int) -> dict[str, Path]:
@@ -661,8 +650,8 @@ def generate_record(config: SynthConfig, out: Path, record: int) -> dict[str, An
         rng = np.random.default_rng([config.seed, record, frame, 11])
         noisy = image + rng.normal(0, config.noise_sigma, image.shape).astype(np.float32)
         rgb = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-        _png(paths["image"], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        _png(paths["label"], current.label)
+        atomic_write_png(paths["image"], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        atomic_write_png(paths["label"], current.label)
         for direction, other, dt in (("backward", prev, -1), ("forward", nxt, 1)):
             if other is None:
                 flow = np.zeros((config.height, config.width, 2), np.float32)
@@ -672,7 +661,7 @@ def generate_record(config: SynthConfig, out: Path, record: int) -> dict[str, An
                 if direction == "backward":
                     valid_share.append(float(valid.mean()))
             _npy(paths[f"flow_{direction}"], flow)
-            _png(paths[f"valid_{direction}"], valid.astype(np.uint8) * 255)
+            atomic_write_png(paths[f"valid_{direction}"], valid.astype(np.uint8) * 255)
         pixel_counts += np.bincount(current.label.ravel(), minlength=256)
         prev, current = current, nxt
     return {"record": record, "frames": frames, "camera_m_per_frame": round(scene.meta["speed"], 4),
