@@ -92,6 +92,53 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_denoiser(args: argparse.Namespace) -> int:
+    import json
+
+    from wrp.denoiser import train_denoiser
+
+    overrides = {k: v for k, v in (("iters", args.iters), ("base_lr", args.lr)) if v is not None}
+    try:
+        folder = train_denoiser(args.profile, args.seed, nproc=args.nproc, device=args.device,
+                                progress=not args.no_progress, **overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wrp train-denoiser: error: {exc}", file=sys.stderr)
+        return 2
+    held = json.loads((folder / "metrics.json").read_text())["held_out"]
+    print(f"held-out cyclic labels: mIoU {held['cyclic']:.2f} before Ω, {held['refined']:.2f} after; "
+          f"model in {folder}")
+    return 0
+
+
+def _cmd_propagate(args: argparse.Namespace) -> int:
+    import json
+
+    from wrp.experiments import propagate, read_accuracy
+    from wrp.propagation import POLICIES
+
+    policies = tuple(args.policy) if args.policy else POLICIES
+    try:
+        folder = propagate(args.profile, args.seed, args.split, policies, flow=args.flow, device=args.device,
+                           batch=args.batch, confidence=args.confidence, out=args.out,
+                           progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wrp propagate: error: {exc}", file=sys.stderr)
+        return 2
+    rows = read_accuracy(folder)
+    distances = sorted({int(r["distance"]) for r in rows})
+    shown = [d for d in distances if d in (1, 2, 3, 5, 10) or d == distances[-1]]
+    print("mIoU (%) of the propagated labels by distance from the labelled frame "
+          "(unlabelled pixels count as wrong):")
+    print(f"{'policy':<15}" + "".join(f"{'d=' + str(d):>8}" for d in shown))
+    for policy in policies:
+        cells = {int(r["distance"]): r["miou"] for r in rows if r["policy"] == policy}
+        print(f"{policy:<15}" + "".join(f"{cells[d]:>8.1f}" for d in shown))
+    speed = json.loads((folder / "speed.json").read_text())
+    print("frames/s: " + ", ".join(f"{p} {v['frames_per_s']:.1f}" for p, v in speed.items()))
+    print(f"labels in {folder / 'labels'}")
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in profile_names()]
     if unknown:
@@ -186,6 +233,40 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--no-progress", action="store_true")
     seg.set_defaults(func=_cmd_train_seg)
 
+    den = commands.add_parser(
+        "train-denoiser", help="train the denoiser Ω on cyclic warped labels of the labelled frames",
+        description="Build the cyclic warped labels of the human-labelled training frames "
+        "(t → t±p → t, every cycle length of the profile, both directions) and train Ω with RMI on "
+        "them, with g_ψ frozen. Scores Ω on the held-out records' cycles. Cached; resumes.")
+    den.add_argument("--profile", default="demo", choices=profile_names())
+    den.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
+    den.add_argument("--lr", type=float, default=None, help="override the base learning rate")
+    den.add_argument("--seed", type=int, default=0)
+    den.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
+    den.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    den.add_argument("--no-progress", action="store_true")
+    den.set_defaults(func=_cmd_train_denoiser)
+
+    prop = commands.add_parser(
+        "propagate", help="label every frame from the labelled ones: copy … warp-refine",
+        description="Propagate each labelled frame's label to ±k frames with each policy (copy, "
+        "motion-only, semantic-only, warp-inpaint, warp-refine), training g_ψ and Ω first if "
+        "needed. Labels are written in the Cityscapes layout under labels/<policy>/, atomically; a "
+        "killed run resumes. Prints mIoU by distance against the ground truth.")
+    prop.add_argument("--profile", default="demo", choices=profile_names())
+    prop.add_argument("--seed", type=int, default=0)
+    prop.add_argument("--split", default="val", choices=["train", "val"])
+    prop.add_argument("--policy", action="append", choices=list(_policies()),
+                      help="a policy to run (repeatable; default: all five)")
+    prop.add_argument("--flow", default="dis", choices=["dis", "farneback", "true"],
+                      help="motion estimator (default DIS; 'true' is the synthetic world's oracle)")
+    prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
+    prop.add_argument("--batch", type=int, default=8, help="clips propagated together")
+    prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
+    prop.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    prop.add_argument("--no-progress", action="store_true")
+    prop.set_defaults(func=_cmd_propagate)
+
     prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")
     prof.add_argument("names", nargs="*", metavar="PROFILE",
                       help=f"profiles to show (default: all of {', '.join(profile_names())})")
@@ -195,9 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     stg.set_defaults(func=_cmd_stages)
 
     # one line per command, from the help each sub-parser was registered with
-    lines = [f"  {a.dest:<11} {a.help}" for a in commands._choices_actions]
+    lines = [f"  {a.dest:<15} {a.help}" for a in commands._choices_actions]
     parser.epilog = "commands:\n" + "\n".join(lines) + "\n\n'wrp COMMAND --help' for the options of one."
     return parser
+
+
+def _policies() -> tuple[str, ...]:
+    from wrp.propagation import POLICIES
+
+    return POLICIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:

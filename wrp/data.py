@@ -461,3 +461,103 @@ class GroundTruth:
 
     def label(self, clip_id: str, position: int) -> np.ndarray:
         return read_label(self.label_path(clip_id, position))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees written by data_scripts/prepare_*.py
+# ---------------------------------------------------------------------------------------------
+PREPARED_FILE = "splits/dataset.json"  # what a prepare script decided: partitions, split, label format
+LABEL_FORMATS = ("cityscapes", "nyu40")  # official Cityscapes label ids | NYU-V2 40 classes (0 = void)
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A tree written by a ``data_scripts/prepare_*.py`` script, as its ``splits/dataset.json`` says.
+
+    The tree itself is the Cityscapes sequence layout every stage reads; this object adds what the
+    script decided and the layout cannot say: the partition length and the labelled position
+    (Cityscapes: 30 frames, frame 19; ApolloScape, KITTI, NYU-V2: 21 frames, the centre), how to
+    split (``layout``: the ``train``/``val`` folders; ``cv2``: by city), the records of each split
+    (``splits/train.txt``, ``splits/val.txt``) and how label files encode classes.
+    """
+
+    root: Path
+    dataset: str
+    partition_length: int
+    labelled: int
+    split_mode: str
+    label_format: str = "cityscapes"
+    num_classes: int = NUM_CLASSES
+    seed: int = 0
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+
+    def split_config(self) -> SplitConfig:
+        """The :class:`SplitConfig` that rebuilds exactly the prepared split."""
+        return SplitConfig(partition_length=self.partition_length, labelled=self.labelled,
+                           mode=self.split_mode, seed=self.seed)
+
+    def read_label(self, path: str | Path) -> np.ndarray:
+        """(H, W) uint8 train ids (0..num_classes-1, 255 = ignore) of one label file of this tree."""
+        if self.label_format == "cityscapes":
+            return read_label(path)
+        label = _imread(path, "label", cv2.IMREAD_UNCHANGED)
+        if label.ndim != 2 or label.dtype != np.uint8:
+            raise DatasetError(f"label {path} has shape {label.shape} and dtype {label.dtype}; expected a "
+                               f"single-channel 8-bit PNG of {self.label_format} ids")
+        if (bad := np.unique(label[label > self.num_classes])).size:
+            raise DatasetError(f"label {path} holds ids {bad.tolist()} outside 0..{self.num_classes} "
+                               f"({self.label_format}: 0 = void); re-run the prepare script")
+        return np.where(label == 0, IGNORE_INDEX, label - 1).astype(np.uint8)
+
+    def manifest(self, check: bool = True) -> Manifest:
+        """``build_manifest`` with the prepared split, checked against ``splits/{train,val}.txt``."""
+        cityscapes_ids = self.label_format == "cityscapes"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gaps between snippets of one record are expected here
+            manifest = build_manifest(self.root, self.split_config(), check=check and cityscapes_ids)
+        if check and not cityscapes_ids:
+            for part in manifest.train + manifest.val:
+                ref = part.frames[part.labelled]
+                size = png_size(ref.image(self.root))
+                if (shape := self.read_label(ref.label(self.root)).shape) != size:
+                    raise DatasetError(f"label {ref.label(self.root)} is {shape[1]}×{shape[0]} but its image "
+                                       f"is {size[1]}×{size[0]}")
+        for split, listed in (("train", self.train), ("val", self.val)):
+            found = {p.record_id for p in getattr(manifest, split)}
+            if found != set(listed):
+                extra, lost = sorted(found - set(listed)), sorted(set(listed) - found)
+                raise DatasetError(
+                    f"the {split} records under {self.root} differ from splits/{split}.txt "
+                    f"(not listed: {extra[:3]}, listed but incomplete or absent: {lost[:3]}); files were "
+                    "added or removed after preparation — re-run the prepare script"
+                )
+        return manifest
+
+
+def read_prepared(root: str | Path) -> PreparedDataset:
+    """The :class:`PreparedDataset` of a tree made by a ``data_scripts/prepare_*.py`` script."""
+    root = Path(root)
+    path = root / PREPARED_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"no {PREPARED_FILE} in {root}: the tree was not made by a data_scripts/"
+                           "prepare_*.py script; build its manifest with build_manifest(root, SplitConfig(...))"
+                           ) from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); re-run the prepare script") from None
+    if info.get("label_format", "cityscapes") not in LABEL_FORMATS:
+        raise DatasetError(f"{path}: unknown label_format {info.get('label_format')!r}; expected one of "
+                           f"{LABEL_FORMATS}")
+
+    def records(split: str) -> tuple[str, ...]:
+        listing = root / "splits" / f"{split}.txt"
+        if not listing.is_file():
+            raise DatasetError(f"missing {listing}; re-run the prepare script")
+        return tuple(line.strip() for line in listing.read_text().splitlines() if line.strip())
+
+    return PreparedDataset(root, info["dataset"], int(info["partition_length"]), int(info["labelled"]),
+                           info["split_mode"], info.get("label_format", "cityscapes"),
+                           int(info.get("num_classes", NUM_CLASSES)), int(info.get("seed") or 0),
+                           records("train"), records("val"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wrp.data import Manifest, SplitConfig, build_manifest, human_samples
-from wrp.io import atomic_write_json
+from wrp.io import atomic_write_json, atomic_write_text
 from wrp.launch import launch
 from wrp.profiles import Profile, get_profile
 from wrp.stages import Stage
@@ -43,7 +43,8 @@ def manifest_for(profile: str | Profile, seed: int = 0) -> Path:
 
 def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: int = 0,
                          human_share: float = 0.3, generated: list[list[str]] | None = None,
-                         class_uniform_share: float = 0.5, centroid_cache: str | None = None):
+                         class_uniform_share: float = 0.5, centroid_cache: str | None = None,
+                         augment: dict[str, Any] | None = None):
     """Training data of a segmenter: human labels of the train partitions (+ generated ones),
     mixed and augmented per supplementary 3.1 (``wrp.mixing``)."""
     from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
@@ -54,14 +55,15 @@ def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: 
     gen_index = (CentroidIndex.build([lab for _, lab in gen], progress=False) if gen else None)
     return MixedDataset(human, gen, MixConfig(epoch_size=epoch_size, human_share=human_share,
                                               class_uniform_share=class_uniform_share, seed=seed),
-                        AugmentConfig(crop=tuple(crop)), centroids_human=index,
+                        AugmentConfig(crop=tuple(crop), **(augment or {})), centroids_human=index,
                         centroids_generated=gen_index)
 
 
 def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: str = "msa_hrnet_ocr",
                   backbone: str | None = None, loss: str = "ce", iters: int | None = None,
                   base_lr: float | None = None, device: str = "auto",
-                  generated: list[list[str]] | None = None, human_share: float = 0.3) -> Job:
+                  generated: list[list[str]] | None = None, human_share: float = 0.3,
+                  crop: list[int] | None = None, augment: dict[str, Any] | None = None) -> Job:
     """The :class:`~wrp.train.Job` that trains one segmenter at a profile's sizes."""
     from wrp.models import SMALL_BACKBONES
 
@@ -78,8 +80,8 @@ def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: s
         model=Builder("wrp.models:build_model", model_kwargs),
         data=Builder("wrp.experiments:segmentation_dataset", {
             "manifest": str(manifest), "epoch_size": max(3 * n_human, prof.batch_size),
-            "crop": [prof.height, prof.width], "seed": seed, "generated": generated,
-            "human_share": human_share if generated else 1.0}),
+            "crop": list(crop or prof.seg_crop), "seed": seed, "generated": generated,
+            "human_share": human_share if generated else 1.0, "augment": augment}),
         loss=Builder("wrp.losses:SegmentationLoss", {"main": loss}),
         train=TrainConfig(iters=iters or prof.seg_iters, batch_size=prof.batch_size,
                           base_lr=base_lr or BASE_LR.get(prof.dataset, 0.01), seed=seed,
@@ -108,3 +110,88 @@ def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrne
         return {"miou": scores["miou"], "images_per_s": result["images_per_s"]}
 
     return Stage("segmenter", {"job": job.to_json(), "nproc": nproc}).run(build)
+
+
+def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
+              policies: tuple[str, ...] | None = None, flow: str = "dis", device: str = "auto",
+              batch: int = 8, confidence: bool = False,
+              out: str | Path | None = None, progress: bool = True) -> Path:
+    """Propagate the labelled frames of ``split`` to ±k frames with each policy (``wrp propagate``).
+
+    Trains (or reuses) ``g_ψ`` and Ω as the policies need, then writes every frame's label under
+    ``<folder>/labels/<policy>/gtFine/<split>/<city>/…_gtFine_labelIds.png`` (atomically; a killed
+    run resumes without redoing finished frames), ``speed.json`` (frames/s per policy) and, where
+    the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
+    coverage per policy and distance. ``out`` defaults to a cached stage folder.
+    """
+    import csv
+    import io
+    import json
+
+    from wrp.denoiser import CachedSegmenter, train_denoiser
+    from wrp.motion import make_estimator
+    from wrp.propagation import _NEEDS_SEGMENTER, POLICIES, Propagator, propagate_clips, propagation_accuracy
+    from wrp.runtime import resolve_device
+    from wrp.train import job_from_file
+
+    prof = get_profile(profile)
+    policies = tuple(policies or POLICIES)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split={split!r}; use 'train' or 'val'")
+    manifest = manifest_for(prof, seed)
+    needs_seg = bool(set(policies) & _NEEDS_SEGMENTER)
+    seg = train_segmenter(prof, seed, progress=progress) if needs_seg else None
+    den = train_denoiser(prof, seed, progress=progress) if "warp-refine" in policies else None
+    config = {"manifest": str(manifest), "split": split, "policies": list(policies), "flow": flow,
+              "k": prof.k, "segmenter": str(seg) if seg else None, "denoiser": str(den) if den else None,
+              "confidence": confidence, "version": 1}
+
+    def build(folder: Path) -> dict[str, Any]:
+        dev = resolve_device(device)
+        m = Manifest.load(manifest)
+        clips = m.clips(split)
+        segmenter = (CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg, dev), dev)
+                     if seg else None)
+        denoiser = load_model(job_from_file(den / "job.json"), den, dev) if den else None
+        propagator = Propagator(make_estimator(flow), segmenter, denoiser, dev)
+        speed_path = folder / "speed.json"
+        speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
+        for policy in policies:
+            result = propagate_clips(clips, policy, folder / "labels", propagator, prof.k, batch,
+                                     confidence, progress)
+            if result["frames"]:  # a policy finished before a resume keeps its first timing
+                rate = result["frames"] / max(result["seconds"], 1e-9)
+                speed[policy] = {**result, "frames_per_s": round(rate, 2)}
+                atomic_write_json(speed_path, speed)
+        rows = propagation_accuracy(clips, m.ground_truth(split), folder / "labels", policies, prof.k)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(folder / "accuracy.csv", buffer.getvalue())
+        return {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
+
+    if out is None:
+        return Stage("propagation", config).run(build)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded = folder / "propagation.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != json.loads(json.dumps(config)):
+        raise ValueError(f"{folder} holds labels propagated with other settings (see {recorded}); "
+                         "choose another --out or delete that folder")
+    atomic_write_json(recorded, config)
+    build(folder)
+    return folder
+
+
+def read_accuracy(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of a propagation folder's ``accuracy.csv`` (numbers as floats)."""
+    import csv
+
+    with open(Path(folder) / "accuracy.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k: (v if k == "policy" else (float(v) if v != "" else float("nan"))) for k, v in row.items()}
+            for row in rows]

@@ -36,8 +36,11 @@ class Profile:
     # --- models and training (supplementary 3.1) ---
     seg_backbone: str = "resnext50_32x4d"
     batch_size: int = 8
+    crop: tuple[int, int] | None = None  # training crop (height, width); None: the whole frame
     seg_iters: int = 1000
     denoiser_iters: int = 1000
+    denoiser_crop: tuple[int, int] | None = None  # Ω's training crop; None: the whole frame
+    denoiser_width: int = 64  # channels of Ω's first layer (doubling at each of 3 downsamplings)
     epochs: int = 175
     seeds: tuple[int, ...] = (0, 1, 2)
     # --- execution ---
@@ -61,6 +64,8 @@ class Profile:
             )
         if not self.cycle_lengths or min(self.cycle_lengths) < 1:
             problems.append(f"cycle_lengths={self.cycle_lengths} must be non-empty and ≥ 1")
+        if self.crop is not None and not (0 < self.crop[0] <= self.height and 0 < self.crop[1] <= self.width):
+            problems.append(f"crop={self.crop} must lie inside the frame ({self.height}, {self.width})")
         if not self.seeds:
             problems.append("seeds must name at least one seed")
         if problems:
@@ -70,6 +75,11 @@ class Profile:
     def labelled_index(self) -> int:
         """Index of the human-labelled frame inside a partition (its centre)."""
         return self.partition_length // 2
+
+    @property
+    def seg_crop(self) -> tuple[int, int]:
+        """Training crop of the segmenters: ``crop`` or the whole frame."""
+        return tuple(self.crop) if self.crop else (self.height, self.width)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +102,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=2,
         seg_iters=4,
         denoiser_iters=4,
+        denoiser_width=8,
         epochs=1,
         seeds=(0,),
         cell_timeout_s=600,
@@ -110,8 +121,10 @@ PROFILES: dict[str, Profile] = {
         cycle_lengths=(1, 2, 4, 6, 8, 10),
         seg_backbone="resnet18",
         batch_size=8,
-        seg_iters=600,
+        seg_iters=1000,
         denoiser_iters=600,
+        denoiser_crop=(64, 128),
+        denoiser_width=16,
         epochs=1,
         seeds=(0, 1, 2),
         cell_timeout_s=1800,

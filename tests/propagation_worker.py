@@ -1,0 +1,46 @@
+"""A propagation run for the resume test: random-weight g_ψ and Ω (seeded), the smoke world's
+validation clip, warp-refine; ``--delay`` slows every step so the test can kill it mid-way.
+
+    python tests/propagation_worker.py OUT [--delay SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from wrp.data import Manifest
+from wrp.denoiser import CachedSegmenter, Denoiser
+from wrp.experiments import manifest_for
+from wrp.models import SMALL_BACKBONES, build_model
+from wrp.motion import make_estimator
+from wrp.propagation import Propagator, propagate_clips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    seg = build_model("msa_hrnet_ocr", backbone=SMALL_BACKBONES["msa_hrnet_ocr"], ocr_mid=32,
+                      ocr_key=16).eval()
+    omega = Denoiser(ngf=8, ocr_channels=32).eval()
+    propagator = Propagator(make_estimator("dis"), CachedSegmenter(seg), omega)
+    if args.delay:
+        step = propagator.step
+
+        def slow(policy, items):
+            time.sleep(args.delay)
+            return step(policy, items)
+
+        propagator.step = slow
+    clips = Manifest.load(manifest_for("smoke", 0)).clips("val")
+    print(propagate_clips(clips, "warp-refine", args.out, propagator, k=4, batch=1, confidence=True,
+                          progress=False))
+
+
+if __name__ == "__main__":
+    main()

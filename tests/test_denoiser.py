@@ -1,0 +1,189 @@
+"""The denoiser Ω, its cyclic training pairs, and propagation of a dataset with every policy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO
+from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
+from wrp.denoiser import CachedSegmenter, CyclicDataset, Denoiser, make_cyclic_samples, pack_inputs
+from wrp.losses import SegmentationLoss
+from wrp.metrics import confusion_matrix, mean_iou
+from wrp.models import SMALL_BACKBONES, build_model
+from wrp.motion import make_estimator
+from wrp.propagation import (
+    POLICIES,
+    Propagator,
+    label_file,
+    one_hot,
+    propagate_clips,
+    propagation_accuracy,
+)
+
+K = NUM_CLASSES
+
+
+def _segmenter() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("msa_hrnet_ocr", backbone=SMALL_BACKBONES["msa_hrnet_ocr"], ocr_mid=32, ocr_key=16)
+
+
+def test_omega_maps_its_inputs_to_class_logits_at_any_size_and_uses_the_ocr_features():
+    torch.manual_seed(0)
+    omega = Denoiser(ngf=8, ocr_channels=32).eval()
+    x = torch.randn(2, 6 + K + 1, 37, 50)  # not a multiple of 8: padded inside, cropped back
+    ocr = torch.randn(2, 32, 10, 13)
+    with torch.no_grad():
+        out = omega(x, ocr)["out"]
+        other = omega(x, ocr * -1)["out"]
+    assert out.shape == (2, K, 37, 50)
+    assert not torch.allclose(out, other), "the semantic cue (OCR features) must reach the output"
+    with pytest.raises(ValueError, match="input channels"):
+        omega(torch.randn(1, 5, 32, 32), ocr)
+    with pytest.raises(ValueError, match="holds no segmenter"):
+        omega(x)
+
+
+def test_the_schematic_shapes_follow_three_downsamplings():
+    omega = Denoiser(ngf=16, ocr_channels=32)
+    shapes = dict(omega.layer_shapes(128, 256))
+    assert shapes["input"] == (6 + K + 1, 128, 256)
+    assert shapes["stem"] == (16, 128, 256)
+    assert shapes["bottleneck"] == (128, 16, 32)
+    assert shapes["logits"] == (K, 128, 256)
+
+
+def test_g_psi_stays_frozen_while_omega_trains():
+    seg = _segmenter()
+    omega = Denoiser(ngf=8, ocr_channels=32, semantic=seg).train()
+    before = {k: v.clone() for k, v in seg.state_dict().items()}
+    opt = torch.optim.SGD(omega.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(2, 6 + K + 1, 32, 64)
+    y = torch.randint(0, K, (2, 32, 64))
+    loss, _ = SegmentationLoss("rmi", aux_weight=0)(omega(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert not seg.training, "g_ψ must stay in eval mode (its BatchNorm statistics frozen)"
+    assert all(torch.equal(before[k], v) for k, v in seg.state_dict().items())
+    assert omega.stem[0].weight.grad is not None
+
+
+def test_packed_inputs_put_the_normalised_target_image_first():
+    image = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    label = one_hot(np.full((4, 4), 2, np.uint8))[None]
+    x = pack_inputs(image, image.float(), label, torch.ones(1, 4, 4, dtype=torch.bool))
+    assert x.shape == (1, 6 + K + 1, 4, 4)
+    assert torch.allclose(x[0, 0], torch.full((4, 4), (1 - 0.485) / 0.229))
+    assert x[0, 6 + 2].eq(1).all() and x[0, -1].eq(1).all()
+
+
+@pytest.fixture(scope="module")
+def smoke_clips(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("WRP_RUNS")
+    os.environ["WRP_RUNS"] = str(runs)
+    try:
+        from wrp.experiments import manifest_for
+
+        manifest = Manifest.load(manifest_for("smoke", 0))
+        yield manifest, runs
+    finally:
+        if old is None:
+            os.environ.pop("WRP_RUNS")
+        else:
+            os.environ["WRP_RUNS"] = old
+
+
+def test_cyclic_samples_come_from_labelled_frames_only_and_load_as_training_pairs(smoke_clips, tmp_path):
+    manifest, _ = smoke_clips
+    clips = manifest.clips("train")
+    arrays = make_cyclic_samples(clips, (1, 2), make_estimator("dis"), CachedSegmenter(_segmenter().eval()),
+                                 progress=False)
+    # every clip, p ∈ {1, 2}, both directions; the targets are the human labels themselves
+    assert len(arrays["meta"]) == len(clips) * 2 * 2
+    for (ci, _, _), label in zip(arrays["meta"], arrays["label"], strict=True):
+        assert np.array_equal(label, clips[ci].label(clips[ci].labelled))
+    np.savez(tmp_path / "samples.npz", **arrays)
+    data = CyclicDataset(tmp_path / "samples.npz", seed=3, crop=(32, 64))
+    x, y = data[1]
+    assert x.shape == (6 + K + 1, 32, 64) and y.shape == (32, 64) and y.dtype == torch.int64
+    x2, y2 = CyclicDataset(tmp_path / "samples.npz", seed=3, crop=(32, 64))[1]
+    assert torch.equal(x, x2) and torch.equal(y, y2), "the same seed must give the same crop and flip"
+    with pytest.raises(ValueError, match="does not fit"):
+        CyclicDataset(tmp_path / "samples.npz", crop=(1000, 64))
+
+
+def test_every_policy_labels_every_frame_and_copy_scores_as_the_human_label(smoke_clips, tmp_path):
+    manifest, _ = smoke_clips
+    clips = manifest.clips("val")
+    torch.manual_seed(0)
+    propagator = Propagator(make_estimator("dis"), CachedSegmenter(_segmenter().eval()),
+                            Denoiser(ngf=8, ocr_channels=32).eval())
+    k = 4
+    for policy in POLICIES:
+        result = propagate_clips(clips, policy, tmp_path, propagator, k, progress=False)
+        assert result["frames"] == sum(len(c) for c in clips)  # 9-frame clips, k = 4: all frames
+    truth = manifest.ground_truth("val")
+    rows = propagation_accuracy(clips, truth, tmp_path, POLICIES, k)
+    assert {(r["policy"], r["distance"]) for r in rows} == {(p, d) for p in POLICIES for d in range(1, k + 1)}
+    clip = clips[0]
+    conf = sum(confusion_matrix(clip.label(clip.labelled), truth.label(clip.clip_id, clip.labelled + s * 2))
+               for s in (1, -1))
+    copy2 = next(r for r in rows if r["policy"] == "copy" and r["distance"] == 2)
+    assert copy2["miou"] == pytest.approx(round(mean_iou(conf), 2))
+    assert all(r["coverage"] == 100.0 for r in rows if r["policy"] != "warp-inpaint")
+    with pytest.raises(ValueError, match="needs the denoiser"):
+        propagate_clips(clips, "warp-refine", tmp_path / "x", Propagator(make_estimator("dis"),
+                        CachedSegmenter(_segmenter().eval())), k, progress=False)
+    with pytest.raises(ValueError, match="unknown policy"):
+        propagate_clips(clips, "magic", tmp_path / "x", propagator, k, progress=False)
+
+
+def test_unlabelled_pixels_of_a_policy_count_as_wrong(smoke_clips, tmp_path):
+    manifest, _ = smoke_clips
+    clips = manifest.clips("val")
+    truth = manifest.ground_truth("val")
+    propagator = Propagator(make_estimator("dis"))
+    propagate_clips(clips, "copy", tmp_path, propagator, 1, progress=False)
+    clip = clips[0]
+    path = label_file(tmp_path, "copy", clip.frames[clip.labelled + 1])
+    from wrp.data import write_label_ids
+
+    write_label_ids(path, np.full(truth.label(clip.clip_id, 0).shape, IGNORE_INDEX, np.uint8))
+    rows = propagation_accuracy(clips, truth, tmp_path, ["copy"], 1)
+    assert rows[0]["coverage"] == pytest.approx(50.0, abs=0.01)  # one of the two d=1 frames abstained
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_a_propagation_killed_with_sigkill_resumes_to_identical_files(smoke_clips, tmp_path):
+    _, runs = smoke_clips
+    env = {**os.environ, "WRP_RUNS": str(runs), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "tests" / "propagation_worker.py")]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(cmd + [str(whole)], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(cmd + [str(killed), "--delay", "0.5"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed.rglob("*_labelIds.png"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(list(killed.rglob("*_labelIds.png")))
+    assert 3 <= partial < 9, f"the kill should land mid-run, {partial} of 9 labels were written"
+    done = subprocess.run(cmd + [str(killed)], cwd=REPO, env=env, check=True, capture_output=True,
+                          text=True, timeout=300)
+    assert f"'skipped': {partial}" in done.stdout
+    assert _files(whole) == {k: v for k, v in _files(killed).items() if k in _files(whole)}
+    assert set(_files(whole)) == set(_files(killed))
