@@ -311,3 +311,160 @@ def warp_step_figure(image_next: np.ndarray, label_t: np.ndarray, warped: np.nda
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The denoiser Ω (supplementary Figure 2) and propagation results (Figure 4, accuracy by distance)
+# ---------------------------------------------------------------------------------------------
+POLICY_COLOURS = {"copy": "#9e9e9e", "motion-only": "#1e88e5", "semantic-only": "#43a047",
+                  "warp-inpaint": "#fb8c00", "warp-refine": "#d81b60"}
+
+
+def denoiser_figure(shapes: list[tuple[str, tuple[int, ...]]], title: str = ""):
+    """Schematic of Ω drawn from the configured model's own tensor shapes
+    (``Denoiser.layer_shapes``): the encoder goes down, the OCR features of ``g_ψ`` join at the
+    bottleneck, the decoder comes back up with skip connections to class logits."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    shape = dict(shapes)
+    enc = ["stem"] + sorted((n for n in shape if n.startswith("down")), key=lambda n: int(n.split()[1]))
+    dec = sorted((n for n in shape if n.startswith("up ")), key=lambda n: int(n.split()[1]))
+    depth = len(enc) - 1
+    full_h = shape["input"][1]
+    step, half_w = 1.75, 0.72
+    fig, ax = plt.subplots(figsize=(15, 6.2))
+    boxes: dict[str, tuple[float, float, float]] = {}  # centre x, centre y, half height
+
+    def box(name: str, x: float, level: float, colour: str, label: str) -> None:
+        c, h, w = shape[name]
+        half_h = 0.32 + 0.33 * (h / full_h) ** 0.5  # taller boxes for higher resolution
+        y = 5.0 - 1.3 * level
+        ax.add_patch(FancyBboxPatch((x - half_w, y - half_h), 2 * half_w, 2 * half_h,
+                                    boxstyle="round,pad=0.03", fc=colour, ec="#37474f", lw=1))
+        ax.text(x, y, f"{label}\n{c}×{h}×{w}", ha="center", va="center", fontsize=8.5)
+        boxes[name] = (x, y, half_h)
+
+    def arrow(a: str, b: str, colour: str = "#37474f") -> None:
+        (xa, ya, _), (xb, yb, hb) = boxes[a], boxes[b]
+        end = (xb - half_w, yb) if abs(ya - yb) < 1e-6 or xb - xa > 1.0 else (xb, yb + hb)
+        ax.add_patch(FancyArrowPatch((xa + half_w, ya), end, arrowstyle="-|>", mutation_scale=12,
+                                     color=colour, lw=1.4, shrinkA=2, shrinkB=2))
+
+    box("input", 0.0, 0, "#eceff1", "input: $I_{t+1}$, $I^w_t$,\none-hot $L^w_t$, valid")
+    for i, name in enumerate(enc):
+        box(name, step * (i + 1), i, "#bbdefb", "7×7 conv" if name == "stem" else f"{name}, stride 2")
+    xb = step * (depth + 2)
+    box("bottleneck", xb, depth, "#90caf9", "residual blocks")
+    box("OCR features", xb, depth - 1.9, "#c8e6c9", "OCR features of\n$g_\\psi(I_{t+1})$, frozen")
+    box("fuse", xb + step, depth, "#a5d6a7", "concat + conv")
+    for i, name in enumerate(dec):
+        box(name, xb + step * (2 + i), depth - 1 - i, "#ffe0b2", f"{name}: ×2 + skip")
+    box("logits", xb + step * (2 + len(dec)), 0, "#f8bbd0", "class logits")
+    chain = ["input"] + enc + ["bottleneck", "fuse"] + dec + ["logits"]
+    for a, b in zip(chain[:-1], chain[1:], strict=True):
+        arrow(a, b)
+    (xo, yo, _), (xf, yf, hf) = boxes["OCR features"], boxes["fuse"]
+    ax.add_patch(FancyArrowPatch((xo + half_w, yo), (xf, yf + hf), arrowstyle="-|>", mutation_scale=12,
+                                 color="#2e7d32", lw=1.6, connectionstyle="arc3,rad=-0.2"))
+    for skip, name in zip(reversed(enc[:-1]), dec, strict=False):  # U-Net skips at equal resolution
+        (x0, y0, h0), (x1, y1, h1) = boxes[skip], boxes[name]
+        ax.add_patch(FancyArrowPatch((x0 + 0.3, y0 + h0), (x1 - 0.3, y1 + h1),
+                                     connectionstyle="arc3,rad=-0.08", arrowstyle="-|>",
+                                     mutation_scale=10, color="#8d6e63", lw=1, ls="--"))
+    ax.text(xb + step / 2, 5.0 - 1.3 * depth - 1.0,
+            "dashed: skip connections (concatenated)      green: the semantic cue of $g_\\psi$",
+            ha="center", fontsize=9, color="#455a64")
+    ax.set_xlim(-1.0, xb + step * (2 + len(dec)) + 1.0)
+    ax.set_ylim(5.0 - 1.3 * depth - 1.4, 6.6)
+    ax.set_axis_off()
+    ax.set_title(title or "the denoiser $\\Omega_\\lambda(I_{t+1}, I^w_t, L^w_t)$: tensor shapes of the "
+                 "configured model (channels × height × width)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def propagation_accuracy_figure(rows: list[dict], title: str = ""):
+    """mIoU of each policy's labels against the distance d from the labelled frame (left) and the
+    share of pixels they label (right); unlabelled pixels count as wrong in the mIoU."""
+    import matplotlib.pyplot as plt
+
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.9), gridspec_kw={"width_ratios": [2, 1]})
+    for policy in policies:
+        mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["distance"])
+        d = [r["distance"] for r in mine]
+        colour = POLICY_COLOURS.get(policy)
+        lw = 2.6 if policy == "warp-refine" else 1.6
+        ax.plot(d, [r["miou"] for r in mine], "o-", color=colour, lw=lw, ms=4, label=policy)
+        ax2.plot(d, [r["coverage"] for r in mine], "o-", color=colour, lw=lw, ms=3)
+    ax.set_xlabel("distance d from the human-labelled frame (frames)")
+    ax.set_ylabel("mIoU of the propagated labels (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    ax2.set_xlabel("distance d (frames)")
+    ax2.set_ylabel("pixels labelled (%)")
+    ax2.set_ylim(max(0.0, min(r["coverage"] for r in rows) - 5), 100.5)
+    ax2.grid(alpha=0.3)
+    for a in (ax, ax2):
+        a.set_xticks(sorted({r["distance"] for r in rows}))
+    fig.suptitle(title or "accuracy of propagated labels", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def qualitative_figure(panels: list[dict], policies: list[str], title: str = ""):
+    """Supplementary Figure 4: for several frames (one row each, at distance d), the image, its
+    ground truth and each policy's label with wrong pixels in red (black: left unlabelled).
+
+    ``panels``: dicts with ``image``, ``truth``, ``distance`` and one label per policy name.
+    """
+    import matplotlib.pyplot as plt
+
+    cols = 2 + len(policies)
+    aspect = panels[0]["image"].shape[0] / panels[0]["image"].shape[1]
+    size = (2.9 * cols, (2.9 * aspect + 0.4) * len(panels) + 0.6)
+    fig, axes = plt.subplots(len(panels), cols, figsize=size, squeeze=False)
+    for r, panel in enumerate(panels):
+        truth = panel["truth"]
+        scored = truth != IGNORE_INDEX
+        cells = [(panel["image"], f"frame, d = {panel['distance']}"), (colorize(truth), "ground truth")]
+        for policy in policies:
+            wrong = ((panel[policy] != truth) & scored).sum() / max(scored.sum(), 1)
+            cells.append((highlight_errors(panel[policy], truth), f"{policy}: {wrong:.1%} wrong"))
+        for ax, (img, name) in zip(axes[r], cells, strict=True):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(name, fontsize=9)
+            ax.set_axis_off()
+    fig.suptitle(title or "propagated labels, wrong pixels in red", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def denoiser_examples_figure(examples: list[dict], title: str = ""):
+    """Before / after Ω on held-out cyclic warped labels: per row the frame ``I_t``, the noisy
+    ``l°_t``, Ω's output and the human ``L_t``; wrong pixels in red. ``examples``: dicts with
+    ``image``, ``cyclic``, ``refined``, ``label`` and ``p``."""
+    import matplotlib.pyplot as plt
+
+    aspect = examples[0]["image"].shape[0] / examples[0]["image"].shape[1]
+    fig, axes = plt.subplots(len(examples), 4, figsize=(12.4, (3.1 * aspect + 0.45) * len(examples) + 0.6),
+                             squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        truth = ex["label"]
+
+        def wrong(ids: np.ndarray, truth: np.ndarray = truth) -> str:
+            scored = truth != IGNORE_INDEX
+            return f"{((ids != truth) & scored).sum() / max(scored.sum(), 1):.1%} wrong"
+
+        cells = [(ex["image"], f"frame $I_t$ (p = {ex['p']})"),
+                 (highlight_errors(ex["cyclic"], truth), f"input $l^\\circ_t$: {wrong(ex['cyclic'])}"),
+                 (highlight_errors(ex["refined"], truth), f"$\\Omega$ output: {wrong(ex['refined'])}"),
+                 (colorize(truth), "human label $L_t$")]
+        for ax, (img, name) in zip(row, cells, strict=True):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(name, fontsize=9.5)
+            ax.set_axis_off()
+    fig.suptitle(title or "held-out cyclic warped labels before and after the denoiser", fontsize=11)
+    fig.tight_layout()
+    return fig

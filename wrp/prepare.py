@@ -1,0 +1,448 @@
+"""From a downloaded dataset to the layout every stage reads — what the ``data_scripts/`` share.
+
+Each ``data_scripts/prepare_<dataset>.py`` knows one dataset's own layout (METHOD.md §5, §8) and
+turns it into a :class:`Preparation`: the list of files to write in the Cityscapes sequence layout
+(``leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png`` and, for labelled
+frames, ``gtFine/…_gtFine_labelIds.png``), the records of each split and the counts to report.
+This module does the rest the same way for every dataset:
+
+- :class:`Source` finds a download's files by relative path, extracted or still in its zips;
+- :func:`write_plan` writes every planned file atomically (``wrp.io``), skips files already in
+  place — so a second run writes nothing — and only counts them on a dry run;
+- :func:`execute` adds ``splits/`` (``train.txt``, ``val.txt``, ``dataset.json``, ``missing.txt``),
+  refuses to mix two different preparations in one folder, prints the report and finally reads the
+  tree back through :func:`wrp.data.read_prepared` / ``build_manifest`` to prove it is usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import warnings
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+
+from wrp.data import (
+    IMAGE_DIR,
+    IMAGE_SUFFIX,
+    LABEL_DIR,
+    LABEL_SUFFIX,
+    LABEL_TO_TRAIN,
+    PREPARED_FILE,
+    DatasetError,
+    FrameRef,
+    read_prepared,
+)
+from wrp.io import atomic_write_bytes
+
+_UNKNOWN = 254  # LABEL_TO_TRAIN's mark for a value that is no Cityscapes label id
+LINK_MODES = ("copy", "hardlink", "symlink")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding files: extracted folders and zip archives alike
+# ---------------------------------------------------------------------------------------------
+class Source:
+    """The files of a download, addressed by POSIX paths, whether extracted or still zipped.
+
+    ``paths`` are folders or ``.zip`` files; inside a folder, the zips named in ``zips`` are read
+    too. With ``anchor`` (a regular expression for one path component, e.g.
+    ``leftImg8bit_sequence|gtFine``) every file is addressed from that component on, so it does not
+    matter how deep the archive was extracted; files outside any anchor are ignored. An extracted
+    file wins over a zipped copy of the same path.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], anchor: str | None = None,
+                 zips: Sequence[str] = ()) -> None:
+        self.paths = [Path(p) for p in paths]
+        self._anchor = re.compile(anchor) if anchor else None
+        self._files: dict[str, tuple[Path, str | None]] = {}
+        self._zips: dict[Path, zipfile.ZipFile] = {}
+        if not self.paths:
+            raise DatasetError("no source given; pass the folder (or zip) of the downloaded dataset")
+        for path in self.paths:
+            if path.is_dir():
+                for name in zips:
+                    if (path / name).is_file():
+                        self._add_zip(path / name)
+                self._add_folder(path)
+            elif path.is_file():
+                self._add_zip(path)
+            else:
+                raise DatasetError(f"{path} does not exist; pass the folder where the dataset was "
+                                   "extracted or the downloaded .zip")
+        self._keys = sorted(self._files)
+
+    # -- indexing ------------------------------------------------------------------------------
+    def _key(self, parts: Sequence[str]) -> str | None:
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            return None
+        if self._anchor is None:
+            return "/".join(parts)
+        for i, part in enumerate(parts):
+            if self._anchor.fullmatch(part):
+                return "/".join(parts[i:])
+        return None
+
+    def _add_folder(self, folder: Path) -> None:
+        for dirpath, _dirs, names in os.walk(folder, followlinks=True):
+            rel = Path(dirpath).relative_to(folder).parts
+            for name in names:
+                if (key := self._key((*rel, name))) is not None:
+                    self._files[key] = (Path(dirpath) / name, None)
+
+    def _add_zip(self, path: Path) -> None:
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DatasetError(f"cannot open {path} as a zip archive ({exc}); re-download it, or pass "
+                               "the folder it was extracted to") from None
+        self._zips[path] = archive
+        for info in archive.infolist():
+            if not info.is_dir() and (key := self._key(PurePosixPath(info.filename).parts)) is not None:
+                self._files.setdefault(key, (path, info.filename))
+
+    # -- access --------------------------------------------------------------------------------
+    def __contains__(self, key: str) -> bool:
+        return key in self._files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def keys(self) -> list[str]:
+        """Every file's path, sorted."""
+        return self._keys
+
+    def match(self, pattern: re.Pattern[str]) -> list[re.Match[str]]:
+        """The sorted paths that ``pattern`` matches (``re.search``), as match objects."""
+        return [m for key in self._keys if (m := pattern.search(key))]
+
+    def where(self, key: str) -> str:
+        """Where ``key`` is read from, for messages: a file, or ``archive.zip:member``."""
+        if key not in self._files:
+            return f"{key} (in none of {self.describe()})"
+        container, member = self._files[key]
+        return str(container) if member is None else f"{container}:{member}"
+
+    def local_path(self, key: str) -> Path | None:
+        """The extracted file behind ``key`` (which may be linked), or None when it is zipped."""
+        container, member = self._files[key]
+        return container if member is None else None
+
+    def read(self, key: str) -> bytes:
+        """The bytes of one file; DatasetError naming the file or zip member that cannot be read."""
+        if key not in self._files:
+            raise DatasetError(f"missing {key} in {self.describe()}")
+        container, member = self._files[key]
+        try:
+            if member is None:
+                return container.read_bytes()
+            return self._zips[container].read(member)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
+            raise DatasetError(f"cannot read {self.where(key)} ({exc}); the download is damaged — "
+                               "re-download it (or extract it and pass the folder)") from None
+
+    def describe(self) -> str:
+        return ", ".join(str(p) for p in self.paths)
+
+    def close(self) -> None:
+        for archive in self._zips.values():
+            archive.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and encoding, with errors that name the file
+# ---------------------------------------------------------------------------------------------
+def decode_image(data: bytes, where: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode image bytes (any format OpenCV reads); DatasetError naming ``where`` on failure."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    if array is None:
+        raise DatasetError(f"cannot decode {where} (corrupt or not an image); re-download it")
+    return array
+
+
+def encode_png(array: np.ndarray, where: str) -> bytes:
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise DatasetError(f"could not encode a PNG for {where}")
+    return data.tobytes()
+
+
+def decode_label_ids(data: bytes, where: str) -> np.ndarray:
+    """(H, W) uint8 official Cityscapes label ids from PNG bytes, every value checked."""
+    label = decode_image(data, where, cv2.IMREAD_UNCHANGED)
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise DatasetError(f"label {where} has shape {label.shape} and dtype {label.dtype}; expected a "
+                           "single-channel 8-bit PNG of Cityscapes label ids (not the colour image)")
+    if (unknown := np.unique(label[LABEL_TO_TRAIN[label] == _UNKNOWN])).size:
+        raise DatasetError(f"label {where} holds ids {unknown.tolist()} that are not Cityscapes label ids "
+                           "(0..33); is it a train-id or colour image? Use the *_labelIds.png files")
+    return label
+
+
+def map_ids(label: np.ndarray, table: np.ndarray, where: str, scheme: str) -> np.ndarray:
+    """Look every id of ``label`` up in ``table`` (-1 = not an id of ``scheme`` → DatasetError)."""
+    if label.max(initial=0) >= len(table):
+        bad = np.unique(label[label >= len(table)])
+    else:
+        bad = np.unique(label[table[label] < 0])
+    if bad.size:
+        raise DatasetError(f"label {where} holds ids {bad.tolist()} that are not {scheme} ids; is it the "
+                           f"right file (a label image, not a colour or instance image)?")
+    return table[label].astype(np.uint8)
+
+
+def resize(array: np.ndarray, scale: float, label: bool) -> np.ndarray:
+    """Scale an image (area interpolation) or a label (nearest); ``scale == 1`` returns it as is."""
+    if scale == 1:
+        return array
+    height, width = array.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(array, size, interpolation=cv2.INTER_NEAREST if label else cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan and how it is written
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Planned:
+    """One file to write under the output root."""
+
+    dest: str  # POSIX path under the output root
+    kind: str  # what it is, for the report: "image", "label", "split file", …
+    make: Callable[[], bytes]  # its bytes; called only when the file is written
+    link: Path | None = None  # an extracted source file that may be linked instead of copied
+    replace: bool = False  # small metadata: rewritten when its content differs (else: kept if present)
+
+
+def frame_files(ref: FrameRef, image: Callable[[], bytes], label: Callable[[], bytes] | None = None,
+                link: Path | None = None) -> list[Planned]:
+    """The image (and label) files of one frame of the layout."""
+    files = [Planned(f"{IMAGE_DIR}/{ref.split}/{ref.city}/{ref.stem}{IMAGE_SUFFIX}", "image", image, link)]
+    if label is not None:
+        files.append(Planned(f"{LABEL_DIR}/{ref.split}/{ref.city}/{ref.stem}{LABEL_SUFFIX}", "label", label))
+    return files
+
+
+def write_plan(plan: Sequence[Planned], out: str | Path, dry_run: bool = False, link: str = "copy",
+               progress: bool = True) -> dict[str, Counter[str]]:
+    """Write every planned file that is not already in place, each atomically.
+
+    A file that exists is complete (it was renamed into place only once fully written), so it is
+    kept; only ``replace`` files (the small split files) are compared and rewritten when they
+    differ. Returns ``{kind: Counter(written=…, present=…)}``; a dry run counts what it would
+    write and writes nothing.
+    """
+    from tqdm.auto import tqdm
+
+    if link not in LINK_MODES:
+        raise ValueError(f"link={link!r}; use one of {LINK_MODES}")
+    out = Path(out)
+    if len({p.dest for p in plan}) != len(plan):
+        twice = [d for d, n in Counter(p.dest for p in plan).items() if n > 1]
+        raise ValueError(f"the plan writes {twice[0]} more than once")
+    tally: dict[str, Counter[str]] = {}
+    bar = tqdm(plan, desc="dry run" if dry_run else f"writing {out.name or out}", unit="file",
+               disable=not progress)
+    for item in bar:
+        dest = out / item.dest
+        count = tally.setdefault(item.kind, Counter())
+        if dest.exists():
+            if not item.replace or dest.read_bytes() == item.make():
+                count["present"] += 1
+                continue
+        count["written"] += 1
+        if dry_run:
+            continue
+        if link != "copy" and item.link is not None:
+            try:
+                _link(item.link, dest, link)
+                continue
+            except OSError:
+                count["copied (link failed)"] += 1
+        atomic_write_bytes(dest, item.make())
+    return tally
+
+
+def _link(source: Path, dest: Path, mode: str) -> None:
+    """Hard- or symlink ``dest`` to ``source`` atomically (a link at a temporary name, then rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    if mode == "hardlink":
+        os.link(source, tmp)
+    else:
+        os.symlink(source.resolve(), tmp)
+    os.replace(tmp, dest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+def draw_val(groups: Iterable[str], val: float, seed: int) -> set[str]:
+    """Seeded random validation groups (records), drawn as ``wrp.data.build_manifest`` draws them.
+
+    ``val`` is a count (≥ 1) or a fraction (0 < val < 1); each split keeps at least one group.
+    """
+    ids = sorted(set(groups))
+    n_val = round(val * len(ids)) if 0 < val < 1 else int(val)
+    if not 1 <= n_val < len(ids):
+        raise DatasetError(f"--val {val} asks for {n_val} validation record(s) out of {len(ids)}; each split "
+                           "needs at least one record (prepare more of the dataset, or change --val)")
+    return set(random.Random(seed).sample(ids, n_val))
+
+
+# ---------------------------------------------------------------------------------------------
+# A preparation: plan + split + report, and running it
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Preparation:
+    """Everything a prepare script decided before writing a byte.
+
+    ``info`` goes to ``splits/dataset.json`` (read back by :func:`wrp.data.read_prepared`):
+    ``partition_length``, ``labelled``, ``split_mode`` ("layout" | "cv2"), ``label_format``,
+    ``num_classes``, ``seed`` and ``options`` — the choices that decide which files go where;
+    a second run into the same folder with other options is refused.
+    """
+
+    dataset: str
+    source: str
+    files: list[Planned]
+    train: list[str]  # record ids (``<city>_<seq>``) per split
+    val: list[str]
+    info: dict[str, Any]
+    counts: dict[str, Any] = field(default_factory=dict)  # report lines, in order
+    missing: list[str] = field(default_factory=list)  # files the dataset should have but lacks
+    notes: list[str] = field(default_factory=list)
+
+
+def split_files(prep: Preparation) -> list[Planned]:
+    """``splits/train.txt``, ``val.txt`` (record ids), ``dataset.json`` and ``missing.txt``."""
+    info = {**prep.info, "dataset": prep.dataset, "version": 1,
+            "records": {"train": len(prep.train), "val": len(prep.val)}}
+
+    def text(lines: Iterable[str]) -> Callable[[], bytes]:
+        body = "".join(f"{line}\n" for line in lines)
+        return lambda: body.encode()
+
+    as_json = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+    return [Planned("splits/train.txt", "metadata", text(sorted(prep.train)), replace=True),
+            Planned("splits/val.txt", "metadata", text(sorted(prep.val)), replace=True),
+            Planned("splits/missing.txt", "metadata", text(prep.missing), replace=True),
+            Planned(PREPARED_FILE, "metadata", lambda: as_json, replace=True)]
+
+
+def check_same_options(out: Path, prep: Preparation) -> None:
+    """Refuse to write into a folder prepared with other options (the trees would mix)."""
+    path = out / PREPARED_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return  # a damaged description is simply rewritten
+    before = {"dataset": old.get("dataset"), **old.get("options", {})}
+    now = {"dataset": prep.dataset, **json.loads(json.dumps(prep.info.get("options", {})))}
+    if before != now:
+        diff = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                         if before.get(k) != now.get(k))
+        raise DatasetError(f"{out} was prepared with other options ({diff}); files placed by both would "
+                           "mix — rerun with the same options, or choose a new --out")
+
+
+def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str = "copy",
+            progress: bool = True, verify: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
+    """Write a preparation (or, with ``dry_run``, say what would be written), report, verify.
+
+    Returns the report as a dict: the counts, the tally per kind of file and, after verification,
+    the manifest counts of the written tree.
+    """
+    stream = stream or sys.stdout
+    out = Path(out)
+    check_same_options(out, prep)
+    plan = prep.files + split_files(prep)
+    tally = write_plan(plan, out, dry_run=dry_run, link=link, progress=progress)
+
+    def say(line: str = "") -> None:
+        print(line, file=stream)
+
+    say(f"{prep.dataset}: {prep.source} → {out}" + ("   [dry run: nothing written]" if dry_run else ""))
+    for key, value in prep.counts.items():
+        say(f"  {key}: {value}")
+    verb = "to write" if dry_run else "written"
+    for kind, count in tally.items():
+        extra = f", {count['copied (link failed)']} copied (link failed)" if count["copied (link failed)"] else ""
+        say(f"  {kind + ' files:':<13} {count['written']} {verb}, {count['present']} already in place{extra}")
+    new = sum(c["written"] for c in tally.values())
+    if not dry_run and new == 0:
+        say("  nothing new: every file was already in place")
+    if dry_run and new:
+        todo = [p.dest for p in plan if not (out / p.dest).exists()]
+        say("  e.g. " + "\n       ".join(todo[:3]) + (f"\n       … and {len(todo) - 3} more" if len(todo) > 3 else ""))
+    say(f"  missing files: {len(prep.missing)}" + (" (listed in splits/missing.txt)" if prep.missing else ""))
+    for line in prep.missing[:10]:
+        say(f"    {line}")
+    if len(prep.missing) > 10:
+        say(f"    … and {len(prep.missing) - 10} more")
+    for note in prep.notes:
+        say(f"  note: {note}")
+    report: dict[str, Any] = {"counts": prep.counts, "files": {k: dict(v) for k, v in tally.items()},
+                              "missing": len(prep.missing)}
+    if verify and not dry_run:
+        prepared = read_prepared(out)
+        manifest = prepared.manifest()
+        report["manifest"] = manifest.counts()
+        c = report["manifest"]
+        say(f"  read back: wrp.data.read_prepared(out).manifest() → {c['train_partitions']} train / "
+            f"{c['val_partitions']} val partitions of {prepared.partition_length} frames "
+            f"(labelled frame {prepared.labelled}, split {prepared.split_mode!r})")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line every script shares
+# ---------------------------------------------------------------------------------------------
+def parser(description: str, epilog: str = "", link: bool = False) -> argparse.ArgumentParser:
+    """An argparse parser with the options every prepare script has."""
+    p = argparse.ArgumentParser(description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output root (the Cityscapes sequence layout)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip reading the written tree back with build_manifest at the end")
+    if link:
+        p.add_argument("--link", choices=LINK_MODES, default="copy",
+                       help="for files copied unchanged from an extracted folder: copy them (default) or "
+                            "hard/symbolic-link them to save disk (zipped files are always copied)")
+    return p
+
+
+def run_main(prepare: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+    """Run a script's ``prepare(argv)``; a DatasetError becomes one line on stderr and exit code 1."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            prepare(argv)
+    except DatasetError as exc:
+        print(f"DatasetError: {exc}", file=sys.stderr)
+        return 1
+    return 0
