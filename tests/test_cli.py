@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ("reproduce", "synth", "train-seg", "profiles", "stages")
+COMMANDS = ("reproduce", "synth", "train-seg", "train-denoiser", "propagate", "profiles", "stages")
 
 
 def _run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -77,3 +77,18 @@ def test_stages_command_lists_cached_stages(tmp_path):
     out = _run(sys.executable, "-m", "wrp", "stages", env_extra={"WRP_RUNS": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert "example" in out.stdout and "done" in out.stdout
+
+
+def test_propagate_refuses_an_unknown_policy_and_a_folder_of_other_settings(tmp_path, isolated_runs, capsys):
+    from wrp.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["propagate", "--policy", "magic"])
+    assert exc.value.code == 2
+    out = tmp_path / "labels"
+    smoke = ["propagate", "--profile", "smoke", "--out", str(out), "--no-progress"]
+    assert main(smoke + ["--policy", "copy"]) == 0
+    printed = capsys.readouterr().out
+    assert "copy" in printed and "d=1" in printed and (out / "accuracy.csv").is_file()
+    assert main(smoke + ["--policy", "motion-only"]) == 2
+    assert "other settings" in capsys.readouterr().err
