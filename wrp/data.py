@@ -543,8 +543,8 @@ def read_prepared(root: str | Path) -> PreparedDataset:
         info = json.loads(path.read_text())
     except FileNotFoundError:
         raise DatasetError(f"no {PREPARED_FILE} in {root}: the tree was not made by a data_scripts/"
-                           "prepare_*.py script; build its manifest with build_manifest(root, SplitConfig(...))"
-                           ) from None
+                           "prepare_*.py script; build its manifest with build_manifest(root, "
+                           "SplitConfig(...))") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path} is not valid JSON ({exc}); re-run the prepare script") from None
     if info.get("label_format", "cityscapes") not in LABEL_FORMATS:

@@ -22,11 +22,12 @@ import os
 import random
 import re
 import sys
-import warnings
+import threading
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
@@ -70,6 +71,7 @@ class Source:
         self._anchor = re.compile(anchor) if anchor else None
         self._files: dict[str, tuple[Path, str | None]] = {}
         self._zips: dict[Path, zipfile.ZipFile] = {}
+        self._lock = threading.Lock()  # one reader at a time per archive handle (write_plan uses threads)
         if not self.paths:
             raise DatasetError("no source given; pass the folder (or zip) of the downloaded dataset")
         for path in self.paths:
@@ -149,7 +151,8 @@ class Source:
         try:
             if member is None:
                 return container.read_bytes()
-            return self._zips[container].read(member)
+            with self._lock:
+                return self._zips[container].read(member)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
             raise DatasetError(f"cannot read {self.where(key)} ({exc}); the download is damaged — "
                                "re-download it (or extract it and pass the folder)") from None
@@ -227,7 +230,7 @@ class Planned:
     """One file to write under the output root."""
 
     dest: str  # POSIX path under the output root
-    kind: str  # what it is, for the report: "image", "label", "split file", …
+    kind: str  # what it is, for the report: "image", "label", "metadata", …
     make: Callable[[], bytes]  # its bytes; called only when the file is written
     link: Path | None = None  # an extracted source file that may be linked instead of copied
     replace: bool = False  # small metadata: rewritten when its content differs (else: kept if present)
@@ -243,13 +246,13 @@ def frame_files(ref: FrameRef, image: Callable[[], bytes], label: Callable[[], b
 
 
 def write_plan(plan: Sequence[Planned], out: str | Path, dry_run: bool = False, link: str = "copy",
-               progress: bool = True) -> dict[str, Counter[str]]:
+               progress: bool = True, workers: int = 1) -> dict[str, Counter[str]]:
     """Write every planned file that is not already in place, each atomically.
 
     A file that exists is complete (it was renamed into place only once fully written), so it is
     kept; only ``replace`` files (the small split files) are compared and rewritten when they
-    differ. Returns ``{kind: Counter(written=…, present=…)}``; a dry run counts what it would
-    write and writes nothing.
+    differ. ``workers`` threads decode and encode in parallel (OpenCV releases the GIL). Returns
+    ``{kind: Counter(written=…, present=…)}``; a dry run counts what it would write, writes nothing.
     """
     from tqdm.auto import tqdm
 
@@ -259,26 +262,52 @@ def write_plan(plan: Sequence[Planned], out: str | Path, dry_run: bool = False, 
     if len({p.dest for p in plan}) != len(plan):
         twice = [d for d, n in Counter(p.dest for p in plan).items() if n > 1]
         raise ValueError(f"the plan writes {twice[0]} more than once")
-    tally: dict[str, Counter[str]] = {}
-    bar = tqdm(plan, desc="dry run" if dry_run else f"writing {out.name or out}", unit="file",
-               disable=not progress)
-    for item in bar:
+    tally: dict[str, Counter[str]] = {item.kind: Counter() for item in plan}
+    todo = []
+    for item in plan:
         dest = out / item.dest
-        count = tally.setdefault(item.kind, Counter())
-        if dest.exists():
-            if not item.replace or dest.read_bytes() == item.make():
-                count["present"] += 1
-                continue
-        count["written"] += 1
-        if dry_run:
-            continue
+        if dest.exists() and (not item.replace or dest.read_bytes() == item.make()):
+            tally[item.kind]["present"] += 1
+        else:
+            tally[item.kind]["written"] += 1
+            todo.append(item)
+    if dry_run or not todo:
+        return tally
+
+    def write(item: Planned) -> bool:
+        """Write one file; False when a link was asked for but a copy had to be made."""
+        dest = out / item.dest
         if link != "copy" and item.link is not None:
             try:
                 _link(item.link, dest, link)
-                continue
-            except OSError:
-                count["copied (link failed)"] += 1
+                return True
+            except OSError:  # another file system, or links not allowed: copy instead
+                atomic_write_bytes(dest, item.make())
+                return False
         atomic_write_bytes(dest, item.make())
+        return True
+
+    with tqdm(total=len(todo), desc=f"writing {out.name or out}", unit="file", disable=not progress) as bar:
+        if workers <= 1:
+            results = []
+            for item in todo:
+                results.append(write(item))
+                bar.update()
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                futures = [pool.submit(write, item) for item in todo]
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        bar.update()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+                results = [f.result() for f in futures]
+    for item, linked in zip(todo, results, strict=True):
+        if not linked:
+            tally[item.kind]["copied (link failed)"] += 1
     return tally
 
 
@@ -369,7 +398,8 @@ def check_same_options(out: Path, prep: Preparation) -> None:
 
 
 def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str = "copy",
-            progress: bool = True, verify: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
+            progress: bool = True, verify: bool = True, workers: int = 1,
+            stream: TextIO | None = None) -> dict[str, Any]:
     """Write a preparation (or, with ``dry_run``, say what would be written), report, verify.
 
     Returns the report as a dict: the counts, the tally per kind of file and, after verification,
@@ -378,8 +408,15 @@ def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str
     stream = stream or sys.stdout
     out = Path(out)
     check_same_options(out, prep)
-    plan = prep.files + split_files(prep)
-    tally = write_plan(plan, out, dry_run=dry_run, link=link, progress=progress)
+    # dataset.json first (it holds the options a later run is checked against), the record lists
+    # last: a tree whose splits/train.txt exists was written completely.
+    *lists, description = split_files(prep)
+    tally: dict[str, Counter[str]] = {}
+    for part, bar in (([description], False), (prep.files, progress), (lists, False)):
+        for kind, count in write_plan(part, out, dry_run, link, bar, workers).items():
+            tally.setdefault(kind, Counter()).update(count)
+    plan = [*prep.files, description, *lists]
+    tally = {kind: tally[kind] for kind in dict.fromkeys(p.kind for p in plan)}  # report in plan order
 
     def say(line: str = "") -> None:
         print(line, file=stream)
@@ -389,14 +426,16 @@ def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str
         say(f"  {key}: {value}")
     verb = "to write" if dry_run else "written"
     for kind, count in tally.items():
-        extra = f", {count['copied (link failed)']} copied (link failed)" if count["copied (link failed)"] else ""
+        failed = count["copied (link failed)"]
+        extra = f", {failed} copied (link failed)" if failed else ""
         say(f"  {kind + ' files:':<13} {count['written']} {verb}, {count['present']} already in place{extra}")
     new = sum(c["written"] for c in tally.values())
     if not dry_run and new == 0:
         say("  nothing new: every file was already in place")
     if dry_run and new:
         todo = [p.dest for p in plan if not (out / p.dest).exists()]
-        say("  e.g. " + "\n       ".join(todo[:3]) + (f"\n       … and {len(todo) - 3} more" if len(todo) > 3 else ""))
+        more = f"\n       … and {len(todo) - 3} more" if len(todo) > 3 else ""
+        say("  e.g. " + "\n       ".join(todo[:3]) + more)
     say(f"  missing files: {len(prep.missing)}" + (" (listed in splits/missing.txt)" if prep.missing else ""))
     for line in prep.missing[:10]:
         say(f"    {line}")
@@ -427,6 +466,8 @@ def parser(description: str, epilog: str = "", link: bool = False) -> argparse.A
     p.add_argument("--out", type=Path, required=True, help="output root (the Cityscapes sequence layout)")
     p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="threads that decode / encode / copy files (default: up to 4)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip reading the written tree back with build_manifest at the end")
     if link:
@@ -439,9 +480,7 @@ def parser(description: str, epilog: str = "", link: bool = False) -> argparse.A
 def run_main(prepare: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
     """Run a script's ``prepare(argv)``; a DatasetError becomes one line on stderr and exit code 1."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            prepare(argv)
+        prepare(argv)
     except DatasetError as exc:
         print(f"DatasetError: {exc}", file=sys.stderr)
         return 1
