@@ -379,3 +379,25 @@ def test_nyuv2_mapping_errors_name_the_file(nyu, tmp_path):
     short.write_text("\n".join(["3"] * 10))
     with pytest.raises(DatasetError, match="labels/0001.png holds ids .* that are not NYU-V2 class"):
         nyuv2.prepare([*argv, str(short)])
+
+
+def test_wrp_propagate_labels_a_prepared_real_dataset_through_one_dataset_parameter(tmp_path, isolated_runs,
+                                                                                    capsys):
+    from wrp.cli import main
+    from wrp.data import read_label
+
+    semantics, multiview = kitti_download(tmp_path / "download", zipped=True)
+    out = tmp_path / "prepared"
+    kitti.prepare(["--semantics", str(semantics), "--multiview", str(multiview), "--out", str(out),
+                   "--radius", "3", "--no-progress"])
+    capsys.readouterr()
+    labels = tmp_path / "labels"
+    assert main(["propagate", "--profile", "smoke", "--dataset", str(out), "--split", "val",
+                 "--out", str(labels), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "ground truth for the labelled frames only" in printed
+    val = read_prepared(out).manifest().clips("val")
+    for policy in ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine"):
+        files = sorted((labels / "labels" / policy).rglob("*_gtFine_labelIds.png"))
+        assert len(files) == sum(len(c) for c in val), policy  # every frame of ±3, radius 3
+        assert read_label(files[0]).shape == read_label(val[0].human_label).shape

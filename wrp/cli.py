@@ -81,7 +81,7 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
                                    ("backbone", args.backbone)) if v is not None}
     try:
         folder = train_segmenter(args.profile, args.seed, args.arch, nproc=args.nproc, device=args.device,
-                                 progress=not args.no_progress, **overrides)
+                                 progress=not args.no_progress, dataset=args.dataset, **overrides)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wrp train-seg: error: {exc}", file=sys.stderr)
         return 2
@@ -100,7 +100,7 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("iters", args.iters), ("base_lr", args.lr)) if v is not None}
     try:
         folder = train_denoiser(args.profile, args.seed, nproc=args.nproc, device=args.device,
-                                progress=not args.no_progress, **overrides)
+                                progress=not args.no_progress, dataset=args.dataset, **overrides)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wrp train-denoiser: error: {exc}", file=sys.stderr)
         return 2
@@ -120,10 +120,16 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     try:
         folder = propagate(args.profile, args.seed, args.split, policies, flow=args.flow, device=args.device,
                            batch=args.batch, confidence=args.confidence, out=args.out,
-                           progress=not args.no_progress)
+                           dataset=args.dataset, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wrp propagate: error: {exc}", file=sys.stderr)
         return 2
+    speed = json.loads((folder / "speed.json").read_text())
+    print("frames/s: " + ", ".join(f"{p} {v['frames_per_s']:.1f}" for p, v in speed.items()))
+    print(f"labels in {folder / 'labels'}")
+    if not (folder / "accuracy.csv").is_file():
+        print("no accuracy: the dataset has ground truth for the labelled frames only")
+        return 0
     rows = read_accuracy(folder)
     distances = sorted({int(r["distance"]) for r in rows})
     shown = [d for d in distances if d in (1, 2, 3, 5, 10) or d == distances[-1]]
@@ -133,9 +139,6 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     for policy in policies:
         cells = {int(r["distance"]): r["miou"] for r in rows if r["policy"] == policy}
         print(f"{policy:<15}" + "".join(f"{cells[d]:>8.1f}" for d in shown))
-    speed = json.loads((folder / "speed.json").read_text())
-    print("frames/s: " + ", ".join(f"{p} {v['frames_per_s']:.1f}" for p, v in speed.items()))
-    print(f"labels in {folder / 'labels'}")
     return 0
 
 
@@ -230,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    seg.add_argument("--dataset", default=None, metavar="DIR",
+                     help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     seg.add_argument("--no-progress", action="store_true")
     seg.set_defaults(func=_cmd_train_seg)
 
@@ -244,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--seed", type=int, default=0)
     den.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
     den.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    den.add_argument("--dataset", default=None, metavar="DIR",
+                     help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     den.add_argument("--no-progress", action="store_true")
     den.set_defaults(func=_cmd_train_denoiser)
 
@@ -264,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--batch", type=int, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
     prop.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    prop.add_argument("--dataset", default=None, metavar="DIR",
+                      help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     prop.add_argument("--no-progress", action="store_true")
     prop.set_defaults(func=_cmd_propagate)
 

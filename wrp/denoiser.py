@@ -167,6 +167,21 @@ def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES,
 # ----------------------------------------------------------------------------------------------
 # Training pairs: cyclic warped labels of the human-labelled frames
 # ----------------------------------------------------------------------------------------------
+# What Ω's input label holds where the motion cannot explain a pixel (out of view, failed
+# forward–backward check): "semantic" — g_ψ's prediction, the warp-inpaint of METHOD.md §1;
+# "motion" — the motion's own guess, with the validity channel telling Ω which pixels those are,
+# and g_ψ's knowledge reaching Ω through its OCR features only. On the demo world (seed 0) g_ψ
+# confuses wall/fence and car/truck/bus, and inpainting with it cost warp-refine 1.8–3.3 mIoU
+# against motion-only at every distance; see the README ("The denoiser and propagation").
+INPAINT = ("motion", "semantic")
+DEFAULT_INPAINT = "motion"
+
+
+def _check_inpaint(inpaint: str) -> None:
+    if inpaint not in INPAINT:
+        raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
+
+
 class CachedSegmenter:
     """``g_ψ`` as the ``Segmenter`` of ``wrp.propagation`` (RGB → class scores), with a memo so a
     frame visited by several cycles is predicted once. Single scale, as Ω's features are."""
@@ -195,7 +210,7 @@ class CachedSegmenter:
         return self._cache[key]
 
 
-def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter, progress: bool = True
+def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter=None, progress: bool = True
                         ) -> dict[str, np.ndarray]:
     """Every cyclic warped label ``l°_t`` of the labelled frame of ``clips``, for each p in ``ps`` and
     both time directions (where the cycle fits in the clip): arrays ``image`` (N, H, W, 3) = I_t,
@@ -213,7 +228,8 @@ def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter, progre
     out: dict[str, list] = {k: [] for k in keys}
     for ci, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
         clip = clips[ci]
-        s = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter)
+        s = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter,
+                                 fill="ignore" if segmenter is not None else "warped")
         out["image"].append(clip.image(clip.labelled))
         warped = s.cyclic_image.round().clamp(0, 255).to(torch.uint8)
         out["cyclic_image"].append(warped.permute(1, 2, 0).numpy())
@@ -225,12 +241,15 @@ def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter, progre
 
 
 def cyclic_samples_for(profile, seed: int = 0, split: str = "train", flow: str = "dis",
-                       progress: bool = True) -> Path:
+                       inpaint: str = DEFAULT_INPAINT, progress: bool = True,
+                       dataset: str | Path | None = None) -> Path:
     """Stage ``cyclic``: the cyclic warped labels of a profile's labelled frames → ``samples.npz``.
 
-    Uses the profile's ``cycle_lengths``, the DIS estimator and ``g_ψ`` (``train_segmenter``) for
-    the inpainting. ``split="val"`` gives the held-out pairs that score Ω.
+    Uses the profile's ``cycle_lengths`` and the DIS estimator; pixels the motion cannot explain
+    keep the motion's guess (``inpaint="motion"``) or take ``g_ψ``'s prediction
+    (``inpaint="semantic"``, :data:`INPAINT`). ``split="val"`` gives the held-out pairs that score Ω.
     """
+    _check_inpaint(inpaint)
     from wrp.experiments import manifest_for, train_segmenter
     from wrp.io import atomic_save
     from wrp.motion import make_estimator
@@ -239,14 +258,14 @@ def cyclic_samples_for(profile, seed: int = 0, split: str = "train", flow: str =
     from wrp.train import job_from_file, load_model
 
     prof = get_profile(profile)
-    manifest = manifest_for(prof, seed)
-    seg = train_segmenter(prof, seed, progress=progress)
-    config = {"manifest": str(manifest), "segmenter": str(seg), "split": split, "flow": flow,
-              "cycle_lengths": list(prof.cycle_lengths), "version": 1}
+    manifest = manifest_for(prof, seed, dataset)
+    seg = train_segmenter(prof, seed, progress=progress, dataset=dataset) if inpaint == "semantic" else None
+    config = {"manifest": str(manifest), "segmenter": str(seg) if seg else None, "split": split, "flow": flow,
+              "cycle_lengths": list(prof.cycle_lengths), "inpaint": inpaint, "version": 1}
 
     def build(out: Path) -> dict[str, Any]:
         clips = Manifest.load(manifest).clips(split)
-        segmenter = CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg))
+        segmenter = CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg)) if seg else None
         arrays = make_cyclic_samples(clips, prof.cycle_lengths, make_estimator(flow), segmenter, progress)
         atomic_save(out / "samples.npz", lambda f: np.savez_compressed(f, **arrays))
         return {"samples": len(arrays["meta"])}
@@ -354,6 +373,7 @@ def denoiser_job(profile, samples: Path, segmenter: Path, seed: int = 0, device:
 
 
 def train_denoiser(profile, seed: int = 0, nproc: int = 1, device: str = "auto", progress: bool = True,
+                   inpaint: str = DEFAULT_INPAINT, dataset: str | Path | None = None,
                    **job_overrides: Any) -> Path:
     """Train (or reuse) Ω_λ: stage ``denoiser`` with ``model.pt``, ``log.csv``, ``job.json`` and
     ``metrics.json`` (cyclic-label mIoU before and after Ω on the held-out records' labelled frames)."""
@@ -365,14 +385,19 @@ def train_denoiser(profile, seed: int = 0, nproc: int = 1, device: str = "auto",
     from wrp.train import load_model
 
     prof = get_profile(profile)
-    seg = train_segmenter(prof, seed, progress=progress)
-    samples = cyclic_samples_for(prof, seed, "train", progress=progress)
+    seg = train_segmenter(prof, seed, progress=progress, dataset=dataset)
+    samples = cyclic_samples_for(prof, seed, "train", inpaint=inpaint, progress=progress, dataset=dataset)
+    if dataset and "base_lr" not in job_overrides:
+        from wrp.experiments import BASE_LR, dataset_name
+
+        job_overrides["base_lr"] = BASE_LR.get(dataset_name(prof, dataset), 0.01)
     job = denoiser_job(prof, samples, seg, seed, device, **job_overrides)
 
     def build(out: Path) -> dict[str, Any]:
         result = launch(job, out, nproc=nproc, progress=progress)
         model = load_model(job, out)
-        held_out = score_cyclic(model, cyclic_samples_for(prof, seed, "val", progress=progress))
+        held_out = score_cyclic(model, cyclic_samples_for(prof, seed, "val", inpaint=inpaint,
+                                                          progress=progress, dataset=dataset))
         atomic_write_json(out / "metrics.json", {**result, "held_out": held_out})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"]}
 

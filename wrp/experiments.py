@@ -6,6 +6,7 @@ returns the folder the first call filled, so notebooks and the command line shar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,19 @@ from wrp.train import Builder, Job, TrainConfig, evaluate, load_model
 BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 0.0005, "nyuv2": 0.001}
 
 
-def manifest_for(profile: str | Profile, seed: int = 0) -> Path:
-    """``manifest.json`` of the profile's dataset (the synthetic world), split by record with ``seed``."""
+def manifest_for(profile: str | Profile, seed: int = 0, dataset: str | Path | None = None) -> Path:
+    """``manifest.json`` of the data a run reads: the profile's synthetic world, split by record
+    with ``seed`` — or, with ``dataset``, a tree prepared by a ``data_scripts/prepare_*.py`` script
+    (its own split, ``splits/``)."""
     from wrp.synthetic import world_for
 
+    if dataset:
+        return _prepared_manifest(dataset)
     prof = get_profile(profile)
     if prof.dataset != "synthetic":
-        raise ValueError(f"profile {prof.name!r} reads the {prof.dataset} dataset; prepare it with "
-                         "data_scripts/ and build its manifest with wrp.data.build_manifest")
+        raise ValueError(f"profile {prof.name!r} reads the {prof.dataset} dataset: prepare it with "
+                         "data_scripts/prepare_*.py and pass the prepared folder as `dataset` "
+                         "(wrp propagate --dataset DIR)")
     root = world_for(prof, seed)
     split = SplitConfig(partition_length=prof.partition_length, val=prof.val_records, seed=seed)
 
@@ -39,6 +45,37 @@ def manifest_for(profile: str | Profile, seed: int = 0) -> Path:
         return manifest.counts()
 
     return Stage("manifest", {"world": str(root), "split": split}).run(build) / "manifest.json"
+
+
+def _prepared_manifest(dataset: str | Path) -> Path:
+    import hashlib
+
+    from wrp.data import PREPARED_FILE, read_prepared
+
+    prepared = read_prepared(dataset)
+    if prepared.label_format != "cityscapes":
+        raise ValueError(f"{dataset} holds {prepared.label_format} labels; the segmenters, Ω and the "
+                         "profiles use the 19 Cityscapes classes (see docs/own_data.md)")
+    root = Path(dataset).resolve()
+    splits = hashlib.sha1(b"".join((root / "splits" / f"{s}.txt").read_bytes() for s in ("train", "val")))
+    config = {"prepared": str(root), "info": json.loads((root / PREPARED_FILE).read_text()),
+              "splits": splits.hexdigest()}
+
+    def build(out: Path) -> dict[str, int]:
+        manifest = prepared.manifest()
+        manifest.save(out / "manifest.json")
+        return manifest.counts()
+
+    return Stage("manifest", config).run(build) / "manifest.json"
+
+
+def dataset_name(profile: str | Profile, dataset: str | Path | None = None) -> str:
+    """The dataset a run reads: the prepared tree's name, else the profile's (for its base LR)."""
+    if dataset:
+        from wrp.data import read_prepared
+
+        return read_prepared(dataset).dataset
+    return get_profile(profile).dataset
 
 
 def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: int = 0,
@@ -91,14 +128,17 @@ def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: s
 
 
 def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrnet_ocr", nproc: int = 1,
-                    device: str = "auto", progress: bool = True, **job_overrides: Any) -> Path:
+                    device: str = "auto", progress: bool = True, dataset: str | Path | None = None,
+                    **job_overrides: Any) -> Path:
     """Train (or reuse) a segmenter on the human labels and score it on the validation frames.
 
     The stage folder holds ``model.pt``, ``log.csv``, ``job.json`` and ``metrics.json`` (mIoU
     and per-class IoU on the human-labelled validation frames). A killed run resumes.
     """
     prof = get_profile(profile)
-    manifest = manifest_for(prof, seed)
+    manifest = manifest_for(prof, seed, dataset)
+    if dataset and "base_lr" not in job_overrides:
+        job_overrides["base_lr"] = BASE_LR.get(dataset_name(prof, dataset), 0.01)
     job = segmenter_job(prof, manifest, seed, arch, device=device, **job_overrides)
 
     def build(out: Path) -> dict[str, Any]:
@@ -114,7 +154,8 @@ def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrne
 
 def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
               policies: tuple[str, ...] | None = None, flow: str = "dis", device: str = "auto",
-              batch: int = 8, confidence: bool = False,
+              batch: int = 8, confidence: bool = False, inpaint: str | None = None,
+              dataset: str | Path | None = None,
               out: str | Path | None = None, progress: bool = True) -> Path:
     """Propagate the labelled frames of ``split`` to ±k frames with each policy (``wrp propagate``).
 
@@ -128,7 +169,7 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
     import io
     import json
 
-    from wrp.denoiser import CachedSegmenter, train_denoiser
+    from wrp.denoiser import DEFAULT_INPAINT, CachedSegmenter, train_denoiser
     from wrp.motion import make_estimator
     from wrp.propagation import _NEEDS_SEGMENTER, POLICIES, Propagator, propagate_clips, propagation_accuracy
     from wrp.runtime import resolve_device
@@ -141,11 +182,14 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
         raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
-    manifest = manifest_for(prof, seed)
+    manifest = manifest_for(prof, seed, dataset)
     needs_seg = bool(set(policies) & _NEEDS_SEGMENTER)
-    seg = train_segmenter(prof, seed, progress=progress) if needs_seg else None
-    den = train_denoiser(prof, seed, progress=progress) if "warp-refine" in policies else None
+    seg = train_segmenter(prof, seed, progress=progress, dataset=dataset) if needs_seg else None
+    inpaint = inpaint or DEFAULT_INPAINT
+    den = (train_denoiser(prof, seed, progress=progress, inpaint=inpaint, dataset=dataset)
+           if "warp-refine" in policies else None)
     config = {"manifest": str(manifest), "split": split, "policies": list(policies), "flow": flow,
+              "inpaint": inpaint,
               "k": prof.k, "segmenter": str(seg) if seg else None, "denoiser": str(den) if den else None,
               "confidence": confidence, "version": 1}
 
@@ -156,7 +200,7 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
         segmenter = (CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg, dev), dev)
                      if seg else None)
         denoiser = load_model(job_from_file(den / "job.json"), den, dev) if den else None
-        propagator = Propagator(make_estimator(flow), segmenter, denoiser, dev)
+        propagator = Propagator(make_estimator(flow), segmenter, denoiser, dev, inpaint)
         speed_path = folder / "speed.json"
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
         for policy in policies:
@@ -166,7 +210,10 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
                 rate = result["frames"] / max(result["seconds"], 1e-9)
                 speed[policy] = {**result, "frames_per_s": round(rate, 2)}
                 atomic_write_json(speed_path, speed)
-        rows = propagation_accuracy(clips, m.ground_truth(split), folder / "labels", policies, prof.k)
+        truth = m.ground_truth(split)
+        if not _has_every_frame_labelled(clips, truth):  # real data: only the labelled frames
+            return {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}, "accuracy": None}
+        rows = propagation_accuracy(clips, truth, folder / "labels", policies, prof.k)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -185,6 +232,12 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
     atomic_write_json(recorded, config)
     build(folder)
     return folder
+
+
+def _has_every_frame_labelled(clips, truth) -> bool:
+    clip = clips[0]
+    other = 0 if clip.labelled else 1
+    return truth.label_path(clip.clip_id, other).is_file()
 
 
 def read_accuracy(folder: str | Path) -> list[dict[str, Any]]:

@@ -358,8 +358,11 @@ class OCRNet(nn.Module):
         self.ocr_channels = ocr_mid
 
     def _features(self, x: Tensor) -> Tensor:
-        feats = self.backbone(x)
-        return feats if self.is_hrnet else feats[1]  # (B, C, h, w)
+        if self.is_hrnet:  # HRNet fuses branches at 1/4 … 1/32: every side must divide by 32
+            H, W = x.shape[-2:]
+            x = _up(x, (-(-H // 32) * 32, -(-W // 32) * 32))  # the heads resize back to (H, W)
+            return self.backbone(x)
+        return self.backbone(x)[1]  # (B, C, h, w)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         size = x.shape[-2:]

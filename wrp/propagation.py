@@ -230,6 +230,7 @@ class Propagator:
     segmenter: object | None = None
     denoiser: torch.nn.Module | None = None
     device: str = "cpu"
+    inpaint: str = "motion"  # Ω's input where motion fails: "motion" guess or "semantic" (g_ψ)
 
     def check(self, policy: str) -> None:
         if policy not in POLICIES:
@@ -262,6 +263,10 @@ class Propagator:
             if policy == "motion-only":  # the motion's guess everywhere, no check, no inpainting
                 steps.append(warp_inpaint(label, img_s, img_t, None, flow=flow, estimator=self.estimator,
                                           check=False, fill="warped"))
+            elif policy == "warp-refine" and self.inpaint == "motion":  # Ω sees the guess + validity
+                steps.append(warp_inpaint(label, img_s, img_t, None, flow=flow,
+                                          flow_reverse=self.estimator.between(clip, s, t),
+                                          estimator=self.estimator, check=True, fill="warped"))
             else:
                 semantic = probs[i].argmax(0).to(torch.uint8).numpy()
                 steps.append(warp_inpaint(label, img_s, img_t, semantic, flow=flow,
