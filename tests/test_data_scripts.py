@@ -401,3 +401,15 @@ def test_wrp_propagate_labels_a_prepared_real_dataset_through_one_dataset_parame
         files = sorted((labels / "labels" / policy).rglob("*_gtFine_labelIds.png"))
         assert len(files) == sum(len(c) for c in val), policy  # every frame of ±3, radius 3
         assert read_label(files[0]).shape == read_label(val[0].human_label).shape
+
+    # the notebooks take the same parameter: 03 propagates the prepared tree (reusing the stages
+    # the command above trained) and draws Figure 4 without a ground-truth column
+    from wrp.notebooks import format_results, reproduce
+
+    nb_out = tmp_path / "nb03"
+    results = reproduce("smoke", ["03_propagation"], {"dataset": str(out), "output_dir": str(nb_out)},
+                        executed_dir=tmp_path / "executed", progress_bar=False)
+    assert [r.status for r in results] == ["ok"], format_results(results)
+    metrics = json.loads((nb_out / "metrics.json").read_text())
+    assert metrics["dataset"] == str(out) and metrics["miou"] is None
+    assert Path(metrics["figures"]["fig4"]).is_file()

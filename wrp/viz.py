@@ -421,17 +421,22 @@ def qualitative_figure(panels: list[dict], policies: list[str], title: str = "")
     """
     import matplotlib.pyplot as plt
 
-    cols = 2 + len(policies)
+    with_truth = panels[0].get("truth") is not None  # real data: no ground truth off the labelled frame
+    cols = 1 + with_truth + len(policies)
     aspect = panels[0]["image"].shape[0] / panels[0]["image"].shape[1]
     size = (2.9 * cols, (2.9 * aspect + 0.4) * len(panels) + 0.6)
     fig, axes = plt.subplots(len(panels), cols, figsize=size, squeeze=False)
     for r, panel in enumerate(panels):
-        truth = panel["truth"]
-        scored = truth != IGNORE_INDEX
-        cells = [(panel["image"], f"frame, d = {panel['distance']}"), (colorize(truth), "ground truth")]
-        for policy in policies:
-            wrong = ((panel[policy] != truth) & scored).sum() / max(scored.sum(), 1)
-            cells.append((highlight_errors(panel[policy], truth), f"{policy}: {wrong:.1%} wrong"))
+        cells = [(panel["image"], f"frame, d = {panel['distance']}")]
+        if not with_truth:
+            cells += [(colorize(panel[policy]), policy) for policy in policies]
+        else:
+            truth = panel["truth"]
+            scored = truth != IGNORE_INDEX
+            cells.append((colorize(truth), "ground truth"))
+            for policy in policies:
+                wrong = ((panel[policy] != truth) & scored).sum() / max(scored.sum(), 1)
+                cells.append((highlight_errors(panel[policy], truth), f"{policy}: {wrong:.1%} wrong"))
         for ax, (img, name) in zip(axes[r], cells, strict=True):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(name, fontsize=9)
