@@ -58,8 +58,7 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, ngf: int = 32, n_down: int = 3, n_res: int = 2,
-                 ocr_channels: int = 512, ocr_proj: int = 64, semantic: nn.Module | None = None,
-                 label_prior: bool = False) -> None:
+                 ocr_channels: int = 512, ocr_proj: int = 64, semantic: nn.Module | None = None) -> None:
         super().__init__()
         self.num_classes, self.n_down = num_classes, n_down
         self.in_channels = 3 + 3 + num_classes + 1
@@ -75,9 +74,6 @@ class Denoiser(nn.Module):
             for i in reversed(range(n_down)))
         self.merge = nn.ModuleList(_conv_bn(2 * widths[i], widths[i]) for i in reversed(range(n_down)))
         self.head = nn.Conv2d(widths[0], num_classes, 1)
-        # label prior: logits += (a + b·valid) · one-hot input label, so Ω starts as the identity
-        # and learns corrections; a and b are learnt (start 1 and 2: trusted where motion is valid)
-        self.prior = nn.Parameter(torch.tensor([1.0, 2.0])) if label_prior else None
         self.ocr_channels = ocr_channels
         # g_ψ stays frozen: no gradients, always evaluated in eval mode (see ``train``)
         self.semantic = semantic
@@ -117,11 +113,7 @@ class Denoiser(nn.Module):
         y = self.fuse(torch.cat([code, self.ocr_proj(sem)], 1))
         for up, merge in zip(self.up, self.merge, strict=True):
             y = merge(torch.cat([up(y), skips.pop()], 1))
-        logits = self.head(y)
-        if self.prior is not None:
-            label, valid = x[:, 6:6 + self.num_classes], x[:, -1:]
-            logits = logits + (self.prior[0] + self.prior[1] * valid) * label
-        return {"out": logits[..., :H, :W]}
+        return {"out": self.head(y)[..., :H, :W]}
 
     def layer_shapes(self, height: int, width: int) -> list[tuple[str, tuple[int, ...]]]:
         """(name, (C, h, w)) of every stage for one input of ``height × width`` — the schematic
@@ -158,8 +150,7 @@ def pack_inputs(image: Tensor, warped_image: Tensor, warped_label: Tensor, valid
 
 
 def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES, ngf: int = 32,
-                   n_down: int = 3, n_res: int = 2, ocr_proj: int = 64,
-                   label_prior: bool = False) -> Denoiser:
+                   n_down: int = 3, n_res: int = 2, ocr_proj: int = 64) -> Denoiser:
     """Ω with the frozen ``g_ψ`` of a finished segmenter stage folder (``wrp.experiments``)."""
     from wrp.train import job_from_file, load_model
 
@@ -170,7 +161,7 @@ def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES,
         if not hasattr(semantic, "ocr_channels"):
             raise ValueError(f"the segmenter in {folder} has no OCR head; Ω needs OCRNet or MSA-HRNet-OCR")
         channels = semantic.ocr_channels
-    return Denoiser(num_classes, ngf, n_down, n_res, channels, ocr_proj, semantic, label_prior)
+    return Denoiser(num_classes, ngf, n_down, n_res, channels, ocr_proj, semantic)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,8 +353,7 @@ def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dic
 
 
 def denoiser_job(profile, samples: Path, segmenter: Path, seed: int = 0, device: str = "auto",
-                 iters: int | None = None, base_lr: float | None = None, ngf: int | None = None,
-                 label_prior: bool = False):
+                 iters: int | None = None, base_lr: float | None = None, ngf: int | None = None):
     """The :class:`~wrp.train.Job` that trains Ω on cyclic samples with RMI (supplementary 3.3)."""
     from wrp.experiments import BASE_LR
     from wrp.profiles import get_profile
@@ -373,8 +363,6 @@ def denoiser_job(profile, samples: Path, segmenter: Path, seed: int = 0, device:
     iters = iters or prof.denoiser_iters
     crop = list(prof.denoiser_crop) if prof.denoiser_crop else None
     model = {"segmenter": str(segmenter), "ngf": ngf or prof.denoiser_width}
-    if label_prior:  # only when on, so the stage keys of earlier runs stay valid
-        model["label_prior"] = True
     return Job(model=Builder("wrp.denoiser:build_denoiser", model),
                data=Builder("wrp.denoiser:cyclic_dataset", {"samples": str(samples), "seed": seed,
                                                             "crop": crop}),
