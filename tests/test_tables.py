@@ -72,3 +72,13 @@ def test_table2_rows_differ_in_loss_iterations_lr_and_generated_labels(isolated_
 def test_mean_and_std_of_seeds():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_std([5.0]) == (5.0, 0.0)
+
+
+def test_wrp_table1_writes_the_tables_into_the_folder_asked_for(isolated_runs, tmp_path, capsys):
+    from wrp.cli import main
+
+    assert main(["table1", "--profile", "smoke", "--arch", "MSA-HRNet-OCR", "--policy", "baseline",
+                 "--policy", "motion-only", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "| MSA-HRNet-OCR | ours |" in capsys.readouterr().out
+    assert (tmp_path / "table1.csv").is_file() and (tmp_path / "table1.md").is_file()
+    assert "smoke profile" in (tmp_path / "table1.md").read_text()

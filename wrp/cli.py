@@ -142,6 +142,33 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    from wrp.profiles import get_profile
+    from wrp.runtime import figures_dir
+    from wrp.tables import table1, table2, write_table1, write_table2
+
+    prof = get_profile(args.profile)
+    seeds = args.seeds or list(prof.seeds)
+    out = Path(args.out) if args.out else figures_dir(prof.name)
+    note = (f"ours: {prof.name} profile ({prof.dataset}), mean ± std over seeds {seeds}, "
+            f"{prof.seg_iters} iterations per cell; the paper's rows are Cityscapes val.")
+    try:
+        if args.command == "table1":
+            results = table1(prof, args.arch, args.policy, seeds, args.nproc, args.device,
+                             not args.no_progress)
+            paths = write_table1(results, out / "table1", note)
+        else:
+            results = table2(prof, args.row, seeds, nproc=args.nproc, device=args.device,
+                             progress=not args.no_progress)
+            paths = write_table2(results, out / "table2", note)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wrp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    print(paths[1].read_text())
+    print("→ " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in profile_names()]
     if unknown:
@@ -275,6 +302,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     prop.add_argument("--no-progress", action="store_true")
     prop.set_defaults(func=_cmd_propagate)
+
+    from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
+
+    for name, text, description in (
+            ("table1", "Table 1: segmenters trained with each label policy, mean ± std over seeds",
+             "Train one segmenter per (architecture, label policy, seed) — human labels mixed 30/70 "
+             "with the policy's generated labels, the same iterations for every cell — and write "
+             "table1.csv / table1.md beside the paper's numbers. Finished cells are reused."),
+            ("table2", "Table 2: relaxed label loss and an under-trained baseline, over seeds",
+             "Train the Table 2 settings (under-trained baseline, Baseline B, + RLL, + RLL + motion-only "
+             "labels from ±3) per seed and write table2.csv / table2.md beside the paper's numbers.")):
+        tab = commands.add_parser(name, help=text, description=description)
+        tab.add_argument("--profile", default="demo", choices=profile_names())
+        tab.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the profile's")
+        if name == "table1":
+            tab.add_argument("--arch", action="append", choices=list(ARCHS), help="repeatable; default all")
+            tab.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
+                             help="repeatable; default all")
+        else:
+            tab.add_argument("--row", action="append", choices=list(TABLE2_ROWS),
+                             help="repeatable; default all")
+        tab.add_argument("--out", default=None,
+                         help="folder for the tables (default: the profile's figures/)")
+        tab.add_argument("--nproc", type=int, default=1, help="processes (torchrun) per training run")
+        tab.add_argument("--device", default="auto", help="auto, cpu, cuda")
+        tab.add_argument("--no-progress", action="store_true")
+        tab.set_defaults(func=_cmd_table, command=name)
 
     prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")
     prof.add_argument("names", nargs="*", metavar="PROFILE",
