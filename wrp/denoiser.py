@@ -171,8 +171,9 @@ def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES,
 # forward–backward check): "semantic" — g_ψ's prediction, the warp-inpaint of METHOD.md §1;
 # "motion" — the motion's own guess, with the validity channel telling Ω which pixels those are,
 # and g_ψ's knowledge reaching Ω through its OCR features only. On the demo world (seed 0) g_ψ
-# confuses wall/fence and car/truck/bus, and inpainting with it cost warp-refine 1.8–3.3 mIoU
-# against motion-only at every distance; see the README ("The denoiser and propagation").
+# confuses wall/fence and car/truck/bus; inpainting with it left warp-refine 1.8–5.1 mIoU below
+# motion-only at every distance, the motion's guess put it above (README, "The denoiser and
+# propagation").
 INPAINT = ("motion", "semantic")
 DEFAULT_INPAINT = "motion"
 
