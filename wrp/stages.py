@@ -64,6 +64,9 @@ def config_hash(config: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+_ANNOUNCED: set[Path] = set()  # stage folders whose reuse this process has already reported
+
+
 @dataclass
 class Stage:
     """One cached step of the pipeline, identified by ``name`` and the hash of ``config``.
@@ -116,8 +119,9 @@ class Stage:
         self.dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.dir / ".lock"):
             if self.done and not force:
-                if verbose:
+                if verbose and self.dir not in _ANNOUNCED:  # once per process: stages ask each other often
                     print(f"[wrp] stage {self.name}: reusing {self.dir}")
+                    _ANNOUNCED.add(self.dir)
                 return self.dir
             (self.dir / DONE_FILE).unlink(missing_ok=True)
             resumed = any(p.name not in (".lock", CONFIG_FILE) for p in self.dir.iterdir())
