@@ -19,24 +19,20 @@ import tempfile
 from pathlib import Path
 
 from wrp.data import Manifest
-from wrp.experiments import manifest_for, propagate, read_accuracy, train_segmenter
+from wrp.experiments import manifest_for, propagate, propagator_for, read_accuracy, train_segmenter
 from wrp.io import atomic_write_json
 from wrp.profiles import get_profile
-from wrp.propagation import POLICIES
+from wrp.propagation import POLICIES, warp_refine_margin
 
 
 def _speed(profile, seed: int, device: str) -> dict[str, float]:
     """Frames/s of motion-only and warp-refine, propagated afresh into a temporary folder."""
-    from wrp.denoiser import CachedSegmenter, train_denoiser
-    from wrp.motion import make_estimator
-    from wrp.propagation import Propagator, propagate_clips
-    from wrp.train import job_from_file, load_model
+    from wrp.denoiser import train_denoiser
+    from wrp.propagation import propagate_clips
 
     prof = get_profile(profile)
     seg, den = train_segmenter(prof, seed, progress=False), train_denoiser(prof, seed, progress=False)
-    propagator = Propagator(make_estimator("dis"),
-                            CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg, device), device),
-                            load_model(job_from_file(den / "job.json"), den, device), device)
+    propagator = propagator_for(seg, den, device=device)
     clips = Manifest.load(manifest_for(prof, seed)).clips("val")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,9 +62,7 @@ def main() -> None:
     for policy in POLICIES:
         print(f"{policy:<15}" + "".join(f"{median[policy, d]['miou']:>7.1f}" for d in range(1, k + 1))
               + f"{median[policy, k]['coverage']:>12.1f}")
-    others = [p for p in POLICIES if p != "warp-refine"]
-    margin = {d: round(median["warp-refine", d]["miou"] - max(median[p, d]["miou"] for p in others), 2)
-              for d in range(1, k + 1)}
+    margin = warp_refine_margin({key: v["miou"] for key, v in median.items()})
     checks = {
         "best_at_every_d_from_3": all(margin[d] >= 0 for d in range(3, k + 1)),
         "within_1_of_best_at_d_1_2": all(margin[d] >= -1 for d in (1, 2) if d <= k),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
+from wrp.data import NUM_CLASSES, Manifest
 from wrp.mixing import IMAGENET_MEAN, IMAGENET_STD
 
 _MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
@@ -407,4 +407,4 @@ def train_denoiser(profile, seed: int = 0, nproc: int = 1, device: str = "auto",
 
 __all__ = ["Denoiser", "pack_inputs", "build_denoiser", "CachedSegmenter", "make_cyclic_samples",
            "cyclic_samples_for", "CyclicDataset", "cyclic_dataset", "refine", "score_cyclic",
-           "denoiser_job", "train_denoiser", "IGNORE_INDEX"]
+           "denoiser_job", "train_denoiser"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wrp.data import Manifest, SplitConfig, build_manifest, human_samples
-from wrp.io import atomic_write_json, atomic_write_text
+from wrp.io import atomic_write_json
 from wrp.launch import launch
 from wrp.profiles import Profile, get_profile
 from wrp.stages import Stage
@@ -165,15 +165,14 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
     the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
     coverage per policy and distance. ``out`` defaults to a cached stage folder.
     """
-    import csv
-    import io
-    import json
-
-    from wrp.denoiser import DEFAULT_INPAINT, CachedSegmenter, train_denoiser
-    from wrp.motion import make_estimator
-    from wrp.propagation import _NEEDS_SEGMENTER, POLICIES, Propagator, propagate_clips, propagation_accuracy
-    from wrp.runtime import resolve_device
-    from wrp.train import job_from_file
+    from wrp.denoiser import DEFAULT_INPAINT, train_denoiser
+    from wrp.propagation import (
+        _NEEDS_SEGMENTER,
+        POLICIES,
+        propagate_clips,
+        propagation_accuracy,
+        write_accuracy_csv,
+    )
 
     prof = get_profile(profile)
     policies = tuple(policies or POLICIES)
@@ -194,13 +193,9 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
               "confidence": confidence, "version": 1}
 
     def build(folder: Path) -> dict[str, Any]:
-        dev = resolve_device(device)
         m = Manifest.load(manifest)
         clips = m.clips(split)
-        segmenter = (CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg, dev), dev)
-                     if seg else None)
-        denoiser = load_model(job_from_file(den / "job.json"), den, dev) if den else None
-        propagator = Propagator(make_estimator(flow), segmenter, denoiser, dev, inpaint)
+        propagator = propagator_for(seg, den, flow, device, inpaint)
         speed_path = folder / "speed.json"
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
         for policy in policies:
@@ -213,12 +208,8 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
         truth = m.ground_truth(split)
         if not _has_every_frame_labelled(clips, truth):  # real data: only the labelled frames
             return {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}, "accuracy": None}
-        rows = propagation_accuracy(clips, truth, folder / "labels", policies, prof.k)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(folder / "accuracy.csv", buffer.getvalue())
+        write_accuracy_csv(propagation_accuracy(clips, truth, folder / "labels", policies, prof.k),
+                           folder / "accuracy.csv")
         return {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
 
     if out is None:
@@ -232,6 +223,22 @@ def propagate(profile: str | Profile, seed: int = 0, split: str = "val",
     atomic_write_json(recorded, config)
     build(folder)
     return folder
+
+
+def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "dis", device: str = "auto",
+                   inpaint: str = "motion"):
+    """A :class:`~wrp.propagation.Propagator` with the ``g_ψ`` and Ω of finished stage folders."""
+    from wrp.denoiser import CachedSegmenter
+    from wrp.motion import make_estimator
+    from wrp.propagation import Propagator
+    from wrp.runtime import resolve_device
+    from wrp.train import job_from_file
+
+    dev = resolve_device(device)
+    seg = (CachedSegmenter(load_model(job_from_file(segmenter / "job.json"), segmenter, dev), dev)
+           if segmenter else None)
+    den = load_model(job_from_file(denoiser / "job.json"), denoiser, dev) if denoiser else None
+    return Propagator(make_estimator(flow), seg, den, dev, inpaint)
 
 
 def _has_every_frame_labelled(clips, truth) -> bool:

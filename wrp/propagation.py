@@ -248,36 +248,29 @@ class Propagator:
         if policy == "copy":
             return [(human, None) for *_, human in items]
         images = [(clip.image(s), clip.image(t)) for clip, s, t, _, _ in items]
+        targets = torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for _, t in images])
         probs = ocr = None
         if policy in _NEEDS_SEGMENTER:
-            batch = torch.stack([torch.from_numpy(np.ascontiguousarray(nxt)).permute(2, 0, 1)
-                                 for _, nxt in images])
-            probs, ocr = self.segmenter.outputs(batch)
+            probs, ocr = self.segmenter.outputs(targets)
             probs = probs.cpu()
         if policy == "semantic-only":
             conf, ids = probs.max(1)
             return [(ids[i].to(torch.uint8).numpy(), conf[i].numpy()) for i in range(len(items))]
+        # motion-only: the motion's guess everywhere, no check; warp-inpaint: g_ψ where the check
+        # fails; warp-refine: Ω's input, inpainted as ``self.inpaint`` says
+        check = policy != "motion-only"
+        inpaint = policy == "warp-inpaint" or (policy == "warp-refine" and self.inpaint == "semantic")
         steps = []
         for i, ((clip, s, t, label, _), (img_s, img_t)) in enumerate(zip(items, images, strict=True)):
-            flow = self.estimator.between(clip, t, s)
-            if policy == "motion-only":  # the motion's guess everywhere, no check, no inpainting
-                steps.append(warp_inpaint(label, img_s, img_t, None, flow=flow, estimator=self.estimator,
-                                          check=False, fill="warped"))
-            elif policy == "warp-refine" and self.inpaint == "motion":  # Ω sees the guess + validity
-                steps.append(warp_inpaint(label, img_s, img_t, None, flow=flow,
-                                          flow_reverse=self.estimator.between(clip, s, t),
-                                          estimator=self.estimator, check=True, fill="warped"))
-            else:
-                semantic = probs[i].argmax(0).to(torch.uint8).numpy()
-                steps.append(warp_inpaint(label, img_s, img_t, semantic, flow=flow,
-                                          flow_reverse=self.estimator.between(clip, s, t),
-                                          estimator=self.estimator, check=True))
+            semantic = probs[i].argmax(0).to(torch.uint8).numpy() if inpaint else None
+            steps.append(warp_inpaint(label, img_s, img_t, semantic, flow=self.estimator.between(clip, t, s),
+                                      flow_reverse=self.estimator.between(clip, s, t) if check else None,
+                                      estimator=self.estimator, check=check,
+                                      fill="ignore" if inpaint else "warped"))
         if policy != "warp-refine":
             return [(st.ids, st.valid.float().numpy()) for st in steps]
-        x = pack_inputs(torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1)
-                                     for _, t in images]),
-                        torch.stack([st.image for st in steps]), torch.stack([st.label for st in steps]),
-                        torch.stack([st.valid for st in steps]))
+        x = pack_inputs(targets, torch.stack([st.image for st in steps]),
+                        torch.stack([st.label for st in steps]), torch.stack([st.valid for st in steps]))
         refined = refine(self.denoiser, x, ocr).cpu()
         conf, ids = refined.max(1)
         return [(ids[i].to(torch.uint8).numpy(), conf[i].numpy()) for i in range(len(items))]
@@ -380,3 +373,26 @@ def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies,
                                                                          if np.isfinite(v) else "")
                             for c, v in enumerate(per_class)}})
     return rows
+
+
+def write_accuracy_csv(rows: list[dict], path: str | Path) -> Path:
+    """Rows of :func:`propagation_accuracy` as a long-form CSV (policy, distance, miou, …), atomically."""
+    import csv
+    import io
+
+    from wrp.io import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def warp_refine_margin(miou: dict[tuple[str, int], float]) -> dict[int, float]:
+    """Per distance: warp-refine's mIoU minus the best other policy's, from ``{(policy, d): mIoU}``."""
+    others: dict[int, float] = {}
+    for (policy, d), value in miou.items():
+        if policy != "warp-refine":
+            others[d] = max(others.get(d, value), value)
+    return {d: round(v - others[d], 2) for (p, d), v in sorted(miou.items()) if p == "warp-refine"}
