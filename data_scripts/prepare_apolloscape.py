@@ -45,7 +45,7 @@ from wrp.prepare import (
     decode_image,
     draw_val,
     encode_png,
-    execute,
+    execute_args,
     frame_files,
     map_ids,
     parser,
@@ -227,8 +227,7 @@ def prepare(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise DatasetError(f"--scale {args.scale}: use a factor in (0, 1]")
     with Source(args.source) as source:
         prep = plan(source, args.cameras, args.length, args.val, args.seed, args.scale, not args.no_progress)
-        return execute(prep, args.out, dry_run=args.dry_run, progress=not args.no_progress,
-                       verify=not args.no_verify, workers=args.workers)
+        return execute_args(prep, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

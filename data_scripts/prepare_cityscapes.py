@@ -43,7 +43,7 @@ from wrp.prepare import (
     Source,
     decode_label_ids,
     encode_png,
-    execute,
+    execute_args,
     frame_files,
     parser,
     run_main,
@@ -176,8 +176,7 @@ def prepare(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     with Source(args.source, anchor=f"{IMAGE_DIR}|{LABEL_DIR}", zips=ZIPS) as source:
         prep = plan(source, args.splits, args.split, args.train_ids)
-        return execute(prep, args.out, dry_run=args.dry_run, link=args.link, progress=not args.no_progress,
-                       verify=not args.no_verify, workers=args.workers)
+        return execute_args(prep, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

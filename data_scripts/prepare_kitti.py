@@ -38,7 +38,7 @@ from wrp.prepare import (
     decode_image,
     decode_label_ids,
     draw_val,
-    execute,
+    execute_args,
     frame_files,
     parser,
     run_main,
@@ -139,8 +139,7 @@ def prepare(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with Source(args.semantics, anchor="training|testing", zips=(SEMANTICS_ZIP,)) as semantics, \
             Source(args.multiview, anchor="training|testing", zips=(MULTIVIEW_ZIP,)) as multiview:
         prep = plan(semantics, multiview, args.radius, args.val, args.seed)
-        return execute(prep, args.out, dry_run=args.dry_run, link=args.link, progress=not args.no_progress,
-                       verify=not args.no_verify, workers=args.workers)
+        return execute_args(prep, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,7 +54,7 @@ from wrp.prepare import (
     decode_image,
     draw_val,
     encode_png,
-    execute,
+    execute_args,
     frame_files,
     map_ids,
     parser,
@@ -316,8 +316,7 @@ def prepare(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         with Source(args.raw) as raw:
             prep = plan(labelled, raw, mapping, args.radius, args.val, args.seed, val_list)
-            return execute(prep, args.out, dry_run=args.dry_run, progress=not args.no_progress,
-                           verify=not args.no_verify, workers=args.workers)
+            return execute_args(prep, args)
     finally:
         labelled.close()
 

@@ -195,6 +195,21 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_options(parser: argparse.ArgumentParser, seed: bool = True, nproc: bool = True,
+                     dataset: bool = True) -> None:
+    """The options every training / propagation command shares."""
+    if seed:
+        parser.add_argument("--seed", type=int, default=0)
+    if nproc:
+        parser.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    if dataset:
+        parser.add_argument("--dataset", default=None, metavar="DIR",
+                            help="a tree prepared by data_scripts/prepare_*.py "
+                            "(default: the synthetic world)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wrp",
@@ -257,12 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--loss", default=None, choices=["ce", "rmi", "rll"], help="main loss (default ce)")
     seg.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
     seg.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    seg.add_argument("--seed", type=int, default=0)
-    seg.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    seg.add_argument("--dataset", default=None, metavar="DIR",
-                     help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
-    seg.add_argument("--no-progress", action="store_true")
+    _add_run_options(seg)
     seg.set_defaults(func=_cmd_train_seg)
 
     den = commands.add_parser(
@@ -273,12 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--profile", default="demo", choices=profile_names())
     den.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
     den.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    den.add_argument("--seed", type=int, default=0)
-    den.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
-    den.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    den.add_argument("--dataset", default=None, metavar="DIR",
-                     help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
-    den.add_argument("--no-progress", action="store_true")
+    _add_run_options(den)
     den.set_defaults(func=_cmd_train_denoiser)
 
     prop = commands.add_parser(
@@ -288,7 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
         "needed. Labels are written in the Cityscapes layout under labels/<policy>/, atomically; a "
         "killed run resumes. Prints mIoU by distance against the ground truth.")
     prop.add_argument("--profile", default="demo", choices=profile_names())
-    prop.add_argument("--seed", type=int, default=0)
     prop.add_argument("--split", default="val", choices=["train", "val"])
     prop.add_argument("--policy", action="append", choices=list(_policies()),
                       help="a policy to run (repeatable; default: all five)")
@@ -297,10 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
     prop.add_argument("--batch", type=int, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
-    prop.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    prop.add_argument("--dataset", default=None, metavar="DIR",
-                      help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
-    prop.add_argument("--no-progress", action="store_true")
+    _add_run_options(prop, nproc=False)
     prop.set_defaults(func=_cmd_propagate)
 
     from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
@@ -325,9 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="repeatable; default all")
         tab.add_argument("--out", default=None,
                          help="folder for the tables (default: the profile's figures/)")
-        tab.add_argument("--nproc", type=int, default=1, help="processes (torchrun) per training run")
-        tab.add_argument("--device", default="auto", help="auto, cpu, cuda")
-        tab.add_argument("--no-progress", action="store_true")
+        _add_run_options(tab, seed=False, dataset=False)
         tab.set_defaults(func=_cmd_table, command=name)
 
     prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")

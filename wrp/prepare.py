@@ -459,6 +459,13 @@ def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str
 # ---------------------------------------------------------------------------------------------
 # The command line every script shares
 # ---------------------------------------------------------------------------------------------
+
+def execute_args(prep: Preparation, args: Any) -> dict[str, Any]:
+    """:func:`execute` with the options of :func:`parser` (``--out``, ``--dry-run``, ``--link`` where
+    the script has it, ``--no-progress``, ``--no-verify``, ``--workers``)."""
+    return execute(prep, args.out, dry_run=args.dry_run, link=getattr(args, "link", "copy"),
+                   progress=not args.no_progress, verify=not args.no_verify, workers=args.workers)
+
 def parser(description: str, epilog: str = "", link: bool = False) -> argparse.ArgumentParser:
     """An argparse parser with the options every prepare script has."""
     p = argparse.ArgumentParser(description=description, epilog=epilog,

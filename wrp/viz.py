@@ -413,6 +413,20 @@ def propagation_accuracy_figure(rows: list[dict], title: str = ""):
     return fig
 
 
+def _wrong_share(ids: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the scored pixels of ``truth`` that ``ids`` gets wrong (unlabelled counts wrong)."""
+    scored = truth != IGNORE_INDEX
+    return float(((ids != truth) & scored).sum() / max(scored.sum(), 1))
+
+
+def _show_row(axes, cells: list[tuple[np.ndarray, str]], fontsize: float = 9) -> None:
+    """One row of titled images without axes."""
+    for ax, (img, name) in zip(axes, cells, strict=True):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=fontsize)
+        ax.set_axis_off()
+
+
 def qualitative_figure(panels: list[dict], policies: list[str], title: str = ""):
     """Supplementary Figure 4: for several frames (one row each, at distance d), the image, its
     ground truth and each policy's label with wrong pixels in red (black: left unlabelled).
@@ -432,15 +446,10 @@ def qualitative_figure(panels: list[dict], policies: list[str], title: str = "")
             cells += [(colorize(panel[policy]), policy) for policy in policies]
         else:
             truth = panel["truth"]
-            scored = truth != IGNORE_INDEX
             cells.append((colorize(truth), "ground truth"))
-            for policy in policies:
-                wrong = ((panel[policy] != truth) & scored).sum() / max(scored.sum(), 1)
-                cells.append((highlight_errors(panel[policy], truth), f"{policy}: {wrong:.1%} wrong"))
-        for ax, (img, name) in zip(axes[r], cells, strict=True):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_title(name, fontsize=9)
-            ax.set_axis_off()
+            cells += [(highlight_errors(panel[policy], truth),
+                       f"{policy}: {_wrong_share(panel[policy], truth):.1%} wrong") for policy in policies]
+        _show_row(axes[r], cells)
     fig.suptitle(title or "propagated labels, wrong pixels in red", fontsize=11)
     fig.tight_layout()
     return fig
@@ -457,19 +466,12 @@ def denoiser_examples_figure(examples: list[dict], title: str = ""):
                              squeeze=False)
     for row, ex in zip(axes, examples, strict=True):
         truth = ex["label"]
-
-        def wrong(ids: np.ndarray, truth: np.ndarray = truth) -> str:
-            scored = truth != IGNORE_INDEX
-            return f"{((ids != truth) & scored).sum() / max(scored.sum(), 1):.1%} wrong"
-
-        cells = [(ex["image"], f"frame $I_t$ (p = {ex['p']})"),
-                 (highlight_errors(ex["cyclic"], truth), f"input $l^\\circ_t$: {wrong(ex['cyclic'])}"),
-                 (highlight_errors(ex["refined"], truth), f"$\\Omega$ output: {wrong(ex['refined'])}"),
-                 (colorize(truth), "human label $L_t$")]
-        for ax, (img, name) in zip(row, cells, strict=True):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_title(name, fontsize=9.5)
-            ax.set_axis_off()
+        _show_row(row, [(ex["image"], f"frame $I_t$ (p = {ex['p']})"),
+                        (highlight_errors(ex["cyclic"], truth),
+                         f"input $l^\\circ_t$: {_wrong_share(ex['cyclic'], truth):.1%} wrong"),
+                        (highlight_errors(ex["refined"], truth),
+                         f"$\\Omega$ output: {_wrong_share(ex['refined'], truth):.1%} wrong"),
+                        (colorize(truth), "human label $L_t$")], fontsize=9.5)
     fig.suptitle(title or "held-out cyclic warped labels before and after the denoiser", fontsize=11)
     fig.tight_layout()
     return fig
