@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +231,7 @@ class Propagator:
     denoiser: torch.nn.Module | None = None
     device: str = "cpu"
     inpaint: str = "motion"  # Ω's input where motion fails: "motion" guess or "semantic" (g_ψ)
+    _targets: dict = field(default_factory=dict, init=False, repr=False)  # last step's target images
 
     def check(self, policy: str) -> None:
         if policy not in POLICIES:
@@ -247,7 +248,12 @@ class Propagator:
 
         if policy == "copy":
             return [(human, None) for *_, human in items]
-        images = [(clip.image(s), clip.image(t)) for clip, s, t, _, _ in items]
+        # a step's source frame was the previous step's target: read each frame once
+        images = [(self._targets.get(clip.images[s]), clip.image(t)) for clip, s, t, _, _ in items]
+        images = [(src if src is not None else clip.image(s), tgt)
+                  for (clip, s, _, _, _), (src, tgt) in zip(items, images, strict=True)]
+        self._targets = {clip.images[t]: tgt
+                         for (clip, _, t, _, _), (_, tgt) in zip(items, images, strict=True)}
         targets = torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for _, t in images])
         probs = ocr = None
         if policy in _NEEDS_SEGMENTER:
