@@ -12,7 +12,9 @@ from wrp.experiments import manifest_for
 from wrp.tables import (
     TABLE1_POLICIES,
     TABLE2_ROWS,
+    gains_over,
     generated_pairs,
+    grid_note,
     mean_std,
     table1,
     table2,
@@ -82,3 +84,50 @@ def test_wrp_table1_writes_the_tables_into_the_folder_asked_for(isolated_runs, t
     assert "| MSA-HRNet-OCR | ours |" in capsys.readouterr().out
     assert (tmp_path / "table1.csv").is_file() and (tmp_path / "table1.md").is_file()
     assert "smoke profile" in (tmp_path / "table1.md").read_text()
+
+
+def test_the_note_under_a_table_says_when_the_grid_is_reduced():
+    full = grid_note("paper")
+    assert "Reduced grid" not in full and "seed(s) 0, 1, 2" in full
+    reduced = grid_note("smoke", seeds=[0], archs=["DeepLabV3"])
+    assert "**Reduced grid**" in reduced and "1 of the 3 architectures (DeepLabV3)" in reduced
+    assert "1 seed instead of 3" in reduced and "wrp table1 --profile smoke --seeds 0 1 2" in reduced
+    assert "1 seed instead of 3" in grid_note("smoke", seeds=[0], table=2)
+    assert "architectures" not in grid_note("smoke", seeds=[0], table=2)  # Table 2 has one architecture
+
+
+def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
+    cells = {"baseline": [50.0, 51.0, 52.0], "helps": [54.0, 55.0, 56.0], "noise": [49.0, 53.0, 51.5],
+             "hurts": [40.0, 41.0, 42.0], "one": [60.0]}
+    by = {g["column"]: g for g in gains_over(cells, "baseline")}
+    assert by["helps"]["gain"] == pytest.approx(4.0) and by["helps"]["two_std"] == pytest.approx(2.0)
+    assert by["helps"]["verdict"] == "above the seed spread"
+    assert by["noise"]["verdict"] == "within the seed spread"
+    assert by["hurts"]["verdict"] == "below the seed spread"
+    assert by["one"]["verdict"].startswith("one seed")
+    assert "baseline" not in by
+
+
+def test_table_settings_of_a_profile_fall_back_and_are_checked():
+    from wrp.profiles import get_profile
+
+    paper = get_profile("paper")
+    assert paper.cell_seeds == paper.seeds and paper.cell_iters == paper.seg_iters
+    assert paper.cell_crop == paper.seg_crop and len(paper.table_archs) == 3
+    demo = get_profile("demo")
+    assert demo.cell_crop == tuple(demo.table_crop or demo.seg_crop)
+    with pytest.raises(ValueError, match="table_crop=\\(999, 8\\) must lie inside the frame"):
+        get_profile("smoke", table_crop=(999, 8))
+    with pytest.raises(ValueError, match="table_archs and table_seeds must not be empty"):
+        get_profile("smoke", table_seeds=())
+    with pytest.raises(ValueError, match="table_iters=0"):
+        get_profile("smoke", table_iters=0)
+
+
+def test_a_cell_trains_at_the_profiles_table_budget(isolated_runs):
+    from wrp.profiles import get_profile
+
+    prof = get_profile("smoke", table_iters=3, table_crop=(32, 64))
+    cell = train_cell(prof, 0, "deeplabv3", None, iters_share=1 / 3, progress=False)
+    job = json.loads(open(f"{cell['stage']}/job.json").read())
+    assert job["train"]["iters"] == 1 and job["data"]["kwargs"]["crop"] == [32, 64]

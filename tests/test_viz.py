@@ -29,3 +29,24 @@ def test_pipeline_diagram_names_every_stage_and_saves_a_png(tmp_path):
         assert notebook in text
     path = save_figure(fig, tmp_path / "pipeline.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+def test_confusable_changes_sort_disagreements_on_look_alike_classes_by_who_is_right(tmp_path):
+    from wrp.viz import confusable_changes, table_bars_figure, with_without_figure
+
+    car, truck, bus, road, sky = 13, 14, 15, 0, 10
+    truth = np.array([[car, truck, bus, road, road, 255]], dtype=np.uint8)
+    base = np.array([[truck, truck, car, road, sky, car]], dtype=np.uint8)
+    ref = np.array([[car, bus, truck, sky, road, truck]], dtype=np.uint8)
+    change = confusable_changes(base, ref, truth)
+    assert change["fixed"].tolist() == [[True, False, False, False, False, False]]
+    assert change["broken"].tolist() == [[False, True, False, False, False, False]]
+    assert change["both_wrong"].tolist() == [[False, False, True, False, False, False]]
+    # road/sky disagreements are not look-alike classes; ignore pixels are never counted
+    image = np.zeros((1, 6, 3), np.uint8)
+    row = {"image": image, "truth": truth, "baseline": base, "refined": ref, "name": "x"}
+    fig = with_without_figure([row])
+    texts = [ax.get_title() for ax in fig.axes]
+    assert "confusable classes: 1 px fixed, 1 broken" in texts
+    bars = table_bars_figure({"A": {"baseline": [1.0, 2.0], "warp-refine": [3.0, 4.0]}}, title="t")
+    assert save_figure(bars, tmp_path / "bars.png").stat().st_size > 0

@@ -145,22 +145,20 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 def _cmd_table(args: argparse.Namespace) -> int:
     from wrp.profiles import get_profile
     from wrp.runtime import figures_dir
-    from wrp.tables import table1, table2, write_table1, write_table2
+    from wrp.tables import grid_note, table1, table2, write_table1, write_table2
 
     prof = get_profile(args.profile)
-    seeds = args.seeds or list(prof.seeds)
+    seeds = args.seeds or list(prof.cell_seeds)
     out = Path(args.out) if args.out else figures_dir(prof.name)
-    note = (f"ours: {prof.name} profile ({prof.dataset}), mean ± std over seeds {seeds}, "
-            f"{prof.seg_iters} iterations per cell; the paper's rows are Cityscapes val.")
     try:
         if args.command == "table1":
             results = table1(prof, args.arch, args.policy, seeds, args.nproc, args.device,
                              not args.no_progress)
-            paths = write_table1(results, out / "table1", note)
+            paths = write_table1(results, out / "table1", grid_note(prof, seeds, list(results)))
         else:
             results = table2(prof, args.row, seeds, nproc=args.nproc, device=args.device,
                              progress=not args.no_progress)
-            paths = write_table2(results, out / "table2", note)
+            paths = write_table2(results, out / "table2", grid_note(prof, seeds, table=2))
     except (ValueError, FileNotFoundError) as exc:
         print(f"wrp {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -316,9 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
              "labels from ±3) per seed and write table2.csv / table2.md beside the paper's numbers.")):
         tab = commands.add_parser(name, help=text, description=description)
         tab.add_argument("--profile", default="demo", choices=profile_names())
-        tab.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the profile's")
+        tab.add_argument("--seeds", type=int, nargs="+", default=None,
+                         help="default: the profile's table_seeds (or seeds)")
         if name == "table1":
-            tab.add_argument("--arch", action="append", choices=list(ARCHS), help="repeatable; default all")
+            tab.add_argument("--arch", action="append", choices=list(ARCHS),
+                             help="repeatable; default: the profile's table_archs")
             tab.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
                              help="repeatable; default all")
         else:

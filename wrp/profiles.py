@@ -43,6 +43,11 @@ class Profile:
     denoiser_width: int = 64  # channels of Ω's first layer (doubling at each of 3 downsamplings)
     epochs: int = 175
     seeds: tuple[int, ...] = (0, 1, 2)
+    # --- Tables 1 and 2: every cell of a table gets the same budget ---
+    table_archs: tuple[str, ...] = ("DeepLabV3", "OCRNet", "MSA-HRNet-OCR")  # Table 1's rows
+    table_seeds: tuple[int, ...] | None = None  # None: ``seeds``
+    table_iters: int | None = None  # iterations of every cell; None: ``seg_iters``
+    table_crop: tuple[int, int] | None = None  # training crop of every cell; None: ``seg_crop``
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
 
@@ -68,6 +73,14 @@ class Profile:
             problems.append(f"crop={self.crop} must lie inside the frame ({self.height}, {self.width})")
         if not self.seeds:
             problems.append("seeds must name at least one seed")
+        if not self.table_archs or (self.table_seeds is not None and not self.table_seeds):
+            problems.append("table_archs and table_seeds must not be empty")
+        if self.table_iters is not None and self.table_iters < 1:
+            problems.append(f"table_iters={self.table_iters} must be ≥ 1")
+        if self.table_crop is not None and not (0 < self.table_crop[0] <= self.height
+                                                and 0 < self.table_crop[1] <= self.width):
+            problems.append(f"table_crop={self.table_crop} must lie inside the frame "
+                            f"({self.height}, {self.width})")
         if problems:
             raise ValueError(f"profile {self.name!r} is not valid: " + "; ".join(problems))
 
@@ -80,6 +93,21 @@ class Profile:
     def seg_crop(self) -> tuple[int, int]:
         """Training crop of the segmenters: ``crop`` or the whole frame."""
         return tuple(self.crop) if self.crop else (self.height, self.width)
+
+    @property
+    def cell_seeds(self) -> tuple[int, ...]:
+        """Seeds of a table's cells: ``table_seeds`` or ``seeds``."""
+        return tuple(self.table_seeds) if self.table_seeds is not None else tuple(self.seeds)
+
+    @property
+    def cell_iters(self) -> int:
+        """Training iterations of every table cell: ``table_iters`` or ``seg_iters``."""
+        return self.table_iters or self.seg_iters
+
+    @property
+    def cell_crop(self) -> tuple[int, int]:
+        """Training crop of every table cell: ``table_crop`` or the segmenters' crop."""
+        return tuple(self.table_crop) if self.table_crop else self.seg_crop
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +133,7 @@ PROFILES: dict[str, Profile] = {
         denoiser_width=8,
         epochs=1,
         seeds=(0,),
+        table_archs=("DeepLabV3",),
         cell_timeout_s=600,
     ),
     "demo": Profile(
@@ -127,6 +156,11 @@ PROFILES: dict[str, Profile] = {
         denoiser_width=16,
         epochs=1,
         seeds=(0, 1, 2),
+        # make demo's reduced table grid: 1 architecture, 1 seed, short cells on crops (≈1 min each)
+        table_archs=("DeepLabV3",),
+        table_seeds=(0,),
+        table_iters=250,
+        table_crop=(64, 128),
         cell_timeout_s=1800,
     ),
     "paper": Profile(

@@ -21,6 +21,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wrp.data import Manifest
 from wrp.experiments import BASE_LR, dataset_name, manifest_for, propagate, train_segmenter
 from wrp.io import atomic_write_text
@@ -60,16 +62,16 @@ def train_cell(profile: str | Profile, seed: int, arch: str = "msa_hrnet_ocr", p
                k: int | None = None, loss: str = "ce", iters_share: float = 1.0, lr_factor: float = 1.0,
                nproc: int = 1, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """One table cell: a segmenter trained on the human labels (+ ``policy``'s generated labels),
-    with ``iters_share`` of the profile's iterations and ``lr_factor`` × the dataset's base LR.
+    with ``iters_share`` of the profile's cell iterations (``Profile.cell_iters``, at
+    ``Profile.cell_crop``) and ``lr_factor`` × the dataset's base LR.
     Returns its ``metrics.json`` (validation mIoU, per-class IoU) with the stage folder."""
     prof = get_profile(profile)
     generated = None
     if policy not in (None, "baseline"):
         k = k if k is not None else (MOTION_ONLY_K if policy == "motion-only" else None)
         generated = generated_pairs(prof, seed, policy, k, device, progress)
-    overrides: dict[str, Any] = {"loss": loss}
-    if iters_share != 1.0:
-        overrides["iters"] = max(1, round(prof.seg_iters * iters_share))
+    overrides: dict[str, Any] = {"loss": loss, "crop": list(prof.cell_crop),
+                                 "iters": max(1, round(prof.cell_iters * iters_share))}
     if lr_factor != 1.0:
         overrides["base_lr"] = BASE_LR.get(dataset_name(prof), 0.01) * lr_factor
     folder = train_segmenter(prof, seed, arch, nproc=nproc, device=device, progress=progress,
@@ -88,7 +90,7 @@ def table1(profile: str | Profile, archs: list[str] | None = None, policies: lis
     """mIoU per seed of every (architecture, policy) cell: ``{arch name: {policy: [mIoU, …]}}``."""
     prof = get_profile(profile)
     out: dict[str, dict[str, list[float]]] = {}
-    for name in archs or list(ARCHS):
+    for name in archs or list(prof.table_archs):
         if name not in ARCHS:
             raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ARCHS)}")
         for policy in policies or list(TABLE1_POLICIES):
@@ -97,15 +99,17 @@ def table1(profile: str | Profile, archs: list[str] | None = None, policies: lis
             out.setdefault(name, {})[policy] = [
                 train_cell(prof, seed, ARCHS[name], policy, nproc=nproc, device=device,
                            progress=progress)["miou"]
-                for seed in (seeds if seeds is not None else prof.seeds)]
+                for seed in (seeds if seeds is not None else prof.cell_seeds)]
     return out
 
 
 def table2(profile: str | Profile, rows: list[str] | None = None, seeds: list[int] | None = None,
-           arch: str = "msa_hrnet_ocr", nproc: int = 1, device: str = "auto",
+           arch: str | None = None, nproc: int = 1, device: str = "auto",
            progress: bool = True) -> dict[str, list[float]]:
-    """mIoU per seed of every Table 2 row: ``{row: [mIoU, …]}``."""
+    """mIoU per seed of every Table 2 row: ``{row: [mIoU, …]}``. ``arch`` defaults to the first
+    of the profile's ``table_archs``, so Baseline B is Table 1's Baseline cell (trained once)."""
     prof = get_profile(profile)
+    arch = arch or ARCHS[table2_arch(prof)]
     out = {}
     for row in rows or list(TABLE2_ROWS):
         if row not in TABLE2_ROWS:
@@ -113,8 +117,55 @@ def table2(profile: str | Profile, rows: list[str] | None = None, seeds: list[in
         spec = TABLE2_ROWS[row]
         out[row] = [train_cell(prof, seed, arch, spec["policy"], spec["k"], spec["loss"],
                                spec["iters_share"], spec["lr_factor"], nproc, device, progress)["miou"]
-                    for seed in (seeds if seeds is not None else prof.seeds)]
+                    for seed in (seeds if seeds is not None else prof.cell_seeds)]
     return out
+
+
+def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, Any]]:
+    """Every column's gain over ``reference`` (mean of seeds), beside the seed spread it must beat:
+    2 × the larger std of the two cells. ``verdict`` says where the gain lies (one seed: no spread)."""
+    ref_mean, ref_std = mean_std(cells[reference])
+    out = []
+    for column, values in cells.items():
+        if column == reference:
+            continue
+        mean, std = mean_std(values)
+        gain, spread = mean - ref_mean, 2 * max(ref_std, std)
+        seeded = min(len(values), len(cells[reference])) > 1
+        verdict = ("one seed: no spread to compare with" if not seeded else
+                   "above the seed spread" if gain > spread else
+                   "below the seed spread" if gain < -spread else "within the seed spread")
+        out.append({"column": column, "gain": round(gain, 2), "two_std": round(spread, 2),
+                    "verdict": verdict})
+    return out
+
+
+def table2_arch(profile: str | Profile) -> str:
+    """Table 2's architecture (a name of ``ARCHS``): the first of the profile's ``table_archs``."""
+    return get_profile(profile).table_archs[0]
+
+
+def grid_note(profile: str | Profile, seeds: list[int] | None = None, archs: list[str] | None = None,
+              table: int = 1) -> str:
+    """What a table's numbers are, for the line under it: the profile, the seeds, the budget of a
+    cell, and — where the grid is smaller than the paper's — what was left out."""
+    prof = get_profile(profile)
+    seeds = list(seeds if seeds is not None else prof.cell_seeds)
+    archs = list(archs or (prof.table_archs if table == 1 else [table2_arch(prof)]))
+    crop = "×".join(map(str, prof.cell_crop))
+    text = (f"ours: {prof.name} profile ({prof.dataset}), mean ± std over seed(s) "
+            f"{', '.join(map(str, seeds))}; every cell {prof.cell_iters} iterations of batch "
+            f"{prof.batch_size} at {crop} crops; the paper's numbers are Cityscapes val.")
+    reduced = []
+    if table == 1 and len(archs) < len(ARCHS):
+        reduced.append(f"{len(archs)} of the {len(ARCHS)} architectures ({', '.join(archs)})")
+    if len(seeds) < 3:
+        reduced.append(f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} instead of 3 "
+                       "(± is 0 for one seed)")
+    if reduced:
+        text += (" **Reduced grid**: " + "; ".join(reduced) + f". `wrp table{table} --profile "
+                 f"{prof.name} --seeds 0 1 2` runs more; the `paper` profile runs the full grid.")
+    return text
 
 
 def _cell(values: list[float]) -> str:
@@ -170,3 +221,32 @@ def write_table2(results: dict[str, list[float]], stem: str | Path, note: str = 
     stem = Path(stem)
     return [atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue()),
             atomic_write_text(stem.with_suffix(".md"), text)]
+
+
+def fig3_rows(profile: str | Profile, seed: int = 0, arch: str | None = None, policy: str = "warp-refine",
+              count: int = 3, device: str = "auto", progress: bool = True) -> list[dict[str, Any]]:
+    """The rows of supplementary Figure 3 (``wrp.viz.with_without_figure``): the validation frames on
+    which the Baseline cell and the ``policy`` cell of Table 1 (architecture ``arch``, default the
+    first of the profile's) disagree most on the confusable classes, with both predictions."""
+    from wrp.runtime import resolve_device
+    from wrp.train import job_from_file, load_model, predict
+    from wrp.viz import confusable_changes
+
+    prof = get_profile(profile)
+    arch = arch or ARCHS[prof.table_archs[0]]
+    device = resolve_device(device)
+    models = {}
+    for name, pol in (("baseline", None), ("refined", policy)):
+        stage = Path(train_cell(prof, seed, arch, pol, device=device, progress=progress)["stage"])
+        models[name] = load_model(job_from_file(stage / "job.json"), stage, device)
+    clips = Manifest.load(manifest_for(prof, seed)).clips("val")
+    rows = []
+    for clip in clips:
+        image, truth = clip.image(clip.labelled), clip.label(clip.labelled)
+        row = {"image": image, "truth": truth, "name": f"{clip.clip_id}, labelled frame"}
+        for name, model in models.items():
+            row[name] = predict(model, image, device).argmax(0).numpy().astype(np.uint8)
+        change = confusable_changes(row["baseline"], row["refined"], truth)
+        row.update({key: int(mask.sum()) for key, mask in change.items()})
+        rows.append(row)
+    return sorted(rows, key=lambda r: -(r["fixed"] + r["broken"] + r["both_wrong"]))[:count]

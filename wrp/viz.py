@@ -316,8 +316,8 @@ def warp_step_figure(image_next: np.ndarray, label_t: np.ndarray, warped: np.nda
 # ---------------------------------------------------------------------------------------------
 # The denoiser Ω (supplementary Figure 2) and propagation results (Figure 4, accuracy by distance)
 # ---------------------------------------------------------------------------------------------
-POLICY_COLOURS = {"copy": "#9e9e9e", "motion-only": "#1e88e5", "semantic-only": "#43a047",
-                  "warp-inpaint": "#fb8c00", "warp-refine": "#d81b60"}
+POLICY_COLOURS = {"baseline": "#616161", "copy": "#9e9e9e", "motion-only": "#1e88e5",
+                  "semantic-only": "#43a047", "warp-inpaint": "#fb8c00", "warp-refine": "#d81b60"}
 
 
 def denoiser_figure(shapes: list[tuple[str, tuple[int, ...]]], title: str = ""):
@@ -474,4 +474,118 @@ def denoiser_examples_figure(examples: list[dict], title: str = ""):
                         (colorize(truth), "human label $L_t$")], fontsize=9.5)
     fig.suptitle(title or "held-out cyclic warped labels before and after the denoiser", fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables 1 and 2 (bar charts) and supplementary Figure 3 (with / without warp-refine labels)
+# ---------------------------------------------------------------------------------------------
+def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = ""):
+    """Bars of validation mIoU: the mean over seeds with ± 1 std error bars, every seed as a dot.
+    ``results``: ``{group (architecture): {bar (policy or setting): [mIoU per seed]}}``; several
+    groups are drawn side by side with a legend, a single group with the bars named on the axis."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    groups = list(results)
+    bars = list(dict.fromkeys(b for cells in results.values() for b in cells))
+    single = len(groups) == 1
+    width = 0.8 if single else 0.8 / len(bars)
+    wide = max(5.5, 1.6 * len(bars)) if single else max(6.5, 2.2 * len(groups))
+    fig, ax = plt.subplots(figsize=(wide, 4.2))
+    values_seen = []
+    for j, bar in enumerate(bars):
+        for i, group in enumerate(groups):
+            values = results[group].get(bar)
+            if not values:
+                continue
+            x = j if single else i + (j - (len(bars) - 1) / 2) * width
+            mean = float(np.mean(values))
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            ax.bar([x], [mean], width * 0.9, yerr=[std], capsize=4, alpha=0.85,
+                   color=POLICY_COLOURS.get(bar, f"C{j}"), label=None if single or i else bar)
+            ax.scatter([x] * len(values), values, s=12, color="black", zorder=3)
+            ax.annotate(f"{mean:.1f}", (x, mean + std), textcoords="offset points", xytext=(0, 3),
+                        ha="center", fontsize=8.5)
+            values_seen += values
+    if single:
+        ax.set_xticks(range(len(bars)), [textwrap.fill(b, 18) for b in bars], fontsize=8.5)
+        ax.set_xlabel(groups[0])
+    else:
+        ax.set_xticks(range(len(groups)), groups)
+        ax.legend(fontsize=8.5, ncols=min(len(bars), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  frameon=False)
+    ax.set_ylabel("validation mIoU (%)")
+    if values_seen:
+        ax.set_ylim(max(0.0, min(values_seen) - 10), max(values_seen) + 4)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(textwrap.fill(title, 80), fontsize=10, pad=26 if not single else 8)
+    fig.tight_layout()
+    return fig
+
+
+# Look-alike classes of the synthetic world (and of Cityscapes), as train ids: the supplementary's
+# Figure 3 shows that warp-refine labels mostly fix confusions inside these groups.
+CONFUSABLE_GROUPS: dict[str, tuple[str, ...]] = {"vehicles": ("car", "truck", "bus"),
+                                                 "people": ("person", "rider"),
+                                                 "barriers": ("wall", "fence")}
+FIXED, BROKEN, BOTH_WRONG = (40, 200, 60), (245, 124, 0), (140, 40, 200)
+
+
+def _confusable_ids() -> np.ndarray:
+    from cityscapesscripts.helpers.labels import name2label
+
+    return np.array([name2label[n].trainId for group in CONFUSABLE_GROUPS.values() for n in group])
+
+
+def confusable_changes(baseline: np.ndarray, refined: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Pixels of a confusable class (in the truth or either prediction) where two models disagree,
+    split into ``fixed`` (only ``refined`` right), ``broken`` (only ``baseline`` right) and
+    ``both_wrong``."""
+    ids = _confusable_ids()
+    scored = truth != IGNORE_INDEX
+    involved = np.isin(truth, ids) | np.isin(baseline, ids) | np.isin(refined, ids)
+    differ = (baseline != refined) & scored & involved
+    return {"fixed": differ & (refined == truth), "broken": differ & (baseline == truth),
+            "both_wrong": differ & (baseline != truth) & (refined != truth)}
+
+
+def with_without_figure(rows: list[dict], names: tuple[str, str] = ("Baseline", "warp-refine"),
+                        title: str = ""):
+    """Supplementary Figure 3: validation frames segmented by a model trained without and one trained
+    with warp-refine labels. Per row: the frame, its ground truth, both predictions (wrong pixels
+    red) and, on the dimmed frame, where the two differ on the confusable classes (bus / truck /
+    car, rider / person, fence / wall): green where only the second is right, orange where only the
+    first is, purple where both are wrong. ``rows``: dicts with ``image``, ``truth``, ``baseline``,
+    ``refined`` (train ids) and ``name``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    aspect = rows[0]["image"].shape[0] / rows[0]["image"].shape[1]
+    size = (15.5, (3.1 * aspect + 0.5) * len(rows) + 0.9)
+    fig, axes = plt.subplots(len(rows), 5, figsize=size, squeeze=False)
+    for ax_row, row in zip(axes, rows, strict=True):
+        truth = row["truth"]
+        change = confusable_changes(row["baseline"], row["refined"], truth)
+        overlay = (0.35 * row["image"].astype(np.float32) + 0.65 * 200).astype(np.uint8)
+        for key, colour in (("fixed", FIXED), ("broken", BROKEN), ("both_wrong", BOTH_WRONG)):
+            overlay[change[key]] = colour
+        _show_row(ax_row, [(row["image"], row["name"]), (colorize(truth), "ground truth"),
+                           (highlight_errors(row["baseline"], truth),
+                            f"{names[0]}: {_wrong_share(row['baseline'], truth):.1%} wrong"),
+                           (highlight_errors(row["refined"], truth),
+                            f"{names[1]}: {_wrong_share(row['refined'], truth):.1%} wrong"),
+                           (overlay, f"confusable classes: {int(change['fixed'].sum())} px fixed, "
+                                     f"{int(change['broken'].sum())} broken")], fontsize=8.5)
+    handles = [Patch(color=np.array(c) / 255, label=t) for c, t in (
+        (FIXED, f"only {names[1]} right"), (BROKEN, f"only {names[0]} right"),
+        (BOTH_WRONG, "they differ, both wrong"))]
+    groups = "; ".join(" / ".join(g) for g in CONFUSABLE_GROUPS.values())
+    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=9, frameon=False,
+               title=f"right column, on look-alike classes ({groups}):", title_fontsize=9)
+    fig.suptitle(title or f"validation frames segmented by the {names[0]} model and the {names[1]} model",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
