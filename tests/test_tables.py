@@ -10,6 +10,7 @@ import pytest
 from wrp.data import Manifest
 from wrp.experiments import manifest_for
 from wrp.tables import (
+    ARCHS,
     TABLE1_POLICIES,
     TABLE2_ROWS,
     gains_over,
@@ -18,6 +19,7 @@ from wrp.tables import (
     mean_std,
     table1,
     table2,
+    table2_arch,
     train_cell,
     write_table1,
     write_table2,
@@ -55,10 +57,13 @@ def test_table1_trains_every_cell_once_and_writes_ours_beside_the_papers(isolate
 def test_table2_rows_differ_in_loss_iterations_lr_and_generated_labels(isolated_runs, tmp_path):
     results = table2("smoke", seeds=[0], progress=False)
     assert list(results) == list(TABLE2_ROWS)
-    stages = {row: train_cell("smoke", 0, "msa_hrnet_ocr", spec["policy"], spec["k"], spec["loss"],
+    arch = ARCHS[table2_arch("smoke")]  # Table 2's architecture: the first of the profile's table_archs
+    stages = {row: train_cell("smoke", 0, arch, spec["policy"], spec["k"], spec["loss"],
                               spec["iters_share"], spec["lr_factor"], progress=False)["stage"]
               for row, spec in TABLE2_ROWS.items()}
     assert len(set(stages.values())) == len(TABLE2_ROWS), "every row is its own training run"
+    assert train_cell("smoke", 0, arch, "baseline", progress=False)["stage"] == stages["Baseline B"], \
+        "Baseline B is Table 1's Baseline cell, trained once"
     jobs = {row: json.loads(open(f"{stage}/job.json").read()) for row, stage in stages.items()}
     under = jobs["Baseline B, under-trained (1/3 iterations, LR / 8)"]["train"]
     full = jobs["Baseline B"]["train"]
