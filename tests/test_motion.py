@@ -187,3 +187,30 @@ def test_raft_runs_from_a_local_weights_file(tmp_path):
     image = (RNG.random((130, 140, 3)) * 255).astype(np.uint8)  # not divisible by 8: padded inside
     flow = RAFTFlow(str(weights), iters=2)(image, image)
     assert flow.shape == (130, 140, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
+
+
+def test_the_clip_flow_cache_estimates_each_frame_pair_once_and_changes_no_result(tmp_path):
+    from wrp.data import SplitConfig, build_manifest
+    from wrp.denoiser import make_cyclic_samples
+    from wrp.motion import ClipFlowCache, DISFlow
+    from wrp.synthetic import SynthConfig, generate_world
+
+    class Counting(DISFlow):
+        calls = 0
+
+        def between(self, clip, target, source):
+            Counting.calls += 1
+            return super().between(clip, target, source)
+
+    root = generate_world(SynthConfig(height=48, width=96, records=2, frames_per_record=9, seed=3),
+                          tmp_path / "w", workers=1, progress=False)
+    clips = build_manifest(root, SplitConfig(partition_length=9, val=1)).clips("train")
+    cache = ClipFlowCache(Counting())
+    direct = [cyclic_warped_labels(clips[0], clips[0].labelled, p, 1, Counting()) for p in (1, 2, 4)]
+    uncached_calls, Counting.calls = Counting.calls, 0
+    cached = [cyclic_warped_labels(clips[0], clips[0].labelled, p, 1, cache) for p in (1, 2, 4)]
+    assert uncached_calls == 4 * (1 + 2 + 4) and Counting.calls == 2 * 4  # 4 frame pairs, both ways
+    for a, b in zip(direct, cached, strict=True):
+        assert np.array_equal(a.cyclic_ids, b.cyclic_ids) and torch.equal(a.cyclic_image, b.cyclic_image)
+    samples = make_cyclic_samples(clips, (1, 2), DISFlow(), progress=False)  # clears between clips
+    assert samples["cyclic_label"].shape[0] == 4 * len(clips)

@@ -136,3 +136,14 @@ def test_a_cell_trains_at_the_profiles_table_budget(isolated_runs):
     cell = train_cell(prof, 0, "deeplabv3", None, iters_share=1 / 3, progress=False)
     job = json.loads(open(f"{cell['stage']}/job.json").read())
     assert job["train"]["iters"] == 1 and job["data"]["kwargs"]["crop"] == [32, 64]
+
+
+def test_figure_3_reads_the_table_cells_without_training_again(isolated_runs):
+    from wrp.tables import fig3_rows
+
+    table1("smoke", policies=["baseline", "warp-refine"], seeds=[0], progress=False)
+    stages = sorted((isolated_runs / "stages" / "segmenter").iterdir())
+    rows = fig3_rows("smoke", 0, count=2, progress=False)
+    assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == stages, "no cell trained twice"
+    assert len(rows) == 1 and rows[0]["baseline"].shape == rows[0]["truth"].shape  # smoke: 1 val partition
+    assert {"fixed", "broken", "both_wrong"} <= set(rows[0])

@@ -205,6 +205,29 @@ class RAFTFlow(FlowEstimator):
         return flow[0, :, :H, :W].permute(1, 2, 0).cpu().numpy()
 
 
+class ClipFlowCache(FlowEstimator):
+    """Remembers the flows between frames of one clip, so chains that cross the same pair of
+    frames again (the cyclic warps t → t±p → t for every p) estimate each flow once. ``clear()``
+    between clips bounds the memory; results are those of the wrapped estimator."""
+
+    def __init__(self, estimator: FlowEstimator) -> None:
+        self.inner = estimator
+        self.name = estimator.name
+        self._flows: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
+        return self.inner(target, source)
+
+    def between(self, clip, target: int, source: int) -> np.ndarray:
+        key = (clip.clip_id, target, source)
+        if key not in self._flows:
+            self._flows[key] = self.inner.between(clip, target, source)
+        return self._flows[key]
+
+    def clear(self) -> None:
+        self._flows.clear()
+
+
 ESTIMATORS = {"dis": DISFlow, "farneback": FarnebackFlow, "true": TrueFlow, "raft": RAFTFlow}
 
 

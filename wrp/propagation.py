@@ -183,11 +183,17 @@ def cyclic_noise(clips, ps: list[int], estimator: FlowEstimator | None = None,
     """
     from tqdm.auto import tqdm
 
-    estimator = estimator or DISFlow()
+    from wrp.motion import ClipFlowCache
+
+    estimator = ClipFlowCache(estimator or DISFlow())  # every p of a clip crosses the same frame pairs
     totals = {p: np.zeros(5) for p in ps}  # pixels, wrong, unlabelled, wrong at boundary, boundary
     jobs = [(clip, p, d) for clip in clips for p in ps for d in (1, -1)
             if 0 <= clip.labelled + d * p < len(clip)]
+    last = None
     for clip, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
+        if last is not None and last is not clip:
+            estimator.clear()
+        last = clip
         sample = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter, fill=fill)
         ids, truth = sample.cyclic_ids, sample.label
         scored = truth != IGNORE_INDEX

@@ -234,18 +234,19 @@ def fig3_rows(profile: str | Profile, seed: int = 0, arch: str | None = None, po
 
     prof = get_profile(profile)
     arch = arch or ARCHS[prof.table_archs[0]]
-    device = resolve_device(device)
+    run_on = resolve_device(device)
     models = {}
     for name, pol in (("baseline", None), ("refined", policy)):
+        # the device as given: it is part of a cell's configuration, so the cells of table1() are reused
         stage = Path(train_cell(prof, seed, arch, pol, device=device, progress=progress)["stage"])
-        models[name] = load_model(job_from_file(stage / "job.json"), stage, device)
+        models[name] = load_model(job_from_file(stage / "job.json"), stage, run_on)
     clips = Manifest.load(manifest_for(prof, seed)).clips("val")
     rows = []
     for clip in clips:
         image, truth = clip.image(clip.labelled), clip.label(clip.labelled)
         row = {"image": image, "truth": truth, "name": f"{clip.clip_id}, labelled frame"}
         for name, model in models.items():
-            row[name] = predict(model, image, device).argmax(0).numpy().astype(np.uint8)
+            row[name] = predict(model, image, run_on).argmax(0).numpy().astype(np.uint8)
         change = confusable_changes(row["baseline"], row["refined"], truth)
         row.update({key: int(mask.sum()) for key, mask in change.items()})
         rows.append(row)
