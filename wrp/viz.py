@@ -517,8 +517,8 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
         ax.legend(fontsize=8.5, ncols=min(len(bars), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   frameon=False)
     ax.set_ylabel("validation mIoU (%)")
-    if values_seen:
-        ax.set_ylim(max(0.0, min(values_seen) - 10), max(values_seen) + 4)
+    if values_seen:  # bars start at 0: the differences are read from the numbers, not the bar heights
+        ax.set_ylim(0.0, max(values_seen) * 1.1 + 1)
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(textwrap.fill(title, 80), fontsize=10, pad=26 if not single else 8)
