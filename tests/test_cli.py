@@ -46,7 +46,8 @@ def test_help_lists_every_command_with_one_line(entry):
         (["-p", "seed"], "malformed parameter 'seed'; write NAME=VALUE"),
         (["-p", "=3"], "malformed parameter '=3'"),
         (["-p", "2x=3"], "malformed parameter '2x=3'"),
-        (["-p", "sead=3"], "unknown parameter(s) sead; the selected notebooks accept: batch, dataset, "),
+        (["-p", "sead=3"],
+         "unknown parameter(s) sead; the selected notebooks accept: archs, batch, dataset, "),
         (["-p", "profile=demo"], "set profile with --profile, not with -p"),
     ],
 )
