@@ -26,10 +26,12 @@ from wrp.tables import (
     TABLE1_POLICIES,
     TABLE2_ROWS,
     gains_over,
+    gains_report,
     grid_note,
     mean_std,
     table1,
     table2,
+    table2_arch,
     write_table1,
     write_table2,
 )
@@ -65,17 +67,16 @@ def main() -> None:
             mean, std = mean_std(cells[policy])
             print(f"  {arch:<14} {policy:<14} {mean:6.2f} ± {std:4.2f}  "
                   f"[{', '.join(f'{v:.2f}' for v in cells[policy])}]")
+    gains = {arch: gains_over(cells, "baseline") for arch, cells in t1.items()}
     checks = {}
-    for arch, cells in t1.items():
-        gains = {g["column"]: g for g in gains_over(cells, "baseline")}
-        wr, mo = gains["warp-refine"], gains["motion-only"]
-        checks[f"{arch}: warp-refine ≥ Baseline + 1.5"] = wr["gain"] >= 1.5
-        checks[f"{arch}: warp-refine gain > 2 std"] = wr["gain"] > wr["two_std"]
-        checks[f"{arch}: motion-only within ±1 of Baseline"] = abs(mo["gain"]) <= 1.0
-        print(f"  {arch}: gains over Baseline " + ", ".join(
-            f"{c} {g['gain']:+.2f} (2 std {g['two_std']:.2f})" for c, g in gains.items()))
+    for arch, rows in gains.items():
+        by = {g["column"]: g for g in rows}
+        checks[f"{arch}: warp-refine ≥ Baseline + 1.5"] = by["warp-refine"]["gain"] >= 1.5
+        checks[f"{arch}: warp-refine gain > 2 std"] = by["warp-refine"]["gain"] > by["warp-refine"]["two_std"]
+        checks[f"{arch}: motion-only within ±1 of Baseline"] = abs(by["motion-only"]["gain"]) <= 1.0
+        print(gains_report(rows, "Baseline", label=f"  {arch}: "))
     if t2:
-        print(f"\nTable 2 ({prof.table_archs[0]}): validation mIoU, mean ± std [per seed]")
+        print(f"\nTable 2 ({table2_arch(prof)}): validation mIoU, mean ± std [per seed]")
         for row in TABLE2_ROWS:
             mean, std = mean_std(t2[row])
             print(f"  {row:<52} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in t2[row])}]")
@@ -86,7 +87,7 @@ def main() -> None:
     path = atomic_write_json(out / "tables.json", {
         "profile": prof.name, "seeds": args.seeds, "cell_iters": prof.cell_iters,
         "cell_crop": list(prof.cell_crop), "table1": t1, "table2": t2,
-        "gains": {arch: gains_over(cells, "baseline") for arch, cells in t1.items()},
+        "gains": gains,
         "checks": checks, "seconds": {"table1": round(t1_seconds, 1), "table2": round(t2_seconds, 1)},
     })
     print(f"→ {path}")

@@ -14,6 +14,7 @@ from wrp.tables import (
     TABLE1_POLICIES,
     TABLE2_ROWS,
     gains_over,
+    gains_report,
     generated_pairs,
     grid_note,
     mean_std,
@@ -111,6 +112,9 @@ def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
     assert by["hurts"]["verdict"] == "below the seed spread"
     assert by["one"]["verdict"].startswith("one seed")
     assert "baseline" not in by
+    report = gains_report(gains_over(cells, "baseline"), "Baseline", label="X: ").splitlines()
+    assert len(report) == 4 and report[0].startswith("X: helps")
+    assert "+4.00 mIoU over Baseline (2 std = 2.00: above the seed spread)" in report[0]
 
 
 def test_table_settings_of_a_profile_fall_back_and_are_checked():

@@ -133,3 +133,13 @@ def test_prediction_averages_flips_and_scales_into_probabilities():
     assert plain.shape == both.shape == (3, 16, 24)
     assert torch.allclose(both.sum(0), torch.ones(16, 24), atol=1e-5)
     assert not torch.allclose(plain, both), "flip and scales change the average"
+
+
+def test_auto_and_the_device_it_names_are_one_configuration():
+    from wrp.runtime import resolve_device
+    from wrp.train import TrainConfig
+
+    here = resolve_device("auto")
+    assert TrainConfig(iters=1).device == here
+    assert TrainConfig(iters=1, device="auto") == TrainConfig(iters=1, device=here)  # one stage key
+    assert TrainConfig(iters=1, device="cuda:3").device == "cuda:3"  # a saved job loads anywhere

@@ -224,15 +224,13 @@ def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter=None, p
 
     jobs = [(ci, p, d) for ci, clip in enumerate(clips) for p in ps for d in (1, -1)
             if 0 <= clip.labelled + d * p < len(clip)]
-    estimator = ClipFlowCache(estimator)  # every p of a clip crosses the same frame pairs
     if not jobs:
         raise ValueError(f"no cycle of length {ps} fits in the clips given; use shorter cycle lengths")
+    estimator = ClipFlowCache(estimator)  # every p of a clip crosses the same frame pairs
     keys = ("image", "cyclic_image", "cyclic_label", "valid", "label", "meta")
     out: dict[str, list] = {k: [] for k in keys}
     for ci, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
         clip = clips[ci]
-        if out["meta"] and out["meta"][-1][0] != ci:
-            estimator.clear()
         s = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter,
                                  fill="ignore" if segmenter is not None else "warped")
         out["image"].append(clip.image(clip.labelled))

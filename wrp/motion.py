@@ -206,26 +206,26 @@ class RAFTFlow(FlowEstimator):
 
 
 class ClipFlowCache(FlowEstimator):
-    """Remembers the flows between frames of one clip, so chains that cross the same pair of
-    frames again (the cyclic warps t → t±p → t for every p) estimate each flow once. ``clear()``
-    between clips bounds the memory; results are those of the wrapped estimator."""
+    """Remembers the flows between the frames of the clip it was last asked about, so chains that
+    cross the same pair of frames again (the cyclic warps t → t±p → t for every p) estimate each
+    flow once. A question about another clip forgets the previous one, which bounds the memory;
+    results are those of the wrapped estimator."""
 
     def __init__(self, estimator: FlowEstimator) -> None:
         self.inner = estimator
         self.name = estimator.name
-        self._flows: dict[tuple[str, int, int], np.ndarray] = {}
+        self._clip: str | None = None
+        self._flows: dict[tuple[int, int], np.ndarray] = {}
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         return self.inner(target, source)
 
     def between(self, clip, target: int, source: int) -> np.ndarray:
-        key = (clip.clip_id, target, source)
-        if key not in self._flows:
-            self._flows[key] = self.inner.between(clip, target, source)
-        return self._flows[key]
-
-    def clear(self) -> None:
-        self._flows.clear()
+        if clip.clip_id != self._clip:
+            self._clip, self._flows = clip.clip_id, {}
+        if (target, source) not in self._flows:
+            self._flows[target, source] = self.inner.between(clip, target, source)
+        return self._flows[target, source]
 
 
 ESTIMATORS = {"dis": DISFlow, "farneback": FarnebackFlow, "true": TrueFlow, "raft": RAFTFlow}

@@ -189,11 +189,7 @@ def cyclic_noise(clips, ps: list[int], estimator: FlowEstimator | None = None,
     totals = {p: np.zeros(5) for p in ps}  # pixels, wrong, unlabelled, wrong at boundary, boundary
     jobs = [(clip, p, d) for clip in clips for p in ps for d in (1, -1)
             if 0 <= clip.labelled + d * p < len(clip)]
-    last = None
     for clip, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
-        if last is not None and last is not clip:
-            estimator.clear()
-        last = clip
         sample = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter, fill=fill)
         ids, truth = sample.cyclic_ids, sample.label
         scored = truth != IGNORE_INDEX
@@ -255,11 +251,12 @@ class Propagator:
         if policy == "copy":
             return [(human, None) for *_, human in items]
         # a step's source frame was the previous step's target: read each frame once
-        images = [(self._targets.get(clip.images[s]), clip.image(t)) for clip, s, t, _, _ in items]
-        images = [(src if src is not None else clip.image(s), tgt)
-                  for (clip, s, _, _, _), (src, tgt) in zip(items, images, strict=True)]
-        self._targets = {clip.images[t]: tgt
-                         for (clip, _, t, _, _), (_, tgt) in zip(items, images, strict=True)}
+        images, read = [], {}
+        for clip, s, t, _, _ in items:
+            source = self._targets.get(clip.images[s])
+            read[clip.images[t]] = target = clip.image(t)
+            images.append((clip.image(s) if source is None else source, target))
+        self._targets = read
         targets = torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for _, t in images])
         probs = ocr = None
         if policy in _NEEDS_SEGMENTER:

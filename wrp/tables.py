@@ -140,6 +140,13 @@ def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, 
     return out
 
 
+def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -> str:
+    """Rows of :func:`gains_over` as aligned text, one line per column, prefixed with ``label``."""
+    width = max((len(g["column"]) for g in gains), default=0)
+    return "\n".join(f"{label}{g['column']:<{width}}  {g['gain']:+6.2f} mIoU over {reference} "
+                     f"(2 std = {g['two_std']:.2f}: {g['verdict']})" for g in gains)
+
+
 def table2_arch(profile: str | Profile) -> str:
     """Table 2's architecture (a name of ``ARCHS``): the first of the profile's ``table_archs``."""
     return get_profile(profile).table_archs[0]
@@ -234,19 +241,18 @@ def fig3_rows(profile: str | Profile, seed: int = 0, arch: str | None = None, po
 
     prof = get_profile(profile)
     arch = arch or ARCHS[prof.table_archs[0]]
-    run_on = resolve_device(device)
+    device = resolve_device(device)
     models = {}
     for name, pol in (("baseline", None), ("refined", policy)):
-        # the device as given: it is part of a cell's configuration, so the cells of table1() are reused
         stage = Path(train_cell(prof, seed, arch, pol, device=device, progress=progress)["stage"])
-        models[name] = load_model(job_from_file(stage / "job.json"), stage, run_on)
+        models[name] = load_model(job_from_file(stage / "job.json"), stage, device)
     clips = Manifest.load(manifest_for(prof, seed)).clips("val")
     rows = []
     for clip in clips:
         image, truth = clip.image(clip.labelled), clip.label(clip.labelled)
         row = {"image": image, "truth": truth, "name": f"{clip.clip_id}, labelled frame"}
         for name, model in models.items():
-            row[name] = predict(model, image, run_on).argmax(0).numpy().astype(np.uint8)
+            row[name] = predict(model, image, device).argmax(0).numpy().astype(np.uint8)
         change = confusable_changes(row["baseline"], row["refined"], truth)
         row.update({key: int(mask.sum()) for key, mask in change.items()})
         rows.append(row)

@@ -55,9 +55,11 @@ class TrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     num_workers: int = 0
-    device: str = "auto"
+    device: str = "auto"  # "auto" is resolved on creation, so it and the device it names are one key
 
     def __post_init__(self) -> None:
+        if self.device == "auto":  # a stage's key must not depend on how its device was spelled
+            object.__setattr__(self, "device", resolve_device("auto"))
         if self.iters < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.checkpoint_every < 1:
             raise ValueError(f"TrainConfig: iters, batch_size, checkpoint_every must be ≥ 1 and "
                              f"base_lr > 0, got {self}")
