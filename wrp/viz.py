@@ -488,6 +488,8 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
 
     import matplotlib.pyplot as plt
 
+    from wrp.tables import mean_std
+
     groups = list(results)
     bars = list(dict.fromkeys(b for cells in results.values() for b in cells))
     single = len(groups) == 1
@@ -501,8 +503,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
             if not values:
                 continue
             x = j if single else i + (j - (len(bars) - 1) / 2) * width
-            mean = float(np.mean(values))
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            mean, std = mean_std(values)
             ax.bar([x], [mean], width * 0.9, yerr=[std], capsize=4, alpha=0.85,
                    color=POLICY_COLOURS.get(bar, f"C{j}"), label=None if single or i else bar)
             ax.scatter([x] * len(values), values, s=12, color="black", zorder=3)
