@@ -135,6 +135,8 @@ def test_bad_config_is_refused_with_the_field_named():
         SynthConfig(frames_per_record=1)
     with pytest.raises(ValueError, match="speed="):
         SynthConfig(speed=(5.0, 1.0))
+    with pytest.raises(ValueError, match="thin_scale=0 must be positive"):
+        SynthConfig(thin_scale=0)
 
 
 def test_the_world_shows_the_confusable_classes(world):
@@ -148,6 +150,20 @@ def test_the_world_shows_the_confusable_classes(world):
     for label in (26, 27, 28, 24, 25, 12, 13):  # car truck bus person rider wall fence
         assert label in seen, f"label id {label} never appears"
     assert set(LABEL_TO_TRAIN[list(seen)].tolist()) <= set(range(19)) | {255}
+
+
+def test_thin_scale_widens_the_thin_classes_and_leaves_the_layout_alone():
+    pixels = {}
+    for thin in (1.0, 2.0):
+        config = SynthConfig(height=96, width=192, records=3, frames_per_record=2, seed=0, thin_scale=thin)
+        labels = np.stack([render(config, build_scene(config, r), 0.0).label for r in range(config.records)])
+        pixels[thin] = {name: int((labels == lid).sum()) for name, lid in
+                        (("pole", 17), ("person", 24), ("road", 7), ("building", 11))}
+    assert pixels[1.0]["pole"] > 0 and pixels[1.0]["person"] > 0
+    assert pixels[2.0]["pole"] > 1.6 * pixels[1.0]["pole"]  # twice as wide, minus what hides it
+    assert pixels[2.0]["person"] > 1.2 * pixels[1.0]["person"]  # √2 as wide
+    for name in ("road", "building"):  # the same street: the rest hardly changes
+        assert abs(pixels[2.0][name] - pixels[1.0][name]) < 0.1 * pixels[1.0][name], name
 
 
 def test_wrp_synth_command_writes_a_world(tmp_path):
