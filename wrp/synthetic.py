@@ -17,8 +17,8 @@ colours and textures and differ in shape, size or context (supplementary Figure 
 and buses are painted from one palette; riders wear what persons wear; walls and fences share a
 beige-grey and differ in texture; sidewalk and road are both grey. Procedural textures, large
 textureless regions (truck boxes, sky), lighting drift, sensor noise and optional motion blur keep
-optical flow imperfect. Thin things (poles, signs, bicycles, persons, riders) are drawn wider
-than life (``SynthConfig.thin_scale``) so that a stride-4 segmenter can see them at 128×256.
+optical flow imperfect. ``SynthConfig.thin_scale`` > 1 draws thin things (poles, signs, bicycles,
+persons, riders) wider than life, for a segmenter that cannot resolve them at a small resolution.
 
 **Files** (the Cityscapes sequence layout of ``wrp.data``; split folder ``all``; the dataset layer
 re-splits by record)::
@@ -86,12 +86,10 @@ class SynthConfig:
     lighting_drift: float = 0.12  # ± relative brightness over a record
     motion_blur: int = 1  # sub-frame samples averaged per image (1 = off)
     density: float = 1.0  # scales the number of vehicles, persons and riders
-    # Thin things are drawn wider than life: poles, bicycle tubes and signs by ``thin_scale``,
-    # persons and riders by its square root. At 128×256 (1/8 of Cityscapes' width) a real 0.24 m
-    # pole 20 m away is 2 px wide, below the stride-4 output grid of the segmenters; at 2.0 the
-    # median pole, person and rider are about 4 px wide and a segmenter trained from scratch on
-    # 40 frames can learn them.
-    thin_scale: float = 2.0
+    # > 1 draws thin things wider than life: poles, bicycle tubes and signs by ``thin_scale``, persons
+    # and riders by its square root. At 128×256 (1/8 of Cityscapes' width) a real 0.24 m pole 20 m
+    # away is 2 px wide, below the stride-4 output grid of the segmenters (README: the trade-off).
+    thin_scale: float = 1.0
 
     def __post_init__(self) -> None:
         problems = [f"{n}={getattr(self, n)} must be ≥ {lo}" for n, lo in
@@ -298,16 +296,16 @@ def _silhouette(width: float, height: float, riding: bool) -> Callable:
     return alpha
 
 
-def _wheels(length: float, tube: float = 0.07) -> Callable:
+def _wheels(length: float, thick: float = 1.0) -> Callable:
     """A bicycle from the side: two wheels (tyre and spokes read as one dark disc) and a frame
-    whose tubes are ``2 · tube`` thick."""
+    whose tubes are ``thick`` times 0.14 m (0.16 m for the seat post)."""
     def alpha(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         r = 0.34
         wheels = np.zeros(u.shape, bool)
         for cx in (r, length - r):
             wheels |= ((u - cx) ** 2 + (v - r) ** 2) < r**2
-        frame = (np.abs(v - 0.55) < tube) & (u > r) & (u < length - r)
-        post = (np.abs(u - length / 2) < tube + 0.01) & (v > r) & (v < 0.8)
+        frame = (np.abs(v - 0.55) < 0.07 * thick) & (u > r) & (u < length - r)
+        post = (np.abs(u - length / 2) < 0.08 * thick) & (v > r) & (v < 0.8)
         return wheels | frame | post
     return alpha
 
@@ -446,7 +444,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
         if riding:
             dark = _flat(np.array([30, 30, 32], np.float32), 0.2, 4, off())
             rects.append(Rect(0, x, (0.0, z - 0.85), (0.95, z + 0.85), BICYCLE, dark, (vx, 0.0, vz),
-                              alpha=_wheels(1.7, tube=0.07 * thin), shade=0.9))
+                              alpha=_wheels(1.7, thin), shade=0.9))
             rects.append(Rect(2, z + 0.01, (x - 0.08 * thin, 0), (x + 0.08 * thin, 0.8), BICYCLE, dark,
                               (vx, 0.0, vz)))
         count("rider" if riding else "person")
