@@ -131,22 +131,45 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def test_msa_fusion_matches_tao_et_al(images):
-    """out = a·up(logits_0.5) + (1−a)·logits_1.0 (training pair); 2.0 → 1.0 → 0.5 at inference."""
+    """out = a·up(logits_0.5) + (1−a)·logits_1.0 (training pair); 2.0 → 1.0 → 0.5 at inference,
+    each scale's logits and attention first brought to that scale's input size."""
     model = small("msa_hrnet_ocr", **SMALL_OCR_KWARGS).eval()
+    half, full, double = (H // 2, W // 2), (H, W), (2 * H, 2 * W)
     with torch.no_grad():
-        l1, aux1, ocr1, a1 = model._single_scale(images)
-        lh, _, _, ah = model._single_scale(_up(images, (H // 2, W // 2)))
-        l2, _, _, a2 = model._single_scale(_up(images, (2 * H, 2 * W)))
-        size = l1.shape[-2:]
-        two = _up(ah * lh, size) + (1 - _up(ah, size)) * l1
+        l1, aux1, ocr1, a1 = (_up(t, full) if i != 2 else t
+                              for i, t in enumerate(model._single_scale(images)))
+        lh, _, _, ah = (_up(t, half) for t in model._single_scale(_up(images, half)))
+        l2, _, _, a2 = (_up(t, double) for t in model._single_scale(_up(images, double)))
+        two = _up(ah * lh, full) + (1 - _up(ah, full)) * l1
         out = model(images, scales=(0.5, 1.0))
-        torch.testing.assert_close(out["out"], _up(two, (H, W)))
+        torch.testing.assert_close(out["out"], two)
         torch.testing.assert_close(out["ocr"], ocr1)
-        p = a1 * l1 + (1 - a1) * _up(l2, size)
-        three = _up(ah * lh, size) + (1 - _up(ah, size)) * p
+        p = a1 * l1 + (1 - a1) * _up(l2, full)
+        three = _up(ah * lh, full) + (1 - _up(ah, full)) * p
         out3 = model(images)
-        torch.testing.assert_close(out3["out"], _up(three, (H, W)))
+        torch.testing.assert_close(out3["out"], three)
         torch.testing.assert_close(out3["ocr"], ocr1)
+
+
+def test_msa_keeps_detail_of_the_larger_scale_finer_than_the_feature_grid(images):
+    """At the 2.0 scale one stride-4 feature cell covers 2 image pixels. A thin stripe seen there
+    must come out about 2 pixels wide, not smeared over the 1.0 scale's 4-pixel grid."""
+    model = small("msa_hrnet_ocr", **SMALL_OCR_KWARGS).eval()
+
+    def fake(x):  # stride-4 outputs; class 0 everywhere, class 1 on one column at the 2.0 scale
+        h, w = x.shape[-2] // 4, x.shape[-1] // 4
+        logits = torch.zeros(1, NUM_CLASSES, h, w)
+        logits[:, 0] = 4.0
+        if x.shape[-1] == 2 * W:
+            logits[:, 1, :, 8] = 7.0  # image columns 16–17 at 1.0; half of it on a 4-px cell loses
+        zero = torch.zeros(1, 1, h, w)  # attention 0: every scale defers to the larger one
+        return logits, logits, zero, zero
+
+    model._single_scale = fake
+    with torch.no_grad():
+        out = model(images[:1], scales=(1.0, 2.0))["out"][0].argmax(0)
+    columns = out.eq(1).any(0).nonzero().flatten().tolist()
+    assert columns and 15 <= min(columns) and max(columns) <= 18 and len(columns) <= 3, columns
 
 
 # ------------------------------------------------------------------------------------------ training

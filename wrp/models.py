@@ -384,9 +384,11 @@ class MSAHRNetOCR(OCRNet):
 
     so training (scales 0.5, 1.0) gives ``a·up(logits_0.5) + (1−a)·logits_1.0`` with ``a`` the
     attention of the lower scale, and inference (``eval()``, scales 2.0, 1.0, 0.5) fuses
-    2.0 → 1.0 → 0.5. Fusion happens at the 1.0 scale's feature resolution (stride 4), then the
-    result is upsampled to the input. ``"aux"`` is fused the same way; ``"ocr"`` is the 1.0
-    scale's OCR features. ``last_scales`` records the scales of the latest forward.
+    2.0 → 1.0 → 0.5. As in Tao et al.'s code, each scale's logits and attention are first
+    upsampled to that scale's input size, so the fusion happens at image resolution and the 2.0
+    scale keeps its finer detail (thin poles and signs). ``"aux"`` is fused the same way; ``"ocr"``
+    is the 1.0 scale's OCR features (at its feature resolution). ``last_scales`` records the
+    scales of the latest forward.
     """
 
     def __init__(self, backbone: str = "hrnet_w48", num_classes: int = NUM_CLASSES,
@@ -424,24 +426,24 @@ class MSAHRNetOCR(OCRNet):
         H, W = x.shape[-2:]
         pred = aux = ocr_1x = None
         for s in scales:  # largest first
-            xs = x if s == 1.0 else _up(x, (max(1, round(H * s)), max(1, round(W * s))))
-            logits, aux_s, ocr, attn = self._single_scale(xs)
+            size = (max(1, round(H * s)), max(1, round(W * s)))
+            logits, aux_s, ocr, attn = self._single_scale(x if s == 1.0 else _up(x, size))
             if s == 1.0:
                 ocr_1x = ocr
+            # this scale's logits and attention at its own input size: (B, K | 1, H·s, W·s)
+            logits, aux_s, attn = _up(logits, size), _up(aux_s, size), _up(attn, size)
             if pred is None:
                 pred, aux = logits, aux_s
-            elif s >= 1.0:
-                pred, aux = _up(pred, logits.shape[-2:]), _up(aux, logits.shape[-2:])
-                pred = attn * logits + (1 - attn) * pred  # (B, K, h, w)
-                aux = attn * aux_s + (1 - attn) * aux
-            else:
-                size = pred.shape[-2:]
-                attn_up = _up(attn, size)  # (B, 1, h, w)
-                pred = _up(attn * logits, size) + (1 - attn_up) * pred  # (B, K, h, w)
-                aux = _up(attn * aux_s, size) + (1 - attn_up) * aux
+            elif s >= 1.0:  # the larger scales' fused prediction, shrunk to this one
+                pred = attn * logits + (1 - attn) * _up(pred, size)
+                aux = attn * aux_s + (1 - attn) * _up(aux, size)
+            else:  # a smaller scale, weighted by its attention and grown to the fused size
+                fused = pred.shape[-2:]
+                attn_up = _up(attn, fused)
+                pred = _up(attn * logits, fused) + (1 - attn_up) * pred
+                aux = _up(attn * aux_s, fused) + (1 - attn_up) * aux
         assert pred is not None and aux is not None and ocr_1x is not None  # 1.0 is always a scale
-        # pred, aux: (B, K, h, w) at the 1.0 scale's feature resolution
-        return {"out": _up(pred, (H, W)), "aux": _up(aux, (H, W)), "ocr": ocr_1x}
+        return {"out": _up(pred, (H, W)), "aux": _up(aux, (H, W)), "ocr": ocr_1x}  # (B, K, H, W)
 
 
 # ----------------------------------------------------------------------------------------- factory

@@ -30,6 +30,9 @@ class Profile:
     val_records: int
     partitions_per_record: int
     partition_length: int = 21
+    # synthetic world only: > 1 draws poles, signs and bicycles that much wider than life (persons
+    # and riders by its square root), so a stride-4 segmenter can see them (``SynthConfig``)
+    thin_scale: float = 1.0
     # --- propagation ---
     k: int = 10  # labels are propagated to ±k frames around every labelled frame
     cycle_lengths: tuple[int, ...] = (1, 2, 4, 6, 8, 10)  # p in t → t+p → t (Figure 1)
@@ -58,6 +61,8 @@ class Profile:
                      "epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be ≥ 1")
+        if self.thin_scale <= 0:
+            problems.append(f"thin_scale={self.thin_scale} must be positive")
         if self.partition_length % 2 == 0:
             problems.append(
                 f"partition_length={self.partition_length} must be odd (the centre frame is labelled)"
@@ -146,12 +151,13 @@ PROFILES: dict[str, Profile] = {
         val_records=8,
         partitions_per_record=2,
         partition_length=21,
+        thin_scale=2.0,
         k=10,
         cycle_lengths=(1, 2, 4, 6, 8, 10),
         seg_backbone="resnet18",
         batch_size=8,
         seg_iters=1000,
-        denoiser_iters=1200,
+        denoiser_iters=2400,
         denoiser_crop=(64, 128),
         denoiser_width=16,
         epochs=1,

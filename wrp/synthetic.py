@@ -106,10 +106,12 @@ class SynthConfig:
 
     @classmethod
     def from_profile(cls, profile: Any, seed: int = 0, **overrides: Any) -> SynthConfig:
-        """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length)."""
+        """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length)
+        and its ``thin_scale``."""
         sizes = {"height": profile.height, "width": profile.width,
                  "records": profile.train_records + profile.val_records,
-                 "frames_per_record": profile.partitions_per_record * profile.partition_length}
+                 "frames_per_record": profile.partitions_per_record * profile.partition_length,
+                 "thin_scale": getattr(profile, "thin_scale", 1.0)}
         return cls(**{**sizes, "seed": seed, **overrides})
 
 
