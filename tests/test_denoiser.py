@@ -122,6 +122,82 @@ def test_cyclic_samples_come_from_labelled_frames_only_and_load_as_training_pair
         CyclicDataset(tmp_path / "samples.npz", crop=(1000, 64))
 
 
+def test_a_cyclic_training_pair_is_the_flipped_then_cropped_whole_frame(tmp_path):
+    """The dataset packs only the crop window; the pair must equal flipping and cropping the packed
+    whole frame with the same random draws."""
+    from wrp.propagation import one_hot
+
+    rng = np.random.default_rng(0)
+    n, h, w = 6, 24, 40
+    arrays = {"image": rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8),
+              "cyclic_image": rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8),
+              "cyclic_label": rng.integers(0, K, (n, h, w), dtype=np.uint8),
+              "valid": rng.random((n, h, w)) < 0.8, "label": rng.integers(0, K, (n, h, w), dtype=np.uint8),
+              "meta": np.zeros((n, 3), dtype=np.int64)}
+    arrays["cyclic_label"][:, :2] = 255
+    np.savez(tmp_path / "samples.npz", **arrays)
+    data = CyclicDataset(tmp_path / "samples.npz", seed=5, crop=(16, 24))
+    flips = 0
+    for i in range(n):
+        draw = np.random.default_rng([5, 0, i])
+        flip = draw.random() < 0.5
+        top, left = int(draw.integers(0, h - 16 + 1)), int(draw.integers(0, w - 24 + 1))
+        whole = pack_inputs(torch.from_numpy(arrays["image"][i]).permute(2, 0, 1)[None],
+                            torch.from_numpy(arrays["cyclic_image"][i]).permute(2, 0, 1)[None],
+                            one_hot(arrays["cyclic_label"][i], K)[None],
+                            torch.from_numpy(arrays["valid"][i])[None])[0]
+        target = torch.from_numpy(arrays["label"][i].astype(np.int64))
+        if flip:
+            whole, target = whole.flip(-1), target.flip(-1)
+        x, y = data[i]
+        assert torch.equal(x, whole[:, top:top + 16, left:left + 24])
+        assert torch.equal(y, target[top:top + 16, left:left + 24])
+        flips += flip
+    assert 0 < flips < n, "the draws must include flipped and unflipped pairs"
+
+
+def test_cached_frame_features_are_g_psi_on_the_whole_frame_cropped_to_the_window(tmp_path):
+    """With a g_ψ, a pair carries the OCR features of its whole (mirrored) frame, cut to the same
+    window as the inputs, so Ω trains on the features it sees when propagating."""
+    from wrp.denoiser import normalise
+    from wrp.models import ocr_features
+
+    rng = np.random.default_rng(1)
+    n, h, w = 4, 32, 64
+    frames = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    arrays = {"image": frames[[0, 1, 0, 1]],
+              "cyclic_image": rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8),
+              "cyclic_label": rng.integers(0, K, (n, h, w), dtype=np.uint8),
+              "valid": np.ones((n, h, w), bool), "label": rng.integers(0, K, (n, h, w), dtype=np.uint8),
+              "meta": np.zeros((n, 3), dtype=np.int64)}
+    np.savez(tmp_path / "samples.npz", **arrays)
+    seg = _segmenter().eval()
+    data = CyclicDataset(tmp_path / "samples.npz", seed=2, crop=(16, 32), segmenter=seg)
+    assert data.stride == 4 and data.features[False].shape[0] == 2, "two distinct frames, stride 4"
+    reference = CyclicDataset(tmp_path / "samples.npz", seed=2, crop=(16, 32))
+    reference.stride = data.stride  # same draws: crops on the feature grid
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        reference.set_epoch(epoch)
+        for i in range(n):
+            (x, ocr), y = data[i]
+            x_ref, y_ref = reference[i]
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+            # find the window: the image channels of x are a window of the (maybe mirrored) frame
+            image = normalise(torch.from_numpy(arrays["image"][i]).permute(2, 0, 1)[None])
+            views = {m: (image.flip(-1) if m else image)[0] for m in (False, True)}
+            matches = [(m, top, left) for m in (False, True) for top in range(0, h - 15, 4)
+                       for left in range(0, w - 31, 4)
+                       if torch.equal(views[m][:, top:top + 16, left:left + 32], x[:3])]
+            assert len(matches) == 1
+            mirrored, top, left = matches[0]
+            whole = ocr_features(seg, image.flip(-1) if mirrored else image)[0]
+            assert ocr.shape == (seg.ocr_channels, 4, 8)
+            assert torch.allclose(ocr, whole[:, top // 4:top // 4 + 4, left // 4:left // 4 + 8], atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of g_ψ's feature stride"):
+        CyclicDataset(tmp_path / "samples.npz", crop=(18, 32), segmenter=seg)
+
+
 def test_every_policy_labels_every_frame_and_copy_scores_as_the_human_label(smoke_clips, tmp_path):
     manifest, _ = smoke_clips
     clips = manifest.clips("val")

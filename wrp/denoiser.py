@@ -14,6 +14,7 @@ built once per profile by :func:`cyclic_samples_for` and trained with RMI by the
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,13 @@ def pack_inputs(image: Tensor, warped_image: Tensor, warped_label: Tensor, valid
     """Stack Ω's inputs on channels: (B, 3, H, W) RGB 0..255 target and warped images, (B, K, H, W)
     one-hot label, (B, H, W) validity → (B, 6 + K + 1, H, W) float32, images normalised as for
     ``g_ψ`` (the first three channels are what ``g_ψ`` sees)."""
-    norm = lambda im: (im.float() / 255.0 - _MEAN.to(im.device)) / _STD.to(im.device)  # noqa: E731
-    return torch.cat([norm(image), norm(warped_image), warped_label.float(), valid[:, None].float()], 1)
+    return torch.cat([normalise(image), normalise(warped_image), warped_label.float(),
+                      valid[:, None].float()], 1)
+
+
+def normalise(image: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB 0..255 → float32 normalised as ``g_ψ``'s input."""
+    return (image.float() / 255.0 - _MEAN.to(image.device)) / _STD.to(image.device)
 
 
 def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES, ngf: int = 32,
@@ -279,10 +285,18 @@ def cyclic_samples_for(profile, seed: int = 0, split: str = "train", flow: str =
 class CyclicDataset(torch.utils.data.Dataset):
     """Training pairs of Ω: ``(pack_inputs(I_t, I°_t, l°_t, valid), L_t)``, flipped and cropped
     to ``crop`` (h, w) at random, seeded by ``seed``, epoch and index (a resumed run sees the same
-    batches)."""
+    batches).
+
+    With ``segmenter`` (a ``g_ψ``), the OCR features of every distinct target frame and of its
+    mirror image are computed once, on the whole frame — as Ω sees them when it propagates — and a
+    pair is ``((x, ocr), L_t)`` with the features cropped to the same window; crops then start on
+    the features' grid. Without it, Ω's frozen ``g_ψ`` computes the features of each crop during
+    training (for datasets whose features do not fit in memory).
+    """
 
     def __init__(self, samples: str | Path, seed: int = 0, hflip: bool = True,
-                 crop: tuple[int, int] | None = None, num_classes: int = NUM_CLASSES) -> None:
+                 crop: tuple[int, int] | None = None, num_classes: int = NUM_CLASSES,
+                 segmenter: nn.Module | None = None, progress: bool = False) -> None:
         with np.load(samples) as data:
             self.arrays = {k: data[k] for k in data.files}
         height, width = self.arrays["label"].shape[1:]
@@ -290,6 +304,40 @@ class CyclicDataset(torch.utils.data.Dataset):
             raise ValueError(f"crop {tuple(crop)} does not fit the samples' frames ({height}, {width})")
         self.crop = tuple(crop) if crop is not None else None
         self.seed, self.hflip, self.num_classes, self.epoch = seed, hflip, num_classes, 0
+        self.features: dict[bool, Tensor] | None = None
+        self.stride = 1
+        if segmenter is not None:
+            self._frame_features(segmenter, progress)
+
+    def _frame_features(self, segmenter: nn.Module, progress: bool) -> None:
+        """OCR features (F, C, h, w) of the distinct target frames, as shot and mirrored; ``frame``
+        maps every sample to its row."""
+        from tqdm.auto import tqdm
+
+        from wrp.models import ocr_features
+
+        images = self.arrays["image"]
+        height, width = images.shape[1:3]
+        _, first, self.frame = np.unique(images.reshape(len(images), -1), axis=0, return_index=True,
+                                         return_inverse=True)
+        self.frame = self.frame.reshape(-1)
+        self.features = {False: [], True: []}
+        for row in tqdm(first, desc="g_ψ features of Ω's frames",
+                        disable=not progress):
+            x = normalise(torch.from_numpy(images[row]).permute(2, 0, 1)[None])
+            for mirrored in (False, True):
+                self.features[mirrored].append(ocr_features(segmenter, x.flip(-1) if mirrored else x)[0])
+        self.features = {m: torch.stack(f) for m, f in self.features.items()}  # (F, C, h, w)
+        h, w = self.features[False].shape[-2:]
+        if height % h or width % w or height // h != width // w:
+            warnings.warn(f"g_ψ's features ({h}×{w}) are not an integer stride of the frames "
+                          f"({height}×{width}); Ω computes them on every crop instead", stacklevel=3)
+            self.features = None
+            return
+        self.stride = height // h
+        if self.crop is not None and (self.crop[0] % self.stride or self.crop[1] % self.stride):
+            raise ValueError(f"Ω's crop {self.crop} must be a multiple of g_ψ's feature stride "
+                             f"{self.stride} to crop cached features; change denoiser_crop")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -297,29 +345,48 @@ class CyclicDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.arrays["meta"])
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, i: int) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor]:
         from wrp.propagation import one_hot
 
         a = self.arrays
-        image = torch.from_numpy(a["image"][i]).permute(2, 0, 1)[None]
-        warped = torch.from_numpy(a["cyclic_image"][i]).permute(2, 0, 1)[None]
-        x = pack_inputs(image, warped, one_hot(a["cyclic_label"][i], self.num_classes)[None],
-                        torch.from_numpy(a["valid"][i])[None])[0]
-        y = torch.from_numpy(a["label"][i].astype(np.int64))
+        height, width = a["label"].shape[1:]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        if self.hflip and rng.random() < 0.5:
+        flip = self.hflip and rng.random() < 0.5
+        rows, cols = slice(0, height), slice(0, width)
+        if self.crop is not None:  # the window in the flipped frame, mirrored back: crop, then flip
+            s = self.stride  # crops start on the cached features' grid
+            top = s * int(rng.integers(0, (height - self.crop[0]) // s + 1))
+            left = s * int(rng.integers(0, (width - self.crop[1]) // s + 1))
+            if flip:
+                left = width - left - self.crop[1]
+            rows, cols = slice(top, top + self.crop[0]), slice(left, left + self.crop[1])
+        image = torch.from_numpy(a["image"][i, rows, cols]).permute(2, 0, 1)[None]
+        warped = torch.from_numpy(a["cyclic_image"][i, rows, cols]).permute(2, 0, 1)[None]
+        x = pack_inputs(image, warped, one_hot(np.ascontiguousarray(a["cyclic_label"][i, rows, cols]),
+                                               self.num_classes)[None],
+                        torch.from_numpy(np.ascontiguousarray(a["valid"][i, rows, cols]))[None])[0]
+        y = torch.from_numpy(a["label"][i, rows, cols].astype(np.int64))
+        if flip:
             x, y = x.flip(-1), y.flip(-1)
-        if self.crop is not None:
-            top = int(rng.integers(0, y.shape[0] - self.crop[0] + 1))
-            left = int(rng.integers(0, y.shape[1] - self.crop[1] + 1))
-            x = x[:, top:top + self.crop[0], left:left + self.crop[1]]
-            y = y[top:top + self.crop[0], left:left + self.crop[1]]
-        return x.contiguous(), y.contiguous()
+        if self.features is None:
+            return x.contiguous(), y.contiguous()
+        s = self.stride  # the mirrored frame's features are already in flipped coordinates
+        left = cols.start if not flip else width - cols.stop
+        ocr = self.features[flip][self.frame[i], :, rows.start // s:rows.stop // s,
+                                  left // s:(left + cols.stop - cols.start) // s]
+        return (x.contiguous(), ocr.contiguous()), y.contiguous()
 
 
-def cyclic_dataset(samples: str, seed: int = 0, crop: list[int] | None = None) -> CyclicDataset:
-    """Builder target of the denoiser's training job."""
-    return CyclicDataset(samples, seed, crop=tuple(crop) if crop else None)
+def cyclic_dataset(samples: str, seed: int = 0, crop: list[int] | None = None,
+                   segmenter: str | None = None) -> CyclicDataset:
+    """Builder target of the denoiser's training job; ``segmenter`` (a stage folder) caches the
+    whole-frame OCR features of ``g_ψ``."""
+    from wrp.train import job_from_file, load_model
+
+    model = None
+    if segmenter is not None:
+        model = load_model(job_from_file(Path(segmenter) / "job.json"), Path(segmenter))
+    return CyclicDataset(samples, seed, crop=tuple(crop) if crop else None, segmenter=model)
 
 
 @torch.no_grad()
@@ -367,8 +434,9 @@ def denoiser_job(profile, samples: Path, segmenter: Path, seed: int = 0, device:
     crop = list(prof.denoiser_crop) if prof.denoiser_crop else None
     model = {"segmenter": str(segmenter), "ngf": ngf or prof.denoiser_width}
     return Job(model=Builder("wrp.denoiser:build_denoiser", model),
-               data=Builder("wrp.denoiser:cyclic_dataset", {"samples": str(samples), "seed": seed,
-                                                            "crop": crop}),
+               data=Builder("wrp.denoiser:cyclic_dataset", {
+                   "samples": str(samples), "seed": seed, "crop": crop,
+                   "segmenter": str(segmenter) if prof.denoiser_frame_features else None}),
                loss=Builder("wrp.losses:SegmentationLoss", {"main": "rmi", "aux_weight": 0.0}),
                train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                                  base_lr=base_lr or BASE_LR.get(prof.dataset, 0.01), seed=seed,

@@ -44,6 +44,9 @@ class Profile:
     denoiser_iters: int = 1000
     denoiser_crop: tuple[int, int] | None = None  # Ω's training crop; None: the whole frame
     denoiser_width: int = 64  # channels of Ω's first layer (doubling at each of 3 downsamplings)
+    # Ω trains on g_ψ's OCR features of the whole frame, computed once per frame (as it sees them
+    # when propagating; needs them all in memory), instead of computing them on every crop
+    denoiser_frame_features: bool = False
     epochs: int = 175
     seeds: tuple[int, ...] = (0, 1, 2)
     # --- Tables 1 and 2: every cell of a table gets the same budget ---
@@ -136,6 +139,7 @@ PROFILES: dict[str, Profile] = {
         seg_iters=4,
         denoiser_iters=4,
         denoiser_width=8,
+        denoiser_frame_features=True,
         epochs=1,
         seeds=(0,),
         table_archs=("DeepLabV3",),
@@ -160,6 +164,7 @@ PROFILES: dict[str, Profile] = {
         denoiser_iters=2400,
         denoiser_crop=(64, 128),
         denoiser_width=16,
+        denoiser_frame_features=True,
         epochs=1,
         seeds=(0, 1, 2),
         # make demo's reduced table grid: 1 architecture, 1 seed, short cells on crops (≈30 s each)

@@ -249,9 +249,12 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
         lr = poly_lr(cfg.base_lr, it, cfg.iters, cfg.poly_power)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        # a sample's input is one tensor or a tuple of them (Ω: packed inputs, cached OCR features)
+        inputs = tuple(images) if isinstance(images, (tuple, list)) else (images,)
+        inputs = tuple(t.to(device, non_blocking=True) for t in inputs)
+        target = target.to(device, non_blocking=True)
         with torch.autocast(device_type=torch.device(device).type, enabled=use_amp):
-            outputs = model(images)
+            outputs = model(*inputs)
         loss, parts = criterion(outputs, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; lower base_lr "
@@ -260,7 +263,7 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        seen += images.shape[0] * world
+        seen += inputs[0].shape[0] * world
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
             rate = seen / max(time.time() - tic, 1e-9)
