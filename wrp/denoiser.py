@@ -202,7 +202,7 @@ class CachedSegmenter:
         """(B, 3, H, W) RGB 0..255 → class probabilities (B, K, H, W) and OCR features (or None)."""
         from wrp.models import MSAHRNetOCR
 
-        x = ((images.float().to(self.device) / 255.0) - _MEAN.to(self.device)) / _STD.to(self.device)
+        x = normalise(images.to(self.device))
         out = self.model(x, scales=(1.0,)) if isinstance(self.model, MSAHRNetOCR) else self.model(x)
         probs = F.interpolate(out["out"], size=x.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
         return probs, out.get("ocr")
@@ -296,7 +296,7 @@ class CyclicDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: str | Path, seed: int = 0, hflip: bool = True,
                  crop: tuple[int, int] | None = None, num_classes: int = NUM_CLASSES,
-                 segmenter: nn.Module | None = None, progress: bool = False) -> None:
+                 segmenter: nn.Module | None = None) -> None:
         with np.load(samples) as data:
             self.arrays = {k: data[k] for k in data.files}
         height, width = self.arrays["label"].shape[1:]
@@ -307,37 +307,36 @@ class CyclicDataset(torch.utils.data.Dataset):
         self.features: dict[bool, Tensor] | None = None
         self.stride = 1
         if segmenter is not None:
-            self._frame_features(segmenter, progress)
+            self._frame_features(segmenter)
 
-    def _frame_features(self, segmenter: nn.Module, progress: bool) -> None:
-        """OCR features (F, C, h, w) of the distinct target frames, as shot and mirrored; ``frame``
-        maps every sample to its row."""
-        from tqdm.auto import tqdm
-
+    def _frame_features(self, segmenter: nn.Module) -> None:
+        """OCR features (F, C, h, w) of the distinct target frames, as shot and (with ``hflip``)
+        mirrored; ``frame`` maps every sample to its row."""
         from wrp.models import ocr_features
 
         images = self.arrays["image"]
         height, width = images.shape[1:3]
-        _, first, self.frame = np.unique(images.reshape(len(images), -1), axis=0, return_index=True,
-                                         return_inverse=True)
-        self.frame = self.frame.reshape(-1)
-        self.features = {False: [], True: []}
-        for row in tqdm(first, desc="g_ψ features of Ω's frames",
-                        disable=not progress):
+        _, first, frame = np.unique(images.reshape(len(images), -1), axis=0, return_index=True,
+                                    return_inverse=True)
+        views = (False, True) if self.hflip else (False,)
+        features: dict[bool, list[Tensor]] = {m: [] for m in views}
+        for row in first:
             x = normalise(torch.from_numpy(images[row]).permute(2, 0, 1)[None])
-            for mirrored in (False, True):
-                self.features[mirrored].append(ocr_features(segmenter, x.flip(-1) if mirrored else x)[0])
-        self.features = {m: torch.stack(f) for m, f in self.features.items()}  # (F, C, h, w)
-        h, w = self.features[False].shape[-2:]
-        if height % h or width % w or height // h != width // w:
-            warnings.warn(f"g_ψ's features ({h}×{w}) are not an integer stride of the frames "
-                          f"({height}×{width}); Ω computes them on every crop instead", stacklevel=3)
-            self.features = None
-            return
-        self.stride = height // h
-        if self.crop is not None and (self.crop[0] % self.stride or self.crop[1] % self.stride):
-            raise ValueError(f"Ω's crop {self.crop} must be a multiple of g_ψ's feature stride "
-                             f"{self.stride} to crop cached features; change denoiser_crop")
+            for mirrored in views:
+                features[mirrored].append(ocr_features(segmenter, x.flip(-1) if mirrored else x)[0])
+            if len(features[False]) == 1:  # the grid is known after the first frame
+                h, w = features[False][0].shape[-2:]
+                if height % h or width % w or height // h != width // w:
+                    warnings.warn(f"g_ψ's features ({h}×{w}) are not an integer stride of the frames "
+                                  f"({height}×{width}); Ω computes them on every crop instead",
+                                  stacklevel=3)
+                    return
+                stride = height // h
+                if self.crop is not None and (self.crop[0] % stride or self.crop[1] % stride):
+                    raise ValueError(f"Ω's crop {self.crop} must be a multiple of g_ψ's feature stride "
+                                     f"{stride} to crop cached features; change denoiser_crop")
+        self.frame, self.stride = frame.reshape(-1), stride
+        self.features = {m: torch.stack(f) for m, f in features.items()}  # (F, C, h, w)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -250,8 +250,8 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
         for group in optimizer.param_groups:
             group["lr"] = lr
         # a sample's input is one tensor or a tuple of them (Ω: packed inputs, cached OCR features)
-        inputs = tuple(images) if isinstance(images, (tuple, list)) else (images,)
-        inputs = tuple(t.to(device, non_blocking=True) for t in inputs)
+        inputs = tuple(t.to(device, non_blocking=True)
+                       for t in (images if isinstance(images, (tuple, list)) else (images,)))
         target = target.to(device, non_blocking=True)
         with torch.autocast(device_type=torch.device(device).type, enabled=use_amp):
             outputs = model(*inputs)
