@@ -111,7 +111,7 @@ class SynthConfig:
         sizes = {"height": profile.height, "width": profile.width,
                  "records": profile.train_records + profile.val_records,
                  "frames_per_record": profile.partitions_per_record * profile.partition_length,
-                 "thin_scale": profile.thin_scale}
+                 "thin_scale": getattr(profile, "thin_scale", 1.0)}
         return cls(**{**sizes, "seed": seed, **overrides})
 
 
