@@ -11,12 +11,17 @@ from torch import nn
 class ToyNet(nn.Module):
     """conv-BN-ReLU-dropout-conv: small, but with every layer kind whose state must survive DDP/resume."""
 
-    def __init__(self, classes: int = 3, dropout: float = 0.1) -> None:
+    def __init__(self, classes: int = 3, dropout: float = 0.1, expect_nhwc: bool | None = None) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                                   nn.Dropout2d(dropout), nn.Conv2d(8, classes, 1))
+        self.expect_nhwc = expect_nhwc  # None: any layout; else the batch must be NHWC or not
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.expect_nhwc is not None:
+            nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            if nhwc != self.expect_nhwc:
+                raise AssertionError(f"batch layout NHWC={nhwc}, expected {self.expect_nhwc}")
         return {"out": self.body(x)}
 
 
@@ -42,8 +47,8 @@ class ToyLoss(nn.Module):
         return loss, {"ce": loss.item()}
 
 
-def model(dropout: float = 0.1) -> nn.Module:
-    return ToyNet(dropout=dropout)
+def model(dropout: float = 0.1, expect_nhwc: bool | None = None) -> nn.Module:
+    return ToyNet(dropout=dropout, expect_nhwc=expect_nhwc)
 
 
 def data(n: int = 16, delay: float = 0.0) -> ToyData:

@@ -50,6 +50,18 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
     assert start == 6 and len(read_log(tmp_path / "two")) == 6
 
 
+def test_channels_last_reaches_the_model_and_changes_only_rounding(tmp_path):
+    runs = {}
+    for nhwc in (True, False):
+        base = _job(iters=6, batch=4)
+        job = Job(Builder("tests.ddp_toys:model", {"dropout": 0.1, "expect_nhwc": nhwc}), base.data,
+                  base.loss, TrainConfig(**{**base.train.__dict__, "channels_last": nhwc}))
+        launch(job, tmp_path / str(nhwc), nproc=1, progress=False)
+        runs[nhwc] = _weights(tmp_path / str(nhwc))
+        assert all(w.is_contiguous() for w in runs[nhwc].values()), "model.pt holds plain NCHW tensors"
+    _assert_same(runs[True], runs[False])
+
+
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     job = _job(iters=24, batch=4, delay=0.02, every=3)  # ~0.1 s per iteration
     env = {**os.environ, "PYTHONPATH": str(REPO)}
