@@ -61,9 +61,9 @@ def main() -> None:
     out = Path(args.out)
     archs = args.arch or list(prof.table_archs)
 
-    started = time.time()
     if args.policy and "baseline" not in args.policy:
         parser.error("--policy needs baseline among the columns: every gain is measured against it")
+    started = time.time()
     t1 = table1(prof, archs, args.policy, args.seeds, device=args.device)
     t1_seconds = time.time() - started
     write_table1(t1, out / "table1", grid_note(prof, args.seeds, archs))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,8 @@ def test_channels_last_reaches_the_model_and_changes_only_rounding(tmp_path):
     runs = {}
     for nhwc in (True, False):
         base = _job(iters=6, batch=4)
-        job = Job(Builder("tests.ddp_toys:model", {"dropout": 0.1, "expect_nhwc": nhwc}), base.data,
-                  base.loss, TrainConfig(**{**base.train.__dict__, "channels_last": nhwc}))
+        job = replace(base, model=Builder("tests.ddp_toys:model", {"dropout": 0.1, "expect_nhwc": nhwc}),
+                      train=replace(base.train, channels_last=nhwc))
         launch(job, tmp_path / str(nhwc), nproc=1, progress=False)
         runs[nhwc] = _weights(tmp_path / str(nhwc))
         assert all(w.is_contiguous() for w in runs[nhwc].values()), "model.pt holds plain NCHW tensors"

@@ -319,24 +319,24 @@ class CyclicDataset(torch.utils.data.Dataset):
         _, first, frame = np.unique(images.reshape(len(images), -1), axis=0, return_index=True,
                                     return_inverse=True)
         views = (False, True) if self.hflip else (False,)
-        features: dict[bool, list[Tensor]] = {m: [] for m in views}
-        for row in first:
+
+        def of(row: int) -> list[Tensor]:
             x = normalise(torch.from_numpy(images[row]).permute(2, 0, 1)[None])
-            for mirrored in views:
-                features[mirrored].append(ocr_features(segmenter, x.flip(-1) if mirrored else x)[0])
-            if len(features[False]) == 1:  # the grid is known after the first frame
-                h, w = features[False][0].shape[-2:]
-                if height % h or width % w or height // h != width // w:
-                    warnings.warn(f"g_ψ's features ({h}×{w}) are not an integer stride of the frames "
-                                  f"({height}×{width}); Ω computes them on every crop instead",
-                                  stacklevel=3)
-                    return
-                stride = height // h
-                if self.crop is not None and (self.crop[0] % stride or self.crop[1] % stride):
-                    raise ValueError(f"Ω's crop {self.crop} must be a multiple of g_ψ's feature stride "
-                                     f"{stride} to crop cached features; change denoiser_crop")
+            return [ocr_features(segmenter, x.flip(-1) if mirrored else x)[0] for mirrored in views]
+
+        rows = [of(first[0])]  # the feature grid is known after the first frame
+        h, w = rows[0][0].shape[-2:]
+        if height % h or width % w or height // h != width // w:
+            warnings.warn(f"g_ψ's features ({h}×{w}) are not an integer stride of the frames "
+                          f"({height}×{width}); Ω computes them on every crop instead", stacklevel=3)
+            return
+        stride = height // h
+        if self.crop is not None and (self.crop[0] % stride or self.crop[1] % stride):
+            raise ValueError(f"Ω's crop {self.crop} must be a multiple of g_ψ's feature stride "
+                             f"{stride} to crop cached features; change denoiser_crop")
+        rows += [of(row) for row in first[1:]]
         self.frame, self.stride = frame.reshape(-1), stride
-        self.features = {m: torch.stack(f) for m, f in features.items()}  # (F, C, h, w)
+        self.features = {m: torch.stack([r[i] for r in rows]) for i, m in enumerate(views)}  # (F, C, h, w)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -167,7 +167,7 @@ PROFILES: dict[str, Profile] = {
         denoiser_frame_features=True,
         epochs=1,
         seeds=(0, 1, 2),
-        # make demo's reduced table grid: 1 architecture, 1 seed, short cells on crops (≈15 s each)
+        # make demo's reduced table grid: 1 architecture, 1 seed, short cells on crops (≈18 s each)
         table_archs=("DeepLabV3",),
         table_seeds=(0,),
         table_iters=50,

@@ -169,6 +169,12 @@ def _layout(tensor: Tensor, channels_last: bool) -> Tensor:
     return tensor
 
 
+def _place(model: nn.Module, device: str, channels_last: bool) -> nn.Module:
+    """``model`` on ``device``, its 4-D weights in NHWC memory when ``channels_last``."""
+    model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -221,9 +227,7 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
     model = job.model.build()
     if distributed and cfg.sync_bn:
         model = convert_sync_batchnorm(model, cuda=device.startswith("cuda"))
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+    _place(model, device, cfg.channels_last)
     criterion = job.loss.build()
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
@@ -312,10 +316,7 @@ def load_model(job: Job, out_dir: str | Path, device: str = "cpu") -> nn.Module:
     model = job.model.build()
     state = torch.load(Path(out_dir) / FINAL, map_location=device, weights_only=True)
     model.load_state_dict(state)
-    model.to(device)
-    if job.train.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model.eval()
+    return _place(model, device, job.train.channels_last).eval()
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, float]]:
