@@ -112,9 +112,11 @@ def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
     assert by["hurts"]["verdict"] == "below the seed spread"
     assert by["one"]["verdict"].startswith("one seed")
     assert "baseline" not in by
+    assert by["noise"]["per_seed"] == pytest.approx([-1.0, 2.0, -0.5]) and by["one"]["per_seed"] is None
     report = gains_report(gains_over(cells, "baseline"), "Baseline", label="X: ").splitlines()
     assert len(report) == 4 and report[0].startswith("X: helps")
     assert "+4.00 mIoU over Baseline (2 std = 2.00: above the seed spread)" in report[0]
+    assert report[1].endswith("; per seed -1.00 / +2.00 / -0.50") and "per seed" not in report[3]
 
 
 def test_table_settings_of_a_profile_fall_back_and_are_checked():

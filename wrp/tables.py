@@ -123,7 +123,9 @@ def table2(profile: str | Profile, rows: list[str] | None = None, seeds: list[in
 
 def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, Any]]:
     """Every column's gain over ``reference`` (mean of seeds), beside the seed spread it must beat:
-    2 × the larger std of the two cells. ``verdict`` says where the gain lies (one seed: no spread)."""
+    2 × the larger std of the two cells. ``verdict`` says where the gain lies (one seed: no spread).
+    ``per_seed`` pairs the cells seed by seed (same world, split and labels' models): the gain each
+    seed saw, ``None`` when the cells hold different numbers of seeds."""
     ref_mean, ref_std = mean_std(cells[reference])
     out = []
     for column, values in cells.items():
@@ -135,8 +137,11 @@ def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, 
         verdict = ("one seed: no spread to compare with" if not seeded else
                    "above the seed spread" if gain > spread else
                    "below the seed spread" if gain < -spread else "within the seed spread")
+        paired = len(values) == len(cells[reference])
         out.append({"column": column, "gain": round(gain, 2), "two_std": round(spread, 2),
-                    "verdict": verdict})
+                    "verdict": verdict,
+                    "per_seed": [round(v - r, 2) for v, r in zip(values, cells[reference], strict=True)]
+                    if paired else None})
     return out
 
 
@@ -144,7 +149,9 @@ def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -
     """Rows of :func:`gains_over` as aligned text, one line per column, prefixed with ``label``."""
     width = max((len(g["column"]) for g in gains), default=0)
     return "\n".join(f"{label}{g['column']:<{width}}  {g['gain']:+6.2f} mIoU over {reference} "
-                     f"(2 std = {g['two_std']:.2f}: {g['verdict']})" for g in gains)
+                     f"(2 std = {g['two_std']:.2f}: {g['verdict']})"
+                     + (f"; per seed {' / '.join(f'{d:+.2f}' for d in g['per_seed'])}"
+                        if g.get("per_seed") and len(g["per_seed"]) > 1 else "") for g in gains)
 
 
 def table2_arch(profile: str | Profile) -> str:
