@@ -153,3 +153,20 @@ def test_figure_3_reads_the_table_cells_without_training_again(isolated_runs):
     assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == stages, "no cell trained twice"
     assert len(rows) == 1 and rows[0]["baseline"].shape == rows[0]["truth"].shape  # smoke: 1 val partition
     assert {"fixed", "broken", "both_wrong"} <= set(rows[0])
+
+
+def test_a_world_seed_keeps_the_world_and_varies_only_the_segmenters_training(isolated_runs):
+    from wrp.profiles import get_profile
+
+    prof = get_profile("smoke", table_iters=1, table_crop=(32, 64))
+    own = table1(prof, ["DeepLabV3"], ["baseline"], [0], progress=False)
+    kept = table1(prof, ["DeepLabV3"], ["baseline"], [0, 1], progress=False, world_seed=0)
+    assert kept["DeepLabV3"]["baseline"][0] == own["DeepLabV3"]["baseline"][0]  # the same cell, reused
+    jobs = [json.loads((d / "job.json").read_text())
+            for d in sorted((isolated_runs / "stages" / "segmenter").iterdir())]
+    assert len(jobs) == 2, "training seed 0 on world 0 is the seed-0 cell, not a new one"
+    assert {j["data"]["kwargs"]["manifest"] for j in jobs} == {jobs[0]["data"]["kwargs"]["manifest"]}
+    assert sorted(j["train"]["seed"] for j in jobs) == [0, 1]
+    assert sorted(j["data"]["kwargs"]["seed"] for j in jobs) == [0, 1]
+    note = grid_note(prof, [0, 1], ["DeepLabV3"], world_seed=0)
+    assert "the world of seed 0 and its labels, training seed(s) 0, 1" in note

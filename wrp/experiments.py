@@ -129,8 +129,11 @@ def segmenter_job(profile: str | Profile, manifest: Path, seed: int = 0, arch: s
 
 def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrnet_ocr", nproc: int = 1,
                     device: str = "auto", progress: bool = True, dataset: str | Path | None = None,
-                    **job_overrides: Any) -> Path:
+                    train_seed: int | None = None, **job_overrides: Any) -> Path:
     """Train (or reuse) a segmenter on the human labels and score it on the validation frames.
+
+    ``seed`` picks the world and its split; ``train_seed`` (default: ``seed``) the initial weights,
+    the sampling order and the augmentations, so one world can be trained several times.
 
     The stage folder holds ``model.pt``, ``log.csv``, ``job.json`` and ``metrics.json`` (mIoU
     and per-class IoU on the human-labelled validation frames). A killed run resumes.
@@ -139,7 +142,8 @@ def train_segmenter(profile: str | Profile, seed: int = 0, arch: str = "msa_hrne
     manifest = manifest_for(prof, seed, dataset)
     if dataset and "base_lr" not in job_overrides:
         job_overrides["base_lr"] = BASE_LR.get(dataset_name(prof, dataset), 0.01)
-    job = segmenter_job(prof, manifest, seed, arch, device=device, **job_overrides)
+    job = segmenter_job(prof, manifest, seed if train_seed is None else train_seed, arch, device=device,
+                        **job_overrides)
 
     def build(out: Path) -> dict[str, Any]:
         result = launch(job, out, nproc=nproc, progress=progress)

@@ -60,10 +60,14 @@ def generated_pairs(profile: str | Profile, seed: int, policy: str, k: int | Non
 
 def train_cell(profile: str | Profile, seed: int, arch: str = "msa_hrnet_ocr", policy: str | None = None,
                k: int | None = None, loss: str = "ce", iters_share: float = 1.0, lr_factor: float = 1.0,
-               nproc: int = 1, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+               nproc: int = 1, device: str = "auto", progress: bool = True,
+               train_seed: int | None = None) -> dict[str, Any]:
     """One table cell: a segmenter trained on the human labels (+ ``policy``'s generated labels),
     with ``iters_share`` of the profile's cell iterations (``Profile.cell_iters``, at
-    ``Profile.cell_crop``) and ``lr_factor`` × the dataset's base LR.
+    ``Profile.cell_crop``) and ``lr_factor`` × the dataset's base LR. ``seed`` picks the world, its
+    split and the models that generate its labels; ``train_seed`` (default ``seed``) only the
+    segmenter's own initialisation and sampling — the paper's protocol of one dataset, one set of
+    generated labels and several training seeds.
     Returns its ``metrics.json`` (validation mIoU, per-class IoU) with the stage folder."""
     prof = get_profile(profile)
     generated = None
@@ -75,7 +79,7 @@ def train_cell(profile: str | Profile, seed: int, arch: str = "msa_hrnet_ocr", p
     if lr_factor != 1.0:
         overrides["base_lr"] = BASE_LR.get(dataset_name(prof), 0.01) * lr_factor
     folder = train_segmenter(prof, seed, arch, nproc=nproc, device=device, progress=progress,
-                             generated=generated, **overrides)
+                             generated=generated, train_seed=train_seed, **overrides)
     return {**json.loads((folder / "metrics.json").read_text()), "stage": str(folder)}
 
 
@@ -86,8 +90,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def table1(profile: str | Profile, archs: list[str] | None = None, policies: list[str] | None = None,
            seeds: list[int] | None = None, nproc: int = 1, device: str = "auto",
-           progress: bool = True) -> dict[str, dict[str, list[float]]]:
-    """mIoU per seed of every (architecture, policy) cell: ``{arch name: {policy: [mIoU, …]}}``."""
+           progress: bool = True, world_seed: int | None = None) -> dict[str, dict[str, list[float]]]:
+    """mIoU per seed of every (architecture, policy) cell: ``{arch name: {policy: [mIoU, …]}}``.
+
+    Each seed is its own world, split, ``g_ψ``, Ω and segmenter; with ``world_seed`` every cell
+    uses that one world and its labels, and ``seeds`` are the segmenters' training seeds."""
     prof = get_profile(profile)
     out: dict[str, dict[str, list[float]]] = {}
     for name in archs or list(prof.table_archs):
@@ -97,8 +104,9 @@ def table1(profile: str | Profile, archs: list[str] | None = None, policies: lis
             if policy not in TABLE1_POLICIES:
                 raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(TABLE1_POLICIES)}")
             out.setdefault(name, {})[policy] = [
-                train_cell(prof, seed, ARCHS[name], policy, nproc=nproc, device=device,
-                           progress=progress)["miou"]
+                train_cell(prof, seed if world_seed is None else world_seed, ARCHS[name], policy,
+                           nproc=nproc, device=device, progress=progress,
+                           train_seed=None if world_seed is None else seed)["miou"]
                 for seed in (seeds if seeds is not None else prof.cell_seeds)]
     return out
 
@@ -160,14 +168,17 @@ def table2_arch(profile: str | Profile) -> str:
 
 
 def grid_note(profile: str | Profile, seeds: list[int] | None = None, archs: list[str] | None = None,
-              table: int = 1) -> str:
-    """What a table's numbers are, for the line under it: the profile, the seeds, the budget of a
-    cell, and — where the grid is smaller than the paper's — what was left out."""
+              table: int = 1, world_seed: int | None = None) -> str:
+    """What a table's numbers are, for the line under it: the profile, the seeds (training seeds
+    on one world with ``world_seed``), the budget of a cell, and — where the grid is smaller than
+    the paper's — what was left out."""
     prof = get_profile(profile)
     seeds = list(seeds if seeds is not None else prof.cell_seeds)
     archs = list(archs or (prof.table_archs if table == 1 else [table2_arch(prof)]))
     crop = "×".join(map(str, prof.cell_crop))
-    text = (f"ours: {prof.name} profile ({prof.dataset}), mean ± std over seed(s) "
+    over = ("seed(s) " if world_seed is None
+            else f"the world of seed {world_seed} and its labels, training seed(s) ")
+    text = (f"ours: {prof.name} profile ({prof.dataset}), mean ± std over {over}"
             f"{', '.join(map(str, seeds))}; every cell {prof.cell_iters} iterations of batch "
             f"{prof.batch_size} at {crop} crops; the paper's numbers are Cityscapes val.")
     reduced = []
