@@ -61,6 +61,9 @@ def main() -> None:
                         help="train every cell on this seed's world and labels, --seeds then being the "
                              "segmenters' training seeds (the paper's protocol); default: each seed "
                              "its own world")
+    parser.add_argument("--k", type=int,
+                        help="semantic-only and warp-refine labels from frames within ±k of their "
+                             "labelled frame (default: the profile's k; motion-only keeps ±2)")
     parser.add_argument("--no-table2", action="store_true", help="Table 1 only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/benchmarks")
@@ -74,9 +77,12 @@ def main() -> None:
     if args.policy and "baseline" not in args.policy:
         parser.error("--policy needs baseline among the columns: every gain is measured against it")
     started = time.time()
+    if args.k is not None and not 1 <= args.k <= prof.k:
+        parser.error(f"--k {args.k} must lie in 1..{prof.k}, the {prof.name} profile's propagation range")
     if args.world_seed is not None and not args.no_table2:
         parser.error("--world-seed applies to Table 1 only: add --no-table2")
-    t1 = table1(prof, archs, args.policy, args.seeds, device=args.device, world_seed=args.world_seed)
+    t1 = table1(prof, archs, args.policy, args.seeds, device=args.device, world_seed=args.world_seed,
+                k=args.k)
     t1_seconds = time.time() - started
     write_table1(t1, out / "table1", grid_note(prof, args.seeds, archs, world_seed=args.world_seed))
     started = time.time()
@@ -116,7 +122,7 @@ def main() -> None:
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
     print(f"\nseconds: Table 1 {t1_seconds:.0f}, Table 2 {t2_seconds:.0f} (cached cells cost ~0)")
     path = atomic_write_json(out / "tables.json", {
-        "profile": prof.name, "seeds": args.seeds, "world_seed": args.world_seed,
+        "profile": prof.name, "seeds": args.seeds, "world_seed": args.world_seed, "k": args.k or prof.k,
         "cell_iters": prof.cell_iters,
         "cell_crop": list(prof.cell_crop), "table1": t1, "table2": t2,
         "gains": gains,

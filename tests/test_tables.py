@@ -170,3 +170,17 @@ def test_a_world_seed_keeps_the_world_and_varies_only_the_segmenters_training(is
     assert sorted(j["data"]["kwargs"]["seed"] for j in jobs) == [0, 1]
     note = grid_note(prof, [0, 1], ["DeepLabV3"], world_seed=0)
     assert "the world of seed 0 and its labels, training seed(s) 0, 1" in note
+
+
+def test_k_picks_how_far_warp_refine_labels_reach_while_motion_only_keeps_two(isolated_runs):
+    from wrp.profiles import get_profile
+    from wrp.tables import generated_pairs
+
+    prof = get_profile("smoke", table_iters=1, table_crop=(32, 64))
+    table1(prof, ["DeepLabV3"], ["motion-only", "semantic-only"], [0], progress=False, k=1)
+    jobs = [json.loads((d / "job.json").read_text())["data"]["kwargs"]["generated"]
+            for d in (isolated_runs / "stages" / "segmenter").iterdir()]
+    counts = sorted(len(g) for g in jobs if g)
+    assert counts == sorted([len(generated_pairs(prof, 0, "semantic-only", 1, progress=False)),
+                             len(generated_pairs(prof, 0, "motion-only", 2, progress=False))])
+    assert counts[0] < counts[1]

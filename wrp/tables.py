@@ -90,11 +90,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def table1(profile: str | Profile, archs: list[str] | None = None, policies: list[str] | None = None,
            seeds: list[int] | None = None, nproc: int = 1, device: str = "auto",
-           progress: bool = True, world_seed: int | None = None) -> dict[str, dict[str, list[float]]]:
+           progress: bool = True, world_seed: int | None = None,
+           k: int | None = None) -> dict[str, dict[str, list[float]]]:
     """mIoU per seed of every (architecture, policy) cell: ``{arch name: {policy: [mIoU, …]}}``.
 
     Each seed is its own world, split, ``g_ψ``, Ω and segmenter; with ``world_seed`` every cell
-    uses that one world and its labels, and ``seeds`` are the segmenters' training seeds."""
+    uses that one world and its labels, and ``seeds`` are the segmenters' training seeds. ``k``
+    (default: the profile's) is how far from their labelled frame semantic-only and warp-refine
+    labels are taken; motion-only keeps ±2."""
     prof = get_profile(profile)
     out: dict[str, dict[str, list[float]]] = {}
     for name in archs or list(prof.table_archs):
@@ -105,8 +108,8 @@ def table1(profile: str | Profile, archs: list[str] | None = None, policies: lis
                 raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(TABLE1_POLICIES)}")
             out.setdefault(name, {})[policy] = [
                 train_cell(prof, seed if world_seed is None else world_seed, ARCHS[name], policy,
-                           nproc=nproc, device=device, progress=progress,
-                           train_seed=None if world_seed is None else seed)["miou"]
+                           None if policy == "motion-only" else k, nproc=nproc, device=device,
+                           progress=progress, train_seed=None if world_seed is None else seed)["miou"]
                 for seed in (seeds if seeds is not None else prof.cell_seeds)]
     return out
 
