@@ -184,3 +184,27 @@ def test_k_picks_how_far_warp_refine_labels_reach_while_motion_only_keeps_two(is
     assert counts == sorted([len(generated_pairs(prof, 0, "semantic-only", 1, progress=False)),
                              len(generated_pairs(prof, 0, "motion-only", 2, progress=False))])
     assert counts[0] < counts[1]
+
+
+def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_runs):
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    script = Path(__file__).parents[1] / "benchmarks" / "true_labels.py"
+    spec = importlib.util.spec_from_file_location("true_labels", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pairs = generated_pairs("smoke", 0, "motion-only", 2, progress=False)
+    truths = bench.true_label_pairs(pairs)
+    assert [t[0] for t in truths] == [p[0] for p in pairs]
+    for (_, generated), (_, truth) in zip(pairs, truths, strict=True):
+        assert Path(truth).name == Path(generated).name and "/gtFine/" in truth and truth != generated
+    differs = [not np.array_equal(np.array(Image.open(g)), np.array(Image.open(t)))
+               for (_, g), (_, t) in zip(pairs, truths, strict=True)]
+    assert any(differs), "motion-only labels two frames away are not all perfect"
+    Path(truths[0][1]).unlink()
+    with pytest.raises(FileNotFoundError, match=Path(truths[0][1]).name):
+        bench.true_label_pairs(pairs)
