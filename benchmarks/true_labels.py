@@ -1,7 +1,7 @@
 """The ceiling of any label policy on the synthetic world: a Table 1 cell trained with the world's
 true labels of the same ±k frames that propagation labels, beside Baseline and warp-refine.
 
-    python benchmarks/true_labels.py --profile demo --seeds 1 2 --cell-iters 1000 --cell-crop 128 256
+    python benchmarks/true_labels.py --profile demo --seeds 0 1 2 --cell-iters 1000 --cell-crop 128 256
 
 If true labels of the neighbouring frames do not raise validation mIoU over Baseline, no
 propagation method can on that world and budget: the extra frames add no information the
