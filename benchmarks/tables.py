@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 from wrp.io import atomic_write_json
-from wrp.profiles import get_profile
 from wrp.tables import (
     ARCHS,
     TABLE1_POLICIES,
     TABLE2_ROWS,
+    cell_budget,
     gains_over,
     gains_report,
     grid_note,
@@ -74,19 +74,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    overrides = {**({"table_iters": args.cell_iters} if args.cell_iters else {}),
-                 **({"table_crop": tuple(args.cell_crop)} if args.cell_crop else {})}
-    prof = get_profile(args.profile, **overrides)
+    prof = cell_budget(args.profile, args.cell_iters, args.cell_crop)
     out = Path(args.out)
     archs = args.arch or list(prof.table_archs)
 
     if args.policy and "baseline" not in args.policy:
         parser.error("--policy needs baseline among the columns: every gain is measured against it")
-    started = time.time()
     if args.k is not None and not 1 <= args.k <= prof.k:
         parser.error(f"--k {args.k} must lie in 1..{prof.k}, the {prof.name} profile's propagation range")
     if args.world_seed is not None and not args.no_table2:
         parser.error("--world-seed applies to Table 1 only: add --no-table2")
+    started = time.time()
     t1 = table1(prof, archs, args.policy, args.seeds, device=args.device, world_seed=args.world_seed,
                 k=args.k)
     t1_seconds = time.time() - started

@@ -121,8 +121,12 @@ def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
 
 def test_table_settings_of_a_profile_fall_back_and_are_checked():
     from wrp.profiles import get_profile
+    from wrp.tables import cell_budget
 
     paper = get_profile("paper")
+    assert cell_budget("smoke") == get_profile("smoke")
+    longer = cell_budget("smoke", 7, [32, 64])
+    assert longer.cell_iters == 7 and longer.cell_crop == (32, 64)
     assert paper.cell_seeds == paper.seeds and paper.cell_iters == paper.seg_iters
     assert paper.cell_crop == paper.seg_crop and len(paper.table_archs) == 3
     demo = get_profile("demo")
@@ -187,18 +191,15 @@ def test_k_picks_how_far_warp_refine_labels_reach_while_motion_only_keeps_two(is
 
 
 def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_runs):
-    import importlib.util
     from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    script = Path(__file__).parents[1] / "benchmarks" / "true_labels.py"
-    spec = importlib.util.spec_from_file_location("true_labels", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from wrp.tables import TRUE_LABELS
+
     pairs = generated_pairs("smoke", 0, "motion-only", 2, progress=False)
-    truths = bench.true_label_pairs(pairs)
+    truths = generated_pairs("smoke", 0, TRUE_LABELS, 2, progress=False)
     assert [t[0] for t in truths] == [p[0] for p in pairs]
     for (_, generated), (_, truth) in zip(pairs, truths, strict=True):
         assert Path(truth).name == Path(generated).name and "/gtFine/" in truth and truth != generated
@@ -207,4 +208,4 @@ def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_r
     assert any(differs), "motion-only labels two frames away are not all perfect"
     Path(truths[0][1]).unlink()
     with pytest.raises(FileNotFoundError, match=Path(truths[0][1]).name):
-        bench.true_label_pairs(pairs)
+        generated_pairs("smoke", 0, TRUE_LABELS, 2, progress=False)

@@ -32,6 +32,7 @@ from wrp.propagation import label_file
 ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
 TABLE1_POLICIES = ("baseline", "motion-only", "semantic-only", "warp-refine")
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels use frames ±2
+TRUE_LABELS = "true-labels"  # not a column: the dataset's own labels of the generated frames
 
 # Table 2's rows: (loss, generated policy, ±k of the generated labels, iteration share, LR factor)
 TABLE2_ROWS: dict[str, dict[str, Any]] = {
@@ -44,18 +45,40 @@ TABLE2_ROWS: dict[str, dict[str, Any]] = {
 }
 
 
+def cell_budget(profile: str | Profile, iters: int | None = None,
+                crop: tuple[int, int] | list[int] | None = None) -> Profile:
+    """``profile`` with every table cell trained for ``iters`` iterations on ``crop`` crops (None
+    keeps the profile's ``table_iters`` / ``table_crop``): how the gaps move with a cell's budget."""
+    return get_profile(profile, **({"table_iters": iters} if iters else {}),
+                       **({"table_crop": tuple(crop)} if crop else {}))
+
+
 def generated_pairs(profile: str | Profile, seed: int, policy: str, k: int | None = None,
                     device: str = "auto", progress: bool = True) -> list[list[str]]:
     """(image, label) paths of a policy's labels for the training frames within ±k (default the
-    profile's k) of their labelled frame, propagated first if needed (``wrp propagate``)."""
+    profile's k) of their labelled frame, propagated first if needed (``wrp propagate``).
+
+    ``TRUE_LABELS`` gives the dataset's own label of each of those frames instead: what a flawless
+    propagation would give, the ceiling of every policy (the synthetic world labels every frame)."""
     prof = get_profile(profile)
     k = prof.k if k is None else k
     if not 1 <= k <= prof.k:
         raise ValueError(f"k={k} must lie in 1..{prof.k} (the profile's propagation range)")
-    folder = propagate(prof, seed, "train", (policy,), device=device, progress=progress)
-    clips = Manifest.load(manifest_for(prof, seed)).clips("train")
-    return [[str(clip.images[pos]), str(label_file(folder / "labels", policy, clip.frames[pos]))]
-            for clip in clips for pos in range(len(clip)) if 1 <= abs(pos - clip.labelled) <= k]
+    manifest = Manifest.load(manifest_for(prof, seed))
+    frames = [(clip, pos) for clip in manifest.clips("train") for pos in range(len(clip))
+              if 1 <= abs(pos - clip.labelled) <= k]
+    if policy == TRUE_LABELS:
+        truth = manifest.ground_truth("train")
+        labels = [truth.label_path(clip.clip_id, pos) for clip, pos in frames]
+        missing = next((label for label in labels if not label.is_file()), None)
+        if missing is not None:
+            raise FileNotFoundError(f"{missing}: no true label of this frame in {prof.dataset}; "
+                                    f"{policy!r} needs a dataset that labels every frame (the "
+                                    "synthetic world)")
+    else:
+        folder = propagate(prof, seed, "train", (policy,), device=device, progress=progress)
+        labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
+    return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
 
 
 def train_cell(profile: str | Profile, seed: int, arch: str = "msa_hrnet_ocr", policy: str | None = None,
@@ -162,7 +185,7 @@ def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -
     return "\n".join(f"{label}{g['column']:<{width}}  {g['gain']:+6.2f} mIoU over {reference} "
                      f"(2 std = {g['two_std']:.2f}: {g['verdict']})"
                      + (f"; per seed {' / '.join(f'{d:+.2f}' for d in g['per_seed'])}"
-                        if g.get("per_seed") and len(g["per_seed"]) > 1 else "") for g in gains)
+                        if g["per_seed"] and len(g["per_seed"]) > 1 else "") for g in gains)
 
 
 def table2_arch(profile: str | Profile) -> str:
