@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = get_profile(args.profile)
     started = time.time()
-    root = world_for(profile, args.seed)
+    root = world_for(profile, args.seed, **profile.synth_overrides)
     world_seconds = time.time() - started
     manifest = build_manifest(root, SplitConfig(partition_length=profile.partition_length,
                                                 val=profile.val_records, seed=args.seed))

@@ -35,7 +35,8 @@ from wrp.tables import (
     ARCHS,
     TABLE1_POLICIES,
     TABLE2_ROWS,
-    cell_budget,
+    add_budget_arguments,
+    budget_from_arguments,
     gains_over,
     gains_report,
     grid_note,
@@ -56,13 +57,7 @@ def main() -> None:
     parser.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
                         help="Table 1 columns (repeatable; default all; the checks need baseline, "
                              "motion-only and warp-refine)")
-    parser.add_argument("--cell-iters", type=int,
-                        help="iterations of every cell (default: the profile's table_iters) — how "
-                             "the gaps change with the training budget")
-    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"),
-                        help="training crop of every cell (default: the profile's table_crop); "
-                             "with --arch MSA-HRNet-OCR --cell-iters 1000 --cell-crop 128 256 the "
-                             "demo's cells train exactly as its g_ψ does")
+    add_budget_arguments(parser)
     parser.add_argument("--world-seed", type=int,
                         help="train every cell on this seed's world and labels, --seeds then being the "
                              "segmenters' training seeds (the paper's protocol); default: each seed "
@@ -74,7 +69,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    prof = cell_budget(args.profile, args.cell_iters, args.cell_crop)
+    prof = budget_from_arguments(parser, args)
     out = Path(args.out)
     archs = args.arch or list(prof.table_archs)
 
@@ -97,6 +92,8 @@ def main() -> None:
 
     seeds_said = (f"seeds {args.seeds}" if args.world_seed is None
                   else f"world of seed {args.world_seed}, training seeds {args.seeds}")
+    if prof.fps:
+        seeds_said += f", world at {prof.fps:g} frames/s"
     print(f"\nTable 1 ({prof.name} profile, {seeds_said}, {prof.cell_iters} iterations per cell, "
           f"crop {prof.cell_crop[0]}×{prof.cell_crop[1]}): "
           "validation mIoU, mean ± std [per seed]")
@@ -126,7 +123,8 @@ def main() -> None:
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
     print(f"\nseconds: Table 1 {t1_seconds:.0f}, Table 2 {t2_seconds:.0f} (cached cells cost ~0)")
     path = atomic_write_json(out / "tables.json", {
-        "profile": prof.name, "seeds": args.seeds, "world_seed": args.world_seed, "k": args.k or prof.k,
+        "profile": prof.name, "world_fps": prof.fps, "seeds": args.seeds, "world_seed": args.world_seed,
+        "k": args.k or prof.k,
         "cell_iters": prof.cell_iters,
         "cell_crop": list(prof.cell_crop), "table1": t1, "table2": t2,
         "gains": gains,

@@ -15,7 +15,16 @@ import argparse
 from pathlib import Path
 
 from wrp.io import atomic_write_json
-from wrp.tables import ARCHS, TRUE_LABELS, cell_budget, gains_over, gains_report, mean_std, train_cell
+from wrp.tables import (
+    ARCHS,
+    TRUE_LABELS,
+    add_budget_arguments,
+    budget_from_arguments,
+    gains_over,
+    gains_report,
+    mean_std,
+    train_cell,
+)
 
 COLUMNS = ("baseline", "warp-refine", TRUE_LABELS)
 
@@ -26,27 +35,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arch", default="MSA-HRNet-OCR", choices=list(ARCHS))
     parser.add_argument("--k", type=int, help="labels of frames within ±k (default: the profile's k)")
-    parser.add_argument("--cell-iters", type=int, help="default: the profile's table_iters")
-    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"),
-                        help="default: the profile's table_crop")
+    add_budget_arguments(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/benchmarks/true_labels")
     args = parser.parse_args()
-    prof = cell_budget(args.profile, args.cell_iters, args.cell_crop)
+    prof = budget_from_arguments(parser, args)
     k = args.k or prof.k
     if not 1 <= k <= prof.k:
         parser.error(f"--k {k} must lie in 1..{prof.k}, the {prof.name} profile's propagation range")
     cells = {policy: [train_cell(prof, seed, ARCHS[args.arch], policy, k, device=args.device)["miou"]
                       for seed in args.seeds] for policy in COLUMNS}
 
-    print(f"\n{args.arch}, {prof.name} profile, {prof.cell_iters} iterations per cell at "
+    world = f" (world at {prof.fps:g} frames/s)" if prof.fps else ""
+    print(f"\n{args.arch}, {prof.name} profile{world}, {prof.cell_iters} iterations per cell at "
           f"{prof.cell_crop[0]}×{prof.cell_crop[1]}, generated frames within ±{k}: validation mIoU")
     for name, values in cells.items():
         mean, std = mean_std(values)
         print(f"  {name:<12} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in values)}]")
     print(gains_report(gains_over(cells, "baseline"), "Baseline", label="  "))
     path = atomic_write_json(Path(args.out) / "true_labels.json", {
-        "profile": prof.name, "arch": args.arch, "seeds": args.seeds, "k": k,
+        "profile": prof.name, "world_fps": prof.fps, "arch": args.arch, "seeds": args.seeds, "k": k,
         "cell_iters": prof.cell_iters, "cell_crop": list(prof.cell_crop), "cells": cells})
     print(f"→ {path}")
 

@@ -209,3 +209,46 @@ def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_r
     Path(truths[0][1]).unlink()
     with pytest.raises(FileNotFoundError, match=Path(truths[0][1]).name):
         generated_pairs("smoke", 0, TRUE_LABELS, 2, progress=False)
+
+
+def test_world_fps_renders_a_faster_world_for_every_stage_and_the_note_says_so(isolated_runs):
+    from wrp.data import read_label
+    from wrp.profiles import get_profile
+    from wrp.synthetic import SynthConfig
+    from wrp.tables import cell_budget
+
+    assert get_profile("smoke").synth_overrides == {}, "a named profile renders the world's own 35 fps"
+    slow = cell_budget("smoke", fps=7)
+    assert slow.fps == 7.0 and slow.synth_overrides == {"fps": 7.0}
+    assert SynthConfig.from_profile(slow, 0, **slow.synth_overrides).fps == 7.0
+    default, fast = manifest_for("smoke", 0), manifest_for(slow, 0)
+    assert default != fast, "another frame rate is another world, keyed apart"
+
+    def change(manifest) -> float:  # share of pixels whose label differs between frame 0 and the labelled one
+        m = Manifest.load(manifest)
+        clip = m.clips("train")[0]
+        return float((m.ground_truth("train").label(clip.clip_id, 0) != read_label(clip.human_label)).mean())
+
+    assert change(fast) > change(default), "at 7 frames/s the partition's first frame shows more new street"
+    assert "smoke profile (synthetic at 7 frames/s)" in grid_note(slow, [0])
+    assert "synthetic at" not in grid_note("smoke", [0])
+    with pytest.raises(ValueError, match="fps=0.0 must be positive"):
+        get_profile("smoke", fps=0.0)
+
+
+def test_budget_arguments_reach_the_profile_and_bad_values_are_parser_errors():
+    import argparse
+
+    from wrp.profiles import get_profile
+    from wrp.tables import add_budget_arguments, budget_from_arguments
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default="smoke")
+    add_budget_arguments(parser)
+    prof = budget_from_arguments(parser, parser.parse_args(
+        ["--cell-iters", "9", "--cell-crop", "32", "64", "--world-fps", "10"]))
+    assert (prof.cell_iters, prof.cell_crop, prof.fps) == (9, (32, 64), 10.0)
+    assert budget_from_arguments(parser, parser.parse_args([])) == get_profile("smoke")
+    for bad in (["--world-fps", "0"], ["--cell-iters", "0"], ["--cell-crop", "999", "8"]):
+        with pytest.raises(SystemExit):
+            budget_from_arguments(parser, parser.parse_args(bad))

@@ -58,7 +58,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from wrp.synthetic import SynthConfig, generate_world
 
     try:
-        config = SynthConfig.from_profile(get_profile(args.profile), args.seed,
+        prof = get_profile(args.profile)
+        config = SynthConfig.from_profile(prof, args.seed, **prof.synth_overrides,
                                           **({"records": args.records} if args.records else {}),
                                           motion_blur=args.motion_blur)
         out = generate_world(config, args.out, workers=args.workers, progress=not args.no_progress)

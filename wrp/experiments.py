@@ -36,7 +36,7 @@ def manifest_for(profile: str | Profile, seed: int = 0, dataset: str | Path | No
         raise ValueError(f"profile {prof.name!r} reads the {prof.dataset} dataset: prepare it with "
                          "data_scripts/prepare_*.py and pass the prepared folder as `dataset` "
                          "(wrp propagate --dataset DIR)")
-    root = world_for(prof, seed)
+    root = world_for(prof, seed, **prof.synth_overrides)
     split = SplitConfig(partition_length=prof.partition_length, val=prof.val_records, seed=seed)
 
     def build(out: Path) -> dict[str, int]:

@@ -33,6 +33,10 @@ class Profile:
     # synthetic world only: > 1 draws poles, signs and bicycles that much wider than life (persons
     # and riders by its square root), so a stride-4 segmenter can see them (``SynthConfig``)
     thin_scale: float = 1.0
+    # synthetic world only: frames per second of its camera (None: the world's own, 35). Fewer
+    # frames per second move the car further between frames — 35 / fps times — so the other frames
+    # of a partition show more street the labelled one does not (Cityscapes records at 17)
+    fps: float | None = None
     # --- propagation ---
     k: int = 10  # labels are propagated to ±k frames around every labelled frame
     cycle_lengths: tuple[int, ...] = (1, 2, 4, 6, 8, 10)  # p in t → t+p → t (Figure 1)
@@ -66,6 +70,8 @@ class Profile:
                 problems.append(f"{name}={getattr(self, name)} must be ≥ 1")
         if self.thin_scale <= 0:
             problems.append(f"thin_scale={self.thin_scale} must be positive")
+        if self.fps is not None and self.fps <= 0:
+            problems.append(f"fps={self.fps} must be positive (or None: the world's own)")
         if self.partition_length % 2 == 0:
             problems.append(
                 f"partition_length={self.partition_length} must be odd (the centre frame is labelled)"
@@ -116,6 +122,12 @@ class Profile:
     def cell_crop(self) -> tuple[int, int]:
         """Training crop of every table cell: ``table_crop`` or the segmenters' crop."""
         return tuple(self.table_crop) if self.table_crop else self.seg_crop
+
+    @property
+    def synth_overrides(self) -> dict[str, Any]:
+        """What the profile changes in its synthetic world beyond the sizes and ``thin_scale``
+        (``wrp.synthetic.world_for(profile, seed, **profile.synth_overrides)``)."""
+        return {"fps": float(self.fps)} if self.fps is not None else {}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
