@@ -23,6 +23,7 @@ from wrp.tables import (
     gains_over,
     gains_report,
     mean_std,
+    neighbour_change,
     train_cell,
 )
 
@@ -53,9 +54,14 @@ def main() -> None:
         mean, std = mean_std(values)
         print(f"  {name:<12} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in values)}]")
     print(gains_report(gains_over(cells, "baseline"), "Baseline", label="  "))
+    change = {seed: neighbour_change(prof, seed) for seed in args.seeds}
+    print("  pixels whose true label differs from the labelled frame's, by distance (%): "
+          + "; ".join(f"seed {seed}: " + " / ".join(f"±{d} {v:.1f}" for d, v in c.items())
+                      for seed, c in change.items()))
     path = atomic_write_json(Path(args.out) / "true_labels.json", {
         "profile": prof.name, "world_fps": prof.fps, "arch": args.arch, "seeds": args.seeds, "k": k,
-        "cell_iters": prof.cell_iters, "cell_crop": list(prof.cell_crop), "cells": cells})
+        "cell_iters": prof.cell_iters, "cell_crop": list(prof.cell_crop), "cells": cells,
+        "neighbour_change": change})
     print(f"→ {path}")
 
 

@@ -100,16 +100,42 @@ def generated_pairs(profile: str | Profile, seed: int, policy: str, k: int | Non
               if 1 <= abs(pos - clip.labelled) <= k]
     if policy == TRUE_LABELS:
         truth = manifest.ground_truth("train")
-        labels = [truth.label_path(clip.clip_id, pos) for clip, pos in frames]
-        missing = next((label for label in labels if not label.is_file()), None)
-        if missing is not None:
-            raise FileNotFoundError(f"{missing}: no true label of this frame in {prof.dataset}; "
-                                    f"{policy!r} needs a dataset that labels every frame (the "
-                                    "synthetic world)")
+        labels = [_true_label(truth, clip.clip_id, pos, prof, repr(policy)) for clip, pos in frames]
     else:
         folder = propagate(prof, seed, "train", (policy,), device=device, progress=progress)
         labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
     return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
+
+
+def _true_label(truth: Any, clip_id: str, position: int, prof: Profile, needed_by: str) -> Path:
+    """The dataset's own label of a frame, or an error naming the file when it has none."""
+    path = truth.label_path(clip_id, position)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no true label of this frame in {prof.dataset}; {needed_by} "
+                                "needs a dataset that labels every frame (the synthetic world)")
+    return path
+
+
+def neighbour_change(profile: str | Profile, seed: int,
+                     distances: list[int] | None = None) -> dict[int, float]:
+    """How much of a labelled frame its neighbours repeat: the share (%) of pixels whose true label
+    at ±d frames differs from the labelled frame's, averaged over the training partitions (both
+    sides), for each d in ``distances`` (default 1, 2, 5 and the profile's k). Needs every frame's
+    label (the synthetic world). Near 0, the generated frames add little a segmenter has not seen."""
+    from wrp.data import read_label
+
+    prof = get_profile(profile)
+    distances = sorted(set(distances or [1, 2, 5, prof.k]) & set(range(1, prof.k + 1)))
+    manifest = Manifest.load(manifest_for(prof, seed))
+    truth = manifest.ground_truth("train")
+    shares: dict[int, list[float]] = {d: [] for d in distances}
+    for clip in manifest.clips("train"):
+        labelled = read_label(clip.human_label)
+        for d in distances:
+            for pos in (clip.labelled - d, clip.labelled + d):
+                path = _true_label(truth, clip.clip_id, pos, prof, "neighbour_change")
+                shares[d].append(float((read_label(path) != labelled).mean()))
+    return {d: round(100 * float(np.mean(v)), 2) for d, v in shares.items()}
 
 
 def train_cell(profile: str | Profile, seed: int, arch: str = "msa_hrnet_ocr", policy: str | None = None,
