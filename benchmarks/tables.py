@@ -20,7 +20,9 @@ gaps move with the training budget, e.g.
 ``--cell-crop`` sets every cell's crop (with ``--arch MSA-HRNet-OCR --cell-iters 1000 --cell-crop
 128 256`` the demo's cells train as its ``g_ψ`` does), ``--k`` how far from their labelled frame
 warp-refine and semantic-only labels are taken, and ``--world-seed W`` trains every cell on world
-W with ``--seeds`` as training seeds: how much of the spread is the segmenter's own seed. Each
+W with ``--seeds`` as training seeds: how much of the spread is the segmenter's own seed, and
+``--world-fps FPS`` renders the synthetic world at another frame rate (every stage is rebuilt on
+it): at 10 instead of 35 a partition's frames show more street the labelled one does not. Each
 gain is printed with its per-seed (paired) values beside the mean.
 """
 
