@@ -50,9 +50,9 @@ def cell_budget(profile: str | Profile, iters: int | None = None,
     """``profile`` with every table cell trained for ``iters`` iterations on ``crop`` crops, on a
     synthetic world rendered at ``fps`` frames per second (None keeps the profile's ``table_iters``
     / ``table_crop`` / ``fps``): how the gaps move with a cell's budget and the world's motion."""
-    return get_profile(profile, **({"table_iters": iters} if iters else {}),
-                       **({"table_crop": tuple(crop)} if crop else {}),
-                       **({"fps": float(fps)} if fps else {}))
+    return get_profile(profile, **({"table_iters": iters} if iters is not None else {}),
+                       **({"table_crop": tuple(crop)} if crop is not None else {}),
+                       **({"fps": fps} if fps is not None else {}))
 
 
 def add_budget_arguments(parser: Any) -> None:
@@ -73,11 +73,7 @@ def add_budget_arguments(parser: Any) -> None:
 
 def budget_from_arguments(parser: Any, args: Any) -> Profile:
     """The profile of ``args.profile`` with the budget of :func:`add_budget_arguments` applied; a
-    bad value is the parser's error."""
-    if args.cell_iters is not None and args.cell_iters < 1:
-        parser.error(f"--cell-iters {args.cell_iters} must be ≥ 1")
-    if args.world_fps is not None and args.world_fps <= 0:
-        parser.error(f"--world-fps {args.world_fps} must be positive")
+    bad value is the parser's error (the profile checks every field)."""
     try:
         return cell_budget(args.profile, args.cell_iters, args.cell_crop, args.world_fps)
     except ValueError as exc:
