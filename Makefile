@@ -26,11 +26,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install wrp with its dev tools (other targets do this when needed)
 
-demo: $(STAMP) ## run every notebook at profile demo; executed copies → runs/demo/notebooks, figures → figures/
-	$(PY) -m wrp reproduce --profile $(PROFILE)
+demo: $(STAMP) ## run every notebook at profile demo, streaming their progress; executed copies → runs/demo/notebooks, figures → figures/
+	$(PY) -m wrp reproduce --profile $(PROFILE) --log-output
 
-test: $(STAMP) ## ruff, pytest (unit + integration) and nbval over notebooks/ at profile smoke
+test: $(STAMP) ## ruff, the import-layer contract, pytest (unit + integration) and nbval over notebooks/ at profile smoke
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	WRP_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(PYTEST_ARGS)

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from wrp.data import Manifest, SplitConfig, build_manifest
+from wrp.data import Manifest
 from wrp.io import atomic_write_json
 from wrp.metrics import confusion_matrix, mean_iou
 from wrp.motion import DISFlow, warp
-from wrp.profiles import get_profile
-from wrp.synthetic import world_for
+from wrp.profiles import Run
+from wrp.stages import manifest_for, world_for
 
 METHODS = ("copy", "true flow", "DIS flow")
 
@@ -63,14 +63,13 @@ def main() -> None:
     parser.add_argument("--preset", default="medium", help="DIS preset")
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    profile = get_profile(args.profile)
+    run = Run.create(args.profile, seed=args.seed, device="cpu")
     started = time.time()
-    root = world_for(profile, args.seed, **profile.synth_overrides)
+    root = world_for(run)
     world_seconds = time.time() - started
-    manifest = build_manifest(root, SplitConfig(partition_length=profile.partition_length,
-                                                val=profile.val_records, seed=args.seed))
-    scores = calibrate(manifest, profile.k, args.preset)
-    distances = [d for d in (1, 2, 3, 5, 10) if d <= profile.k]
+    manifest = Manifest.load(manifest_for(run))
+    scores = calibrate(manifest, run.profile.k, args.preset)
+    distances = [d for d in (1, 2, 3, 5, 10) if d <= run.profile.k]
     print(f"\nmIoU (%) of the centre label carried to distance d — {args.profile} world, seed {args.seed}, "
           f"{len(manifest.val)} validation partitions, both directions")
     print(f"{'method':<12}" + "".join(f"{'d=' + str(d):>9}" for d in distances))

@@ -92,10 +92,11 @@ def main() -> None:
         torch.cuda.empty_cache()
     dist.destroy_process_group()
 
-    from wrp.experiments import train_segmenter
+    from wrp.profiles import Run
+    from wrp.stages import train_segmenter
 
     tic = time.time()
-    stage = train_segmenter("smoke", seed=0, device="cuda", progress=False)
+    stage = train_segmenter(Run.create("smoke", seed=0, device="cuda", progress=False))
     metrics = json.loads((stage / "metrics.json").read_text())
     result["engine"] = {"profile": "smoke", "seconds": round(time.time() - tic, 1),
                         "miou": metrics["miou"], "images_per_s": metrics["images_per_s"]}
@@ -109,8 +110,8 @@ def main() -> None:
             if time.time() - t0 > args.budget_s:
                 break
             tic = time.time()
-            stage = train_segmenter("demo", seed=0, arch=arch, device="cuda", progress=False, iters=iters,
-                                    crop=crop)
+            stage = train_segmenter(Run.create("demo", seed=0, device="cuda", progress=False), arch,
+                                    iters=iters, crop=crop)
             metrics = json.loads((stage / "metrics.json").read_text())
             row = {"arch": arch, "iters": iters, "crop": crop, "miou": metrics["miou"],
                    "seconds": round(time.time() - tic, 1), "per_class": metrics.get("per_class_iou")}

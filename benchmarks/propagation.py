@@ -19,25 +19,20 @@ import tempfile
 from pathlib import Path
 
 from wrp.data import Manifest
-from wrp.experiments import manifest_for, propagate, propagator_for, read_accuracy, train_segmenter
 from wrp.io import atomic_write_json
-from wrp.profiles import get_profile
-from wrp.propagation import POLICIES, warp_refine_margin
+from wrp.policies import POLICIES, propagate_clips, read_accuracy, warp_refine_margin
+from wrp.profiles import Run
+from wrp.stages import manifest_for, propagate, propagator_for, train_denoiser, train_segmenter
 
 
-def _speed(profile, seed: int, device: str) -> dict[str, float]:
+def _speed(run: Run) -> dict[str, float]:
     """Frames/s of motion-only and warp-refine, propagated afresh into a temporary folder."""
-    from wrp.denoiser import train_denoiser
-    from wrp.propagation import propagate_clips
-
-    prof = get_profile(profile)
-    seg, den = train_segmenter(prof, seed, progress=False), train_denoiser(prof, seed, progress=False)
-    propagator = propagator_for(seg, den, device=device)
-    clips = Manifest.load(manifest_for(prof, seed)).clips("val")
+    propagator = propagator_for(train_segmenter(run), train_denoiser(run), device=run.device)
+    clips = Manifest.load(manifest_for(run)).clips("val")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for policy in ("motion-only", "warp-refine"):
-            result = propagate_clips(clips, policy, tmp, propagator, prof.k, progress=False)
+            result = propagate_clips(clips, policy, tmp, propagator, run.profile.k, progress=False)
             rates[policy] = round(result["frames"] / result["seconds"], 2)
     return rates
 
@@ -49,10 +44,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    prof = get_profile(args.profile)
+    run = Run.create(args.profile, device=args.device)
+    prof = run.profile
     per_seed = {}
     for seed in args.seeds:
-        folder = propagate(prof, seed, "val", POLICIES, device=args.device)
+        folder = propagate(run.with_seed(seed), "val", POLICIES)
         per_seed[seed] = {(r["policy"], int(r["distance"])): r for r in read_accuracy(folder)}
     k = prof.k
     median = {key: {m: statistics.median(per_seed[s][key][m] for s in args.seeds)
@@ -72,7 +68,7 @@ def main() -> None:
           + ", ".join(f"d={d}: {m:+.1f}" for d, m in margin.items()))
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
-    rates = _speed(prof, args.seeds[0], args.device)
+    rates = _speed(run.with_seed(args.seeds[0]))
     ratio = rates["warp-refine"] / rates["motion-only"]
     print(f"frames/s at {prof.height}×{prof.width} on {args.device}: motion-only {rates['motion-only']:.1f}, "
           f"warp-refine {rates['warp-refine']:.1f} (ratio {ratio:.2f}; target ≥ 0.3)")

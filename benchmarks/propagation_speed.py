@@ -19,15 +19,15 @@ from pathlib import Path
 
 import torch
 
-import wrp.denoiser as denoiser_module
+import wrp.policies as policies_module
 from wrp.data import Manifest
-from wrp.denoiser import CachedSegmenter, Denoiser
-from wrp.experiments import manifest_for
+from wrp.denoiser import Denoiser
 from wrp.io import atomic_write_json
-from wrp.models import SMALL_BACKBONES, SMALL_OCR_KWARGS, build_model
+from wrp.models import CachedSegmenter, build_model, model_kwargs
 from wrp.motion import make_estimator
-from wrp.profiles import get_profile
-from wrp.propagation import Propagator, propagate_clips
+from wrp.policies import Propagator, propagate_clips
+from wrp.profiles import Run
+from wrp.stages import manifest_for
 
 
 class _Timed:
@@ -47,9 +47,7 @@ class _Timed:
 
 def _models(prof, device: str):
     torch.manual_seed(0)
-    small = prof.name != "paper"
-    kwargs = dict(SMALL_OCR_KWARGS) if small else {}
-    seg = build_model("msa_hrnet_ocr", backbone=SMALL_BACKBONES["msa_hrnet_ocr"] if small else None, **kwargs)
+    seg = build_model(**model_kwargs("msa_hrnet_ocr", prof.small_models))
     omega = Denoiser(ngf=prof.denoiser_width, ocr_channels=seg.ocr_channels)
     return seg.to(device).eval(), omega.to(device).eval()
 
@@ -62,8 +60,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    prof = get_profile(args.profile)
-    clips = Manifest.load(manifest_for(prof, 0)).clips("val")
+    run = Run.create(args.profile, seed=0, device="cpu")
+    prof = run.profile
+    clips = Manifest.load(manifest_for(run)).clips("val")
     results = {}
     for device in args.device or ["cpu"]:
         cuda = device.startswith("cuda")
@@ -72,8 +71,8 @@ def main() -> None:
         totals: dict[str, float] = {}
         propagator.estimator.between = _Timed(propagator.estimator.between, "flow (DIS)", totals, False)
         propagator.segmenter.outputs = _Timed(propagator.segmenter.outputs, "g_ψ forward", totals, cuda)
-        original_refine = denoiser_module.refine
-        denoiser_module.refine = _Timed(original_refine, "Ω forward", totals, cuda)  # step() imports it
+        original_refine = policies_module.refine
+        policies_module.refine = _Timed(original_refine, "Ω forward", totals, cuda)  # warp_refine calls it
         rates: dict[str, list[float]] = {"motion-only": [], "warp-refine": []}
         frames = {}
         for _ in range(args.repeats):
@@ -85,7 +84,7 @@ def main() -> None:
                                              progress=False)
                     rates[policy].append(result["frames"] / result["seconds"])
                     frames[policy] = (result["frames"], result["seconds"])
-        denoiser_module.refine = original_refine
+        policies_module.refine = original_refine
         median = {p: statistics.median(v) for p, v in rates.items()}
         n, seconds = frames["warp-refine"]
         share = {k: round(100 * v / seconds, 1) for k, v in totals.items()}

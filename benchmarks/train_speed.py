@@ -19,7 +19,7 @@ import torch
 from wrp.io import atomic_write_json
 from wrp.losses import SegmentationLoss
 from wrp.models import SMALL_BACKBONES, build_model
-from wrp.profiles import get_profile
+from wrp.profiles import Run
 
 VARIANTS = {
     "deeplabv3": ("deeplabv3", {"output_stride": 16}),
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
-    prof = get_profile(args.profile)
+    prof = Run.create(args.profile, device="cpu").profile
     torch.manual_seed(0)
     x = torch.randn(prof.batch_size, 3, prof.height, prof.width)
     y = torch.randint(0, 19, (prof.batch_size, prof.height, prof.width))

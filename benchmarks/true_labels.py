@@ -17,53 +17,52 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wrp.cli import add_run_options, table_run
 from wrp.io import atomic_write_json
-from wrp.tables import (
-    ARCHS,
-    TRUE_LABELS,
-    add_budget_arguments,
-    budget_from_arguments,
-    gains_over,
-    gains_report,
-    mean_std,
-    neighbour_change,
-    train_cell,
-)
+from wrp.metrics import mean_std
+from wrp.stages import TRUE_LABELS, train_cell
+from wrp.tables import ARCHS, gains_over, gains_report, neighbour_change
 
 COLUMNS = ("baseline", "warp-refine", TRUE_LABELS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arch", default="MSA-HRNet-OCR", choices=list(ARCHS))
     parser.add_argument("--k", type=int, help="labels of frames within ±k (default: the profile's k)")
-    add_budget_arguments(parser)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cell-iters", type=int, help="iterations of every cell (default: table_iters)")
+    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"), help="crop of every cell")
+    parser.add_argument("--world-fps", type=float, metavar="FPS", help="the synthetic world's frame rate")
+    add_run_options(parser, seed=False)
     parser.add_argument("--out", default="runs/benchmarks/true_labels")
     args = parser.parse_args()
-    prof = budget_from_arguments(parser, args)
+    try:
+        run = table_run(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    prof = run.profile
     k = args.k or prof.k
     if not 1 <= k <= prof.k:
         parser.error(f"--k {k} must lie in 1..{prof.k}, the {prof.name} profile's propagation range")
-    cells = {policy: [train_cell(prof, seed, ARCHS[args.arch], policy, k, device=args.device)["miou"]
+    cells = {policy: [train_cell(run.with_seed(seed), ARCHS[args.arch], policy, k)["miou"]
                       for seed in args.seeds] for policy in COLUMNS}
+    crop = prof.frame_crop(prof.table_crop)
 
     world = f" (world at {prof.fps:g} frames/s)" if prof.fps else ""
-    print(f"\n{args.arch}, {prof.name} profile{world}, {prof.cell_iters} iterations per cell at "
-          f"{prof.cell_crop[0]}×{prof.cell_crop[1]}, generated frames within ±{k}: validation mIoU")
+    print(f"\n{args.arch}, {prof.name} profile{world}, {prof.table_iters} iterations per cell at "
+          f"{crop[0]}×{crop[1]}, generated frames within ±{k}: validation mIoU")
     for name, values in cells.items():
         mean, std = mean_std(values)
         print(f"  {name:<12} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in values)}]")
     print(gains_report(gains_over(cells, "baseline"), "Baseline", label="  "))
-    change = {seed: neighbour_change(prof, seed) for seed in args.seeds}
+    change = {seed: neighbour_change(run.with_seed(seed)) for seed in args.seeds}
     print("  pixels whose true label differs from the labelled frame's, by distance (%): "
           + "; ".join(f"seed {seed}: " + " / ".join(f"±{d} {v:.1f}" for d, v in c.items())
                       for seed, c in change.items()))
     path = atomic_write_json(Path(args.out) / "true_labels.json", {
         "profile": prof.name, "world_fps": prof.fps, "arch": args.arch, "seeds": args.seeds, "k": k,
-        "cell_iters": prof.cell_iters, "cell_crop": list(prof.cell_crop), "cells": cells,
+        "table_iters": prof.table_iters, "table_crop": list(crop), "cells": cells,
         "neighbour_change": change})
     print(f"→ {path}")
 

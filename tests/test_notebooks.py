@@ -23,8 +23,10 @@ from wrp.notebooks import (
 COMMITTED = discover_notebooks(REPO / "notebooks")
 
 
-def test_there_is_at_least_the_overview():
+def test_the_notebooks_are_numbered_once_each_from_the_overview():
     assert [p.name for p in COMMITTED][:1] == ["00_overview.ipynb"]
+    numbers = [p.name[:2] for p in COMMITTED]
+    assert len(numbers) == len(set(numbers)), f"two notebooks share a number: {numbers}"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
@@ -41,6 +43,7 @@ def test_committed_notebook_follows_the_harness(path: Path):
     assert all(not c.outputs and c.execution_count is None for c in code), "commit outputs cleared"
     assert "write_metrics(" in code[-1].source, "the last code cell writes metrics.json"
     assert "wnb.start(" in code[1].source, "the cell after the parameters derives the run"
+    assert "get_profile" not in "".join(c.source for c in code), "the run is resolved once, by wnb.start"
 
 
 def test_papermill_runs_the_overview_with_injected_parameters(isolated_runs, tmp_path):
@@ -59,6 +62,70 @@ def test_papermill_runs_the_overview_with_injected_parameters(isolated_runs, tmp
     executed = nbformat.read(tmp_path / "executed" / "00_overview.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "seed = 7" in injected[0].source
+
+
+def _figure(path: str | None) -> bool:
+    """A written figure: a PNG with something drawn in it, or a table beside it."""
+    if path is None or not Path(path).is_file():
+        return False
+    return Path(path).suffix != ".png" or Path(path).stat().st_size > 5_000
+
+
+def _miou(value: float) -> bool:
+    return 0.0 <= value <= 100.0
+
+
+def test_every_notebook_at_smoke_writes_the_metrics_it_promises(isolated_runs, tmp_path):
+    """All notebooks in order, as `make demo` runs them but at smoke: each metrics.json holds its
+    keys with values in their ranges, and the profile's cycle lengths reach notebooks 01 and 02."""
+    results = reproduce("smoke", None, {}, executed_dir=tmp_path / "executed", progress_bar=False)
+    assert [r.status for r in results] == ["ok"] * len(COMMITTED), format_results(results)
+    m = {r.name: r.metrics for r in results}
+    assert {r.name for r in results} == {p.stem for p in COMMITTED}
+    for name, metrics in m.items():
+        assert metrics["notebook"] == name and metrics["profile"] == "smoke"
+        assert metrics["dataset"] == "synthetic" and metrics["seconds"] > 0
+
+    world = m["00_overview"]["world"]  # smoke: 2 + 1 records of one 9-frame partition at 64×128
+    assert world["records"] == 3 and world["frames"] == 27 and world["resolution"] == [64, 128]
+    assert 0.5 < world["mean_backward_valid_share"] <= 1.0
+    assert sum(world["class_pixel_share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert all(_figure(path) for path in m["00_overview"]["figures"].values())
+
+    noise = m["01_cyclic_noise"]
+    assert noise["cycle_lengths"] == [1, 2, 4] and set(noise["error_vs_p"]) == {"1", "2", "4"}
+    assert all(0.0 <= v["wrong"] <= 1.0 and 0.0 <= v["unlabelled"] <= 1.0
+               for v in noise["error_vs_p"].values())
+    assert all(_figure(path) for path in noise["figures"].values())
+
+    omega = m["02_denoiser_training"]
+    assert omega["cycle_lengths"] == [1, 2, 4] and omega["denoiser_iterations"] == 4
+    assert _miou(omega["segmenter_miou"])
+    assert _miou(omega["held_out_cyclic_miou"]) and _miou(omega["held_out_refined_miou"])
+    assert set(omega["held_out_per_p"]) <= {"1", "2", "4"} and omega["held_out_per_p"]
+    assert all(_figure(path) for path in omega["figures"].values())
+
+    prop = m["03_propagation"]
+    assert set(prop["miou"]) == {"copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine"}
+    assert all(set(d) == {"1", "2", "3", "4"} and all(_miou(v) for v in d.values())
+               for d in prop["miou"].values())
+    assert all(rate > 0 for rate in prop["frames_per_s"].values()) and len(prop["frames_per_s"]) == 5
+    assert set(prop["warp_refine_margin"]) == {"1", "2", "3", "4"}
+    assert all(_figure(path) for path in prop["figures"].values())
+
+    table1 = m["04_table1_label_policies"]
+    assert table1["archs"] == ["DeepLabV3"] and table1["seeds"] == [0] and table1["table_iters"] == 4
+    cells = table1["miou"]["DeepLabV3"]
+    assert set(cells) == {"baseline", "motion-only", "semantic-only", "warp-refine"}
+    assert all(len(v) == 1 and _miou(v[0]) for v in cells.values())
+    assert set(table1["gain_over_baseline"]["DeepLabV3"]) == {"motion-only", "semantic-only", "warp-refine"}
+    assert all(Path(path).is_file() for path in table1["figures"].values())
+
+    table2 = m["05_table2_relaxed_label_loss"]
+    assert table2["arch"] == "DeepLabV3" and len(table2["miou"]) == 4
+    assert all(len(v) == 1 and _miou(v[0]) for v in table2["miou"].values())
+    assert table2["miou"]["Baseline B"] == cells["baseline"], "Baseline B is Table 1's Baseline cell"
+    assert all(Path(path).is_file() for path in table2["figures"].values())
 
 
 def _kernel(name: str) -> dict:

@@ -1,18 +1,36 @@
 """``wrp`` / ``python -m wrp``: every stage of the pipeline from the command line.
 
-Each sub-command is a thin wrapper over a package function that notebooks call too, so the
-command line, papermill and JupyterLab run the same code.
+Each sub-command resolves one :class:`~wrp.profiles.Run` from its options (profile and field
+overrides, dataset, seed, device, processes) and hands it to the package function a notebook calls
+too, so the command line, papermill and JupyterLab run the same code. Commands import the stage
+modules when they run, so ``wrp --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wrp import __version__
-from wrp.profiles import profile_names, profiles_table
+from wrp.io import atomic_write_json
+from wrp.metrics import mean_std
+from wrp.profiles import PROFILES, Run, profile_names, profiles_table
+from wrp.runtime import runs_dir
+
+INPUT_ERRORS = (ValueError, FileNotFoundError)
+
+
+def _run(args: argparse.Namespace, **overrides: Any) -> Run:
+    """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
+    ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
+    return Run.create(args.profile, dataset=getattr(args, "dataset", None), seed=getattr(args, "seed", 0),
+                      device=args.device, nproc=getattr(args, "nproc", 1), progress=not args.no_progress,
+                      **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -24,7 +42,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         parse_parameter,
         reproduce,
     )
-    from wrp.runtime import figures_dir, runs_dir
 
     try:
         if args.list:
@@ -46,7 +63,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print()
     print(f"executed notebooks → {runs_dir() / args.profile / 'notebooks'}")
     print(f"per-notebook outputs and metrics.json → {runs_dir() / args.profile}/<notebook>/")
-    print(f"figures → {figures_dir(args.profile)}")
+    print(f"figures → {PROFILES[args.profile].figures_dir}")
     ok = all(r.status == "ok" for r in results)
     print(f"{sum(r.status == 'ok' for r in results)} of {len(results)} notebooks ran at profile "
           f"{args.profile!r}" + ("" if ok else " — see the errors above"))
@@ -54,14 +71,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from wrp.profiles import get_profile
     from wrp.synthetic import SynthConfig, generate_world
 
     try:
-        prof = get_profile(args.profile)
-        config = SynthConfig.from_profile(prof, args.seed, **prof.synth_overrides,
-                                          **({"records": args.records} if args.records else {}),
-                                          motion_blur=args.motion_blur)
+        run = Run.create(args.profile, seed=args.seed, device="cpu")
+        extra = {"records": args.records} if args.records is not None else {}
+        config = SynthConfig.from_profile(run.profile, args.seed, motion_blur=args.motion_blur, **extra)
         out = generate_world(config, args.out, workers=args.workers, progress=not args.no_progress)
     except (ValueError, FileExistsError) as exc:
         print(f"wrp synth: error: {exc}", file=sys.stderr)
@@ -74,16 +89,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_seg(args: argparse.Namespace) -> int:
-    import json
-
-    from wrp.experiments import train_segmenter
+    from wrp.stages import train_segmenter
 
     overrides = {k: v for k, v in (("iters", args.iters), ("loss", args.loss), ("base_lr", args.lr),
                                    ("backbone", args.backbone)) if v is not None}
     try:
-        folder = train_segmenter(args.profile, args.seed, args.arch, nproc=args.nproc, device=args.device,
-                                 progress=not args.no_progress, dataset=args.dataset, **overrides)
-    except (ValueError, FileNotFoundError) as exc:
+        folder = train_segmenter(_run(args), args.arch, **overrides)
+    except INPUT_ERRORS as exc:
         print(f"wrp train-seg: error: {exc}", file=sys.stderr)
         return 2
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -94,15 +106,13 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_denoiser(args: argparse.Namespace) -> int:
-    import json
-
-    from wrp.denoiser import train_denoiser
+    from wrp.stages import train_denoiser
 
     overrides = {k: v for k, v in (("iters", args.iters), ("base_lr", args.lr)) if v is not None}
+    cycles = tuple(args.cycle_lengths) if args.cycle_lengths else None
     try:
-        folder = train_denoiser(args.profile, args.seed, nproc=args.nproc, device=args.device,
-                                progress=not args.no_progress, dataset=args.dataset, **overrides)
-    except (ValueError, FileNotFoundError) as exc:
+        folder = train_denoiser(_run(args, cycle_lengths=cycles), **overrides)
+    except INPUT_ERRORS as exc:
         print(f"wrp train-denoiser: error: {exc}", file=sys.stderr)
         return 2
     held = json.loads((folder / "metrics.json").read_text())["held_out"]
@@ -112,17 +122,14 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
 
 
 def _cmd_propagate(args: argparse.Namespace) -> int:
-    import json
-
-    from wrp.experiments import propagate, read_accuracy
-    from wrp.propagation import POLICIES
+    from wrp.policies import POLICIES, read_accuracy
+    from wrp.stages import propagate
 
     policies = tuple(args.policy) if args.policy else POLICIES
     try:
-        folder = propagate(args.profile, args.seed, args.split, policies, flow=args.flow, device=args.device,
-                           batch=args.batch, confidence=args.confidence, out=args.out,
-                           dataset=args.dataset, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
+        folder = propagate(_run(args), args.split, policies, flow=args.flow, batch=args.batch,
+                           confidence=args.confidence, out=args.out)
+    except INPUT_ERRORS as exc:
         print(f"wrp propagate: error: {exc}", file=sys.stderr)
         return 2
     speed = json.loads((folder / "speed.json").read_text())
@@ -143,27 +150,60 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_table(args: argparse.Namespace) -> int:
-    from wrp.profiles import get_profile
-    from wrp.runtime import figures_dir
-    from wrp.tables import grid_note, table1, table2, write_table1, write_table2
+def table_run(args: argparse.Namespace) -> Run:
+    """The run of a table command: the profile with the budget options (``--cell-iters``,
+    ``--cell-crop``, ``--world-fps``) applied to its table fields. Shared with the benchmarks."""
+    crop = tuple(args.cell_crop) if args.cell_crop else None
+    return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps)
 
-    prof = get_profile(args.profile)
-    seeds = args.seeds or list(prof.cell_seeds)
-    out = Path(args.out) if args.out else figures_dir(prof.name)
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from wrp import tables
+    from wrp.viz import save_figure, table_bars_figure
+
+    started = time.time()
     try:
+        run = table_run(args)
+        seeds = list(args.seeds or run.profile.table_seeds)
+        out = Path(args.out) if args.out else run.profile.figures_dir
         if args.command == "table1":
-            results = table1(prof, args.arch, args.policy, seeds, args.nproc, args.device,
-                             not args.no_progress)
-            paths = write_table1(results, out / "table1", grid_note(prof, seeds, list(results)))
+            if args.policy and "baseline" not in args.policy:
+                raise ValueError("--policy needs baseline among the columns: every gain is "
+                                 "measured against it")
+            results = tables.table1(run, args.arch, args.policy, seeds, args.world_seed, args.k)
+            note = tables.grid_note(run, seeds, list(results), world_seed=args.world_seed, k=args.k)
+            paths = tables.write_table1(results, out / "table1", note)
+            gains = {arch: tables.gains_over(cells, "baseline") for arch, cells in results.items()}
+            checks = tables.table1_checks(gains)
+            bars = results
         else:
-            results = table2(prof, args.row, seeds, nproc=args.nproc, device=args.device,
-                             progress=not args.no_progress)
-            paths = write_table2(results, out / "table2", grid_note(prof, seeds, table=2))
-    except (ValueError, FileNotFoundError) as exc:
+            results = tables.table2(run, args.row, seeds)
+            note = tables.grid_note(run, seeds, table=2)
+            paths = tables.write_table2(results, out / "table2", note)
+            gains = {tables.table2_arch(run.profile): tables.gains_over(results, "Baseline B")}
+            checks = {}
+            bars = {tables.table2_arch(run.profile): results}
+    except INPUT_ERRORS as exc:
         print(f"wrp {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    name = args.command
+    title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): validation mIoU, "
+             f"mean ± std over seeds {seeds}, dots = single seeds")
+    paths.append(save_figure(table_bars_figure(bars, title=title), out / f"{name}.png"))
+    reference = "Baseline" if name == "table1" else "Baseline B"
+    paths.append(atomic_write_json(out / f"{name}.json", {
+        "profile": run.profile.name, "dataset": str(run.dataset) if run.dataset else "synthetic",
+        "world_fps": run.profile.fps, "seeds": seeds, "world_seed": getattr(args, "world_seed", None),
+        "k": getattr(args, "k", None) or run.profile.k, "table_iters": run.profile.table_iters,
+        "table_crop": list(run.profile.frame_crop(run.profile.table_crop)), "results": results,
+        "mean_std": {g: ({c: mean_std(v) for c, v in cells.items()} if isinstance(cells, dict)
+                         else mean_std(cells)) for g, cells in results.items()},
+        "gains": gains, "checks": checks, "seconds": round(time.time() - started, 1)}))
     print(paths[1].read_text())
+    for group, rows in gains.items():
+        print(tables.gains_report(rows, reference, label=f"{group}: "))
+    for check, ok in checks.items():
+        print(f"{'PASS' if ok else 'MISS'}  {check}")
     print("→ " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -179,8 +219,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
-    from wrp.runtime import runs_dir
-    from wrp.stages import list_stages
+    from wrp.cache import list_stages
 
     stages = list_stages()
     if not stages:
@@ -194,19 +233,48 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_options(parser: argparse.ArgumentParser, seed: bool = True, nproc: bool = True,
-                     dataset: bool = True) -> None:
-    """The options every training / propagation command shares."""
+def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    """The options every training, propagation and table command shares: they make its :class:`Run`."""
+    parser.add_argument("--profile", default="demo", choices=profile_names(),
+                        help="size preset for data, models and iterations (default: demo)")
+    parser.add_argument("--dataset", default=None, metavar="DIR",
+                        help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     if seed:
-        parser.add_argument("--seed", type=int, default=0)
-    if nproc:
-        parser.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    if dataset:
-        parser.add_argument("--dataset", default=None, metavar="DIR",
-                            help="a tree prepared by data_scripts/prepare_*.py "
-                            "(default: the synthetic world)")
-    parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="the synthetic world, its split and the models' initial weights")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes (torchrun) for each training job on this machine")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
+    """A table's grid and the budget of its cells (read back by :func:`table_run`)."""
+    from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
+
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="default: the profile's table_seeds")
+    if table == 1:
+        parser.add_argument("--arch", action="append", choices=list(ARCHS),
+                            help="repeatable; default: the profile's table_archs")
+        parser.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
+                            help="repeatable; default all (baseline must be among them)")
+        parser.add_argument("--k", type=int,
+                            help="semantic-only and warp-refine labels from frames within ±k of their "
+                                 "labelled frame (default: the profile's k; motion-only keeps ±2)")
+        parser.add_argument("--world-seed", type=int,
+                            help="train every cell on this seed's world and labels, --seeds then being "
+                                 "the segmenters' training seeds (the paper's protocol)")
+    else:
+        parser.add_argument("--row", action="append", choices=list(TABLE2_ROWS),
+                            help="repeatable; default all")
+    parser.add_argument("--cell-iters", type=int,
+                        help="iterations of every cell (default: the profile's table_iters)")
+    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"),
+                        help="training crop of every cell (default: the profile's table_crop)")
+    parser.add_argument("--world-fps", type=float, metavar="FPS",
+                        help="render the synthetic world at FPS frames per second (default: the "
+                             "profile's, 35): at 10 a partition's frames show more new street")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--profile", default="demo", choices=profile_names(),
                      help="sizes: resolution, records, frames per record (default: demo)")
     syn.add_argument("--seed", type=int, default=0, help="the world is a function of this seed")
-    syn.add_argument("--records", type=int, default=None, help="override the profile's record count")
+    syn.add_argument("--records", type=int, default=None, help="the world's record count (default: the "
+                     "profile's train + val records)")
     syn.add_argument("--motion-blur", type=int, default=1, metavar="N",
                      help="average N sub-frame renders per image (1 = no blur)")
     syn.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
@@ -264,14 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a segmentation model on the human-labelled frames of the profile's "
         "dataset with the shared engine (SGD, poly LR, SyncBN under DDP), then score it on the "
         "validation frames. Cached by its settings; a killed run resumes.")
-    seg.add_argument("--profile", default="demo", choices=profile_names())
     seg.add_argument("--arch", default="msa_hrnet_ocr", choices=["deeplabv3", "ocrnet", "msa_hrnet_ocr"],
                      help="architecture (default: MSA-HRNet-OCR, the paper's g_ψ)")
     seg.add_argument("--backbone", default=None, help="timm backbone (default: the profile's)")
     seg.add_argument("--loss", default=None, choices=["ce", "rmi", "rll"], help="main loss (default ce)")
     seg.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
     seg.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    _add_run_options(seg)
+    add_run_options(seg)
     seg.set_defaults(func=_cmd_train_seg)
 
     den = commands.add_parser(
@@ -279,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the cyclic warped labels of the human-labelled training frames "
         "(t → t±p → t, every cycle length of the profile, both directions) and train Ω with RMI on "
         "them, with g_ψ frozen. Scores Ω on the held-out records' cycles. Cached; resumes.")
-    den.add_argument("--profile", default="demo", choices=profile_names())
     den.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
     den.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    _add_run_options(den)
+    den.add_argument("--cycle-lengths", type=int, nargs="+", metavar="P",
+                     help="cycle lengths p of t → t±p → t (default: the profile's cycle_lengths)")
+    add_run_options(den)
     den.set_defaults(func=_cmd_train_denoiser)
 
     prop = commands.add_parser(
@@ -291,7 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
         "motion-only, semantic-only, warp-inpaint, warp-refine), training g_ψ and Ω first if "
         "needed. Labels are written in the Cityscapes layout under labels/<policy>/, atomically; a "
         "killed run resumes. Prints mIoU by distance against the ground truth.")
-    prop.add_argument("--profile", default="demo", choices=profile_names())
     prop.add_argument("--split", default="val", choices=["train", "val"])
     prop.add_argument("--policy", action="append", choices=list(_policies()),
                       help="a policy to run (repeatable; default: all five)")
@@ -300,35 +368,25 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
     prop.add_argument("--batch", type=int, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
-    _add_run_options(prop, nproc=False)
+    add_run_options(prop)
     prop.set_defaults(func=_cmd_propagate)
 
-    from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
-
-    for name, text, description in (
-            ("table1", "Table 1: segmenters trained with each label policy, mean ± std over seeds",
+    for table, text, description in (
+            (1, "Table 1: segmenters trained with each label policy, mean ± std over seeds",
              "Train one segmenter per (architecture, label policy, seed) — human labels mixed 30/70 "
              "with the policy's generated labels, the same iterations for every cell — and write "
-             "table1.csv / table1.md beside the paper's numbers. Finished cells are reused."),
-            ("table2", "Table 2: relaxed label loss and an under-trained baseline, over seeds",
+             "table1.csv / .md / .png / .json beside the paper's numbers, with each policy's gain over "
+             "Baseline (paired by seed) and the paper's pattern checked. Finished cells are reused."),
+            (2, "Table 2: relaxed label loss and an under-trained baseline, over seeds",
              "Train the Table 2 settings (under-trained baseline, Baseline B, + RLL, + RLL + motion-only "
-             "labels from ±3) per seed and write table2.csv / table2.md beside the paper's numbers.")):
-        tab = commands.add_parser(name, help=text, description=description)
-        tab.add_argument("--profile", default="demo", choices=profile_names())
-        tab.add_argument("--seeds", type=int, nargs="+", default=None,
-                         help="default: the profile's table_seeds (or seeds)")
-        if name == "table1":
-            tab.add_argument("--arch", action="append", choices=list(ARCHS),
-                             help="repeatable; default: the profile's table_archs")
-            tab.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
-                             help="repeatable; default all")
-        else:
-            tab.add_argument("--row", action="append", choices=list(TABLE2_ROWS),
-                             help="repeatable; default all")
+             "labels from ±3) per seed and write table2.csv / .md / .png / .json beside the paper's "
+             "numbers.")):
+        tab = commands.add_parser(f"table{table}", help=text, description=description)
+        add_table_options(tab, table)
         tab.add_argument("--out", default=None,
                          help="folder for the tables (default: the profile's figures/)")
-        _add_run_options(tab, seed=False, dataset=False)
-        tab.set_defaults(func=_cmd_table, command=name)
+        add_run_options(tab, seed=False)
+        tab.set_defaults(func=_cmd_table, command=f"table{table}")
 
     prof = commands.add_parser("profiles", help="show the smoke / demo / paper size presets side by side")
     prof.add_argument("names", nargs="*", metavar="PROFILE",
@@ -345,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _policies() -> tuple[str, ...]:
-    from wrp.propagation import POLICIES
+    from wrp.policies import POLICIES
 
     return POLICIES
 

@@ -8,12 +8,12 @@ semantic cue that lets Ω label objects the motion never saw.
 
 Ω never sees an unlabelled frame's ground truth: its training pairs are *cyclic warped labels*
 ``(I_t, I°_t, l°_t) → L_t`` of the human-labelled frames (``wrp.propagation.cyclic_warped_labels``),
-built once per profile by :func:`cyclic_samples_for` and trained with RMI by the shared engine.
+gathered by :func:`make_cyclic_samples`, served by :class:`CyclicDataset` and trained with RMI by
+the shared engine (the ``cyclic`` and ``denoiser`` stages of ``wrp.stages``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wrp.data import NUM_CLASSES, Manifest
-from wrp.mixing import IMAGENET_MEAN, IMAGENET_STD
-
-_MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+from wrp.data import NUM_CLASSES
+from wrp.metrics import confusion_matrix, mean_iou
+from wrp.models import normalise, ocr_features
+from wrp.motion import ClipFlowCache
+from wrp.propagation import cyclic_warped_labels, one_hot
+from wrp.runtime import progress_bar
+from wrp.train import job_from_file, load_model
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -89,8 +91,6 @@ class Denoiser(nn.Module):
 
     def semantic_features(self, images: Tensor) -> Tensor:
         """OCR features of normalised images (B, 3, H, W) from the frozen ``g_ψ``."""
-        from wrp.models import ocr_features
-
         if self.semantic is None:
             raise ValueError("this Denoiser holds no segmenter; pass the OCR features as `ocr`")
         return ocr_features(self.semantic, images)
@@ -150,16 +150,9 @@ def pack_inputs(image: Tensor, warped_image: Tensor, warped_label: Tensor, valid
                       valid[:, None].float()], 1)
 
 
-def normalise(image: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB 0..255 → float32 normalised as ``g_ψ``'s input."""
-    return (image.float() / 255.0 - _MEAN.to(image.device)) / _STD.to(image.device)
-
-
 def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES, ngf: int = 32,
                    n_down: int = 3, n_res: int = 2, ocr_proj: int = 64) -> Denoiser:
-    """Ω with the frozen ``g_ψ`` of a finished segmenter stage folder (``wrp.experiments``)."""
-    from wrp.train import job_from_file, load_model
-
+    """Ω with the frozen ``g_ψ`` of a finished segmenter stage folder (``wrp.stages``)."""
     semantic, channels = None, 512
     if segmenter is not None:
         folder = Path(segmenter)
@@ -173,61 +166,12 @@ def build_denoiser(segmenter: str | None = None, num_classes: int = NUM_CLASSES,
 # ----------------------------------------------------------------------------------------------
 # Training pairs: cyclic warped labels of the human-labelled frames
 # ----------------------------------------------------------------------------------------------
-# What Ω's input label holds where the motion cannot explain a pixel (out of view, failed
-# forward–backward check): "semantic" — g_ψ's prediction, the warp-inpaint of METHOD.md §1;
-# "motion" — the motion's own guess, with the validity channel telling Ω which pixels those are,
-# and g_ψ's knowledge reaching Ω through its OCR features only. On the demo world (seed 0) g_ψ
-# confuses wall/fence and car/truck/bus; inpainting with it left warp-refine 1.8–5.1 mIoU below
-# motion-only at every distance, the motion's guess put it above (README, "The denoiser and
-# propagation").
-INPAINT = ("motion", "semantic")
-DEFAULT_INPAINT = "motion"
-
-
-def _check_inpaint(inpaint: str) -> None:
-    if inpaint not in INPAINT:
-        raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
-
-
-class CachedSegmenter:
-    """``g_ψ`` as the ``Segmenter`` of ``wrp.propagation`` (RGB → class scores), with a memo so a
-    frame visited by several cycles is predicted once. Single scale, as Ω's features are."""
-
-    def __init__(self, model: nn.Module, device: str = "cpu", memo: int = 64) -> None:
-        self.model, self.device, self.memo = model.to(device).eval(), device, memo
-        self._cache: dict[bytes, np.ndarray] = {}
-
-    @torch.no_grad()
-    def outputs(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(B, 3, H, W) RGB 0..255 → class probabilities (B, K, H, W) and OCR features (or None)."""
-        from wrp.models import MSAHRNetOCR
-
-        x = normalise(images.to(self.device))
-        out = self.model(x, scales=(1.0,)) if isinstance(self.model, MSAHRNetOCR) else self.model(x)
-        probs = F.interpolate(out["out"], size=x.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
-        return probs, out.get("ocr")
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        key = hashlib.sha1(image.tobytes()).digest()
-        if key not in self._cache:
-            if len(self._cache) >= self.memo:
-                self._cache.pop(next(iter(self._cache)))
-            probs, _ = self.outputs(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
-            self._cache[key] = probs[0].argmax(0).to(torch.uint8).cpu().numpy()
-        return self._cache[key]
-
-
 def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter=None, progress: bool = True
                         ) -> dict[str, np.ndarray]:
     """Every cyclic warped label ``l°_t`` of the labelled frame of ``clips``, for each p in ``ps`` and
     both time directions (where the cycle fits in the clip): arrays ``image`` (N, H, W, 3) = I_t,
     ``cyclic_image`` = I°_t, ``cyclic_label`` = l°_t, ``valid``, ``label`` = L_t and
     ``meta`` = (clip index, p, direction)."""
-    from tqdm.auto import tqdm
-
-    from wrp.motion import ClipFlowCache
-    from wrp.propagation import cyclic_warped_labels
-
     jobs = [(ci, p, d) for ci, clip in enumerate(clips) for p in ps for d in (1, -1)
             if 0 <= clip.labelled + d * p < len(clip)]
     if not jobs:
@@ -235,7 +179,7 @@ def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter=None, p
     estimator = ClipFlowCache(estimator)  # every p of a clip crosses the same frame pairs
     keys = ("image", "cyclic_image", "cyclic_label", "valid", "label", "meta")
     out: dict[str, list] = {k: [] for k in keys}
-    for ci, p, d in tqdm(jobs, desc="cyclic warped labels", disable=not progress):
+    for ci, p, d in progress_bar(jobs, desc="cyclic warped labels", disable=not progress):
         clip = clips[ci]
         s = cyclic_warped_labels(clip, clip.labelled, p, d, estimator, segmenter,
                                  fill="ignore" if segmenter is not None else "warped")
@@ -247,39 +191,6 @@ def make_cyclic_samples(clips, ps: tuple[int, ...], estimator, segmenter=None, p
         out["label"].append(s.label)
         out["meta"].append((ci, p, d))
     return {k: np.stack(v) for k, v in out.items()}
-
-
-def cyclic_samples_for(profile, seed: int = 0, split: str = "train", flow: str = "dis",
-                       inpaint: str = DEFAULT_INPAINT, progress: bool = True,
-                       dataset: str | Path | None = None) -> Path:
-    """Stage ``cyclic``: the cyclic warped labels of a profile's labelled frames → ``samples.npz``.
-
-    Uses the profile's ``cycle_lengths`` and the DIS estimator; pixels the motion cannot explain
-    keep the motion's guess (``inpaint="motion"``) or take ``g_ψ``'s prediction
-    (``inpaint="semantic"``, :data:`INPAINT`). ``split="val"`` gives the held-out pairs that score Ω.
-    """
-    _check_inpaint(inpaint)
-    from wrp.experiments import manifest_for, train_segmenter
-    from wrp.io import atomic_save
-    from wrp.motion import make_estimator
-    from wrp.profiles import get_profile
-    from wrp.stages import Stage
-    from wrp.train import job_from_file, load_model
-
-    prof = get_profile(profile)
-    manifest = manifest_for(prof, seed, dataset)
-    seg = train_segmenter(prof, seed, progress=progress, dataset=dataset) if inpaint == "semantic" else None
-    config = {"manifest": str(manifest), "segmenter": str(seg) if seg else None, "split": split, "flow": flow,
-              "cycle_lengths": list(prof.cycle_lengths), "inpaint": inpaint, "version": 1}
-
-    def build(out: Path) -> dict[str, Any]:
-        clips = Manifest.load(manifest).clips(split)
-        segmenter = CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg)) if seg else None
-        arrays = make_cyclic_samples(clips, prof.cycle_lengths, make_estimator(flow), segmenter, progress)
-        atomic_save(out / "samples.npz", lambda f: np.savez_compressed(f, **arrays))
-        return {"samples": len(arrays["meta"])}
-
-    return Stage("cyclic", config).run(build) / "samples.npz"
 
 
 class CyclicDataset(torch.utils.data.Dataset):
@@ -312,8 +223,6 @@ class CyclicDataset(torch.utils.data.Dataset):
     def _frame_features(self, segmenter: nn.Module) -> None:
         """OCR features (F, C, h, w) of the distinct target frames, as shot and (with ``hflip``)
         mirrored; ``frame`` maps every sample to its row."""
-        from wrp.models import ocr_features
-
         images = self.arrays["image"]
         height, width = images.shape[1:3]
         _, first, frame = np.unique(images.reshape(len(images), -1), axis=0, return_index=True,
@@ -345,8 +254,6 @@ class CyclicDataset(torch.utils.data.Dataset):
         return len(self.arrays["meta"])
 
     def __getitem__(self, i: int) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor]:
-        from wrp.propagation import one_hot
-
         a = self.arrays
         height, width = a["label"].shape[1:]
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -380,8 +287,6 @@ def cyclic_dataset(samples: str, seed: int = 0, crop: list[int] | None = None,
                    segmenter: str | None = None) -> CyclicDataset:
     """Builder target of the denoiser's training job; ``segmenter`` (a stage folder) caches the
     whole-frame OCR features of ``g_ψ``."""
-    from wrp.train import job_from_file, load_model
-
     model = None
     if segmenter is not None:
         model = load_model(job_from_file(Path(segmenter) / "job.json"), Path(segmenter))
@@ -399,8 +304,6 @@ def refine(denoiser: Denoiser, x: Tensor, ocr: Tensor | None = None) -> Tensor:
 def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dict[str, Any]:
     """mIoU of ``l°_t`` and of ``Ω(l°_t)`` against ``L_t`` on cyclic samples (e.g. the held-out
     records'), per cycle length — does Ω undo the cycle's noise? Unlabelled pixels count wrong."""
-    from wrp.metrics import confusion_matrix, mean_iou
-
     data = CyclicDataset(samples, hflip=False, num_classes=denoiser.num_classes)
     meta = data.arrays["meta"]
     K = denoiser.num_classes
@@ -421,59 +324,5 @@ def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dic
             "refined": round(mean_iou(sum(after.values())), 2)}
 
 
-def denoiser_job(profile, samples: Path, segmenter: Path, seed: int = 0, device: str = "auto",
-                 iters: int | None = None, base_lr: float | None = None, ngf: int | None = None):
-    """The :class:`~wrp.train.Job` that trains Ω on cyclic samples with RMI (supplementary 3.3)."""
-    from wrp.experiments import BASE_LR
-    from wrp.profiles import get_profile
-    from wrp.train import Builder, Job, TrainConfig
-
-    prof = get_profile(profile)
-    iters = iters or prof.denoiser_iters
-    crop = list(prof.denoiser_crop) if prof.denoiser_crop else None
-    model = {"segmenter": str(segmenter), "ngf": ngf or prof.denoiser_width}
-    return Job(model=Builder("wrp.denoiser:build_denoiser", model),
-               data=Builder("wrp.denoiser:cyclic_dataset", {
-                   "samples": str(samples), "seed": seed, "crop": crop,
-                   "segmenter": str(segmenter) if prof.denoiser_frame_features else None}),
-               loss=Builder("wrp.losses:SegmentationLoss", {"main": "rmi", "aux_weight": 0.0}),
-               train=TrainConfig(iters=iters, batch_size=prof.batch_size,
-                                 base_lr=base_lr or BASE_LR.get(prof.dataset, 0.01), seed=seed,
-                                 device=device, checkpoint_every=max(1, iters // 10)))
-
-
-def train_denoiser(profile, seed: int = 0, nproc: int = 1, device: str = "auto", progress: bool = True,
-                   inpaint: str = DEFAULT_INPAINT, dataset: str | Path | None = None,
-                   **job_overrides: Any) -> Path:
-    """Train (or reuse) Ω_λ: stage ``denoiser`` with ``model.pt``, ``log.csv``, ``job.json`` and
-    ``metrics.json`` (cyclic-label mIoU before and after Ω on the held-out records' labelled frames)."""
-    from wrp.experiments import train_segmenter
-    from wrp.io import atomic_write_json
-    from wrp.launch import launch
-    from wrp.profiles import get_profile
-    from wrp.stages import Stage
-    from wrp.train import load_model
-
-    prof = get_profile(profile)
-    seg = train_segmenter(prof, seed, progress=progress, dataset=dataset)
-    samples = cyclic_samples_for(prof, seed, "train", inpaint=inpaint, progress=progress, dataset=dataset)
-    if dataset and "base_lr" not in job_overrides:
-        from wrp.experiments import BASE_LR, dataset_name
-
-        job_overrides["base_lr"] = BASE_LR.get(dataset_name(prof, dataset), 0.01)
-    job = denoiser_job(prof, samples, seg, seed, device, **job_overrides)
-
-    def build(out: Path) -> dict[str, Any]:
-        result = launch(job, out, nproc=nproc, progress=progress)
-        model = load_model(job, out)
-        held_out = score_cyclic(model, cyclic_samples_for(prof, seed, "val", inpaint=inpaint,
-                                                          progress=progress, dataset=dataset))
-        atomic_write_json(out / "metrics.json", {**result, "held_out": held_out})
-        return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"]}
-
-    return Stage("denoiser", {"job": job.to_json(), "nproc": nproc}).run(build)
-
-
-__all__ = ["Denoiser", "pack_inputs", "build_denoiser", "CachedSegmenter", "make_cyclic_samples",
-           "cyclic_samples_for", "CyclicDataset", "cyclic_dataset", "refine", "score_cyclic",
-           "denoiser_job", "train_denoiser"]
+__all__ = ["Denoiser", "pack_inputs", "build_denoiser", "make_cyclic_samples", "CyclicDataset",
+           "cyclic_dataset", "refine", "score_cyclic"]

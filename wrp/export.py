@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from wrp.data import (
+    CLASS_NAMES,
     IGNORE_INDEX,
     LABEL_DIR,
     LABEL_SUFFIX,
@@ -40,6 +41,8 @@ from wrp.data import (
     read_label_ids,
 )
 from wrp.io import atomic_write_png
+from wrp.metrics import confusion_matrix, iou, mean_iou
+from wrp.runtime import progress_bar
 
 _STEM = re.compile(r"^(?P<stem>.+?_\d{6}_\d{6})(?:_.*)?\.png$")  # <city>_<seq>_<frame>…png
 
@@ -81,14 +84,13 @@ def export_tree(src: str | Path, out: str | Path, pattern: str = f"*{LABEL_SUFFI
     Returns the exported paths.
     """
     import cv2
-    from tqdm.auto import tqdm
 
     src, out = Path(src), Path(out)
     files = sorted(p for p in src.rglob(pattern) if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DatasetError(f"no {pattern} under {src}")
     exported = []
-    for path in tqdm(files, desc=f"export → {out.name}", unit="label", disable=not progress):
+    for path in progress_bar(files, desc=f"export → {out.name}", unit="label", disable=not progress):
         match = _STEM.match(path.name)
         if not match:
             raise DatasetError(f"{path} is not named <city>_<seq>_<frame>….png; Cityscapes tools match "
@@ -162,9 +164,6 @@ def wrp_evaluation(predictions: Sequence[str | Path], ground_truths: Sequence[st
     Both files are read as train ids; a predicted void id (train id 255: unlabelled) counts as a
     miss of the true class (``unlabelled_is_wrong=True``), ground-truth void pixels are skipped.
     """
-    from wrp.data import CLASS_NAMES
-    from wrp.metrics import confusion_matrix, iou, mean_iou
-
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
     for pred, gt in zip(predictions, ground_truths, strict=True):
         conf += confusion_matrix(read_label(pred), read_label(gt), unlabelled_is_wrong=True)

@@ -4,7 +4,11 @@ Notebooks never fork inside the kernel: for more than one process ``launch`` sta
 as a subprocess (``--standalone`` on one machine, rendezvous options across machines), streams its
 log, and reads the result back from disk.
 
-    python -m wrp.launch JOB_JSON OUT_DIR        # what every torchrun worker executes
+    python -m wrp.launch JOB_JSON OUT_DIR [--builder NAME=module:function ...]
+                                                 # what every torchrun worker executes
+
+A worker resolves the job's builders through :data:`wrp.train.BUILDERS` only; builders registered
+in the launching process beyond wrp's own travel on the worker's command line, not in a file.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from wrp.io import atomic_write_json
-from wrp.train import Job, job_from_file, train
+from wrp.train import BUILDERS, Job, job_from_file, register_builder, train
+
+_WRP_BUILDERS = dict(BUILDERS)  # wrp's own, as this module first saw them
 
 
 def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
@@ -30,7 +36,9 @@ def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1,
             raise ValueError("several nodes need rdzv_endpoint='HOST:PORT' of the first node")
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
                 f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}"]
-    return cmd + ["-m", "wrp.launch", str(job_file), str(out_dir)]
+    extra = [f"--builder={name}={target}" for name, target in BUILDERS.items()
+             if _WRP_BUILDERS.get(name) != target]
+    return cmd + ["-m", "wrp.launch", str(job_file), str(out_dir), *extra]
 
 
 def launch(job: Job, out_dir: str | Path, nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
@@ -63,6 +71,9 @@ def _worker(job_file: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m wrp.launch JOB_JSON OUT_DIR")
-    _worker(sys.argv[1], sys.argv[2])
+    args, extra = sys.argv[1:3], sys.argv[3:]
+    if len(args) != 2 or not all(e.startswith("--builder=") and "=" in e[10:] for e in extra):
+        sys.exit("usage: python -m wrp.launch JOB_JSON OUT_DIR [--builder=NAME=module:function ...]")
+    for entry in extra:
+        register_builder(*entry[len("--builder="):].split("=", 1))
+    _worker(*args)

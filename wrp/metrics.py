@@ -1,6 +1,9 @@
-"""Confusion matrices and mean IoU — one scorer for segmenters and propagated labels alike."""
+"""Confusion matrices and mean IoU — one scorer for segmenters and propagated labels alike —
+and the mean ± std of a table cell over seeds."""
 
 from __future__ import annotations
+
+import statistics
 
 import numpy as np
 
@@ -50,3 +53,8 @@ def coverage(conf: np.ndarray) -> float:
     k = conf.shape[0]
     total = conf.sum()
     return float(100 * conf[:, :k].sum() / total) if total else float("nan")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of a cell's seeds (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

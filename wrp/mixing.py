@@ -39,17 +39,16 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from wrp.data import IGNORE_INDEX, NUM_CLASSES, read_image, read_label
 from wrp.io import atomic_write_json
+from wrp.models import IMAGENET_MEAN, normalise
+from wrp.runtime import progress_bar
 
 Sample = tuple[str | os.PathLike[str], str | os.PathLike[str]]  # (image_path, label_path)
 Point = tuple[int, int]  # (y, x) in pixels
 Centroids = dict[int, list[Point]]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _MEAN_UINT8 = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # zero after normalisation
 CENTROID_CACHE_VERSION = 1
 
@@ -228,12 +227,10 @@ def _colour_jitter(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generat
 
 
 def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H, W, 3) uint8 RGB → float32 (3, H, W) normalised with the ImageNet mean/std;
-    (H, W) label → int64 (H, W)."""
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (img - mean) / std, torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
+    """(H, W, 3) uint8 RGB → float32 (3, H, W) normalised as every model's input
+    (:func:`wrp.models.normalise`); (H, W) label → int64 (H, W)."""
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return normalise(img), torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +353,7 @@ class CentroidIndex:
                 return cls(paths, cached, tile=tile, num_classes=num_classes)
         centroids = [
             _label_centroids(p, tile, num_classes)
-            for p in tqdm(paths, desc="class centroids", unit="label", disable=not progress)
+            for p in progress_bar(paths, desc="class centroids", unit="label", disable=not progress)
         ]
         if cache_path is not None:
             atomic_write_json(cache_path, {

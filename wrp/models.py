@@ -21,12 +21,14 @@ engine converts to SyncBatchNorm where it runs distributed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -49,7 +51,11 @@ __all__ = [
     "build_model",
     "create_backbone",
     "count_parameters",
+    "model_kwargs",
+    "normalise",
     "ocr_features",
+    "segment",
+    "CachedSegmenter",
 ]
 
 ARCHS: tuple[str, ...] = ("deeplabv3", "ocrnet", "msa_hrnet_ocr")
@@ -67,6 +73,9 @@ SMALL_BACKBONES: dict[str, str] = {
 }
 #: Narrower OCR head for the small variants (pass as ``**kwargs`` to :func:`build_model`).
 SMALL_OCR_KWARGS: dict[str, int] = {"ocr_mid": 128, "ocr_key": 64}
+#: Every network here sees images normalised with the ImageNet statistics (:func:`normalise`).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 PretrainedArg = bool | str | os.PathLike
 
@@ -470,23 +479,91 @@ def build_model(arch: str, num_classes: int = NUM_CLASSES, backbone: str | None 
                          pretrained=pretrained, **kwargs)
 
 
-@torch.no_grad()
-def ocr_features(model: nn.Module, images: Tensor) -> Tensor:
-    """The OCR features (B, C, h, w) of the frozen ``g_ψ`` that the denoiser Ω consumes (§2).
+def model_kwargs(arch: str, small: bool, backbone: str | None = None) -> dict[str, Any]:
+    """The :func:`build_model` keywords of ``arch`` at the paper's size, or (``small``) the CPU
+    stand-in: :data:`SMALL_BACKBONES`, the narrower OCR head, DeepLabV3 at output stride 16
+    (3× faster on a CPU than 8). ``backbone`` replaces the size's backbone."""
+    kwargs: dict[str, Any] = {"arch": arch,
+                              "backbone": backbone or (SMALL_BACKBONES[arch] if small else None)}
+    if small and arch != "deeplabv3":
+        kwargs.update(SMALL_OCR_KWARGS)
+    if small and arch == "deeplabv3":
+        kwargs.update(output_stride=16)
+    return kwargs
 
-    Runs ``model`` in eval mode without gradients (its train/eval state is restored afterwards);
-    for :class:`MSAHRNetOCR` only the 1.0 scale runs, which gives the same features.
-    """
+
+# ------------------------------------------------------------------------------ g_ψ's inference
+def normalise(image: Tensor) -> Tensor:
+    """RGB 0..255, (3, H, W) or (B, 3, H, W) → float32 normalised with the ImageNet statistics:
+    the input of every network here, in training and at inference."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    return (image.float() / 255.0 - mean) / std
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` (unwrapped from DDP) in eval mode without gradients; its mode is restored after."""
     net = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-    if not hasattr(net, "ocr_channels"):
-        raise ValueError(f"{type(net).__name__} has no OCR head; use 'ocrnet' or 'msa_hrnet_ocr'")
     was_training = net.training
     net.eval()
     try:
+        with torch.no_grad():
+            yield net
+    finally:
+        net.train(was_training)
+
+
+def _single_scale(net: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """One forward at the input's own scale (:class:`MSAHRNetOCR`: its 1.0 scale only)."""
+    return net(x, scales=(1.0,)) if isinstance(net, MSAHRNetOCR) else net(x)
+
+
+def segment(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``g_ψ``'s one inference path, shared by evaluation, the semantic-only policy, warp-inpaint
+    and Ω's features: (B, 3, H, W) RGB 0..255 → class probabilities (B, K, H, W) at the images'
+    size and the OCR features (B, C, h, w) (``None`` for a model without an OCR head).
+
+    Single scale — :class:`MSAHRNetOCR` runs its 1.0 scale — in eval mode, on the model's device.
+    """
+    with _evaluating(model) as net:
+        param = next(net.parameters())
+        x = normalise(images.to(param.device))
+        out = _single_scale(net, x)
+        probs = F.interpolate(out["out"], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return probs.softmax(1), out.get("ocr")
+
+
+def ocr_features(model: nn.Module, images: Tensor) -> Tensor:
+    """The OCR features (B, C, h, w) of the frozen ``g_ψ`` that the denoiser Ω consumes (§2), for
+    *normalised* images; as :func:`segment` computes them."""
+    with _evaluating(model) as net:
+        if not hasattr(net, "ocr_channels"):
+            raise ValueError(f"{type(net).__name__} has no OCR head; use 'ocrnet' or 'msa_hrnet_ocr'")
         param = next(net.parameters(), None)
         if param is not None:
             images = images.to(device=param.device, dtype=param.dtype)
-        out = net(images, scales=(1.0,)) if isinstance(net, MSAHRNetOCR) else net(images)
-        return out["ocr"]  # (B, C, h, w)
-    finally:
-        net.train(was_training)
+        return _single_scale(net, images)["ocr"]  # (B, C, h, w)
+
+
+class CachedSegmenter:
+    """``g_ψ`` as the per-frame segmenter of warp-inpaint (RGB uint8 (H, W, 3) → (H, W) train ids),
+    with a memo so a frame visited by several cycles is predicted once; :meth:`outputs` gives the
+    policies a batch's probabilities and OCR features. Both go through :func:`segment`."""
+
+    def __init__(self, model: nn.Module, device: str = "cpu", memo: int = 64) -> None:
+        self.model, self.device, self.memo = model.to(device).eval(), device, memo
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def outputs(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(B, 3, H, W) RGB 0..255 → class probabilities (B, K, H, W) and OCR features (or None)."""
+        return segment(self.model, images)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(image.tobytes()).digest()
+        if key not in self._cache:
+            if len(self._cache) >= self.memo:
+                self._cache.pop(next(iter(self._cache)))
+            probs, _ = self.outputs(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
+            self._cache[key] = probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+        return self._cache[key]

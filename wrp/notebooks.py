@@ -1,11 +1,13 @@
 """The notebook harness: what every notebook calls first and last, and the papermill runner.
 
 Kernel side — every notebook has one ``parameters`` cell (``profile``, ``output_dir``, ``seed``,
-``device``, ``nproc``) and derives everything else in the next cell with::
+``device``, ``nproc``, and ``dataset`` where it reads data) and derives everything else in the
+next cell with::
 
-    run = wrp.notebooks.start("01_cyclic_noise", profile, output_dir, seed, device, nproc)
+    nb = wrp.notebooks.start("01_cyclic_noise", profile, output_dir, seed, device, nproc)
+    run = nb.run                               # the resolved run every stage takes
     ...
-    run.write_metrics({"error_vs_p": ...})     # last cell: <output_dir>/metrics.json
+    nb.write_metrics({"error_vs_p": ...})      # last cell: <output_dir>/metrics.json
 
 Runner side — ``reproduce()`` (``wrp reproduce``, ``make demo``) executes the numbered notebooks
 in order through papermill with injected parameters and per-cell timeouts, keeps the executed
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from wrp.io import atomic_write_json
-from wrp.profiles import Profile, get_profile, profile_names
-from wrp.runtime import figures_dir, project_root, resolve_device, runs_dir, seed_everything
+from wrp.profiles import PROFILES, Profile, Run, profile_names
+from wrp.runtime import project_root, runs_dir, seed_everything
+from wrp.viz import save_figure
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 HARNESS_PARAMETERS = ("profile", "output_dir", "seed", "device", "nproc")
@@ -33,9 +36,9 @@ HARNESS_PARAMETERS = ("profile", "output_dir", "seed", "device", "nproc")
 # Which notebook covers which part of the paper. Notebook 00 renders this table and marks the
 # notebooks present on disk, so the map never claims more than the folder holds.
 CATALOGUE: list[tuple[str, str, str]] = [
-    ("00_overview", "What is reproduced, the pipeline, where each part lives", "whole paper"),
-    ("00_synthetic_world", "The synthetic street world: frames, labels, true flow, occlusion",
-     "stand-in for ApolloScape (supp. 3.2)"),
+    ("00_overview", "What is reproduced, the pipeline, the profiles, and the synthetic street world "
+     "(frames, labels, true flow, occlusion)",
+     "whole paper; the world stands in for ApolloScape (supp. 3.2)"),
     ("01_cyclic_noise", "Warp-inpaint and cyclic warped labels t→t+p→t", "Figure 1, §3"),
     ("02_denoiser_training", "The denoiser Ω_λ trained by cycle-consistency with RMI",
      "supp. Figure 2, §3.3"),
@@ -63,34 +66,36 @@ def catalogue_markdown(folder: Path | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class NotebookRun:
-    """What a notebook knows about its own run, derived from its parameters cell."""
+    """What a notebook knows about its own run: the resolved :class:`~wrp.profiles.Run` every
+    stage takes, and where its metrics and figures go."""
 
     name: str
-    profile: Profile
+    run: Run
     output_dir: Path
     figures_dir: Path
-    seed: int
-    device: str
-    nproc: int
     started: float = field(default_factory=time.time)
+
+    @property
+    def profile(self) -> Profile:
+        return self.run.profile
 
     def figure_path(self, filename: str) -> Path:
         return self.figures_dir / filename
 
     def save_figure(self, fig: Any, filename: str) -> Path:
         """Save a matplotlib figure into this profile's figures folder (atomically)."""
-        from wrp.viz import save_figure
-
         return save_figure(fig, self.figure_path(filename))
 
     def write_metrics(self, metrics: dict[str, Any], show: bool = True) -> Path:
         """Write ``<output_dir>/metrics.json`` (the notebook's last act) and print it as a table."""
+        run = self.run
         record = {
             "notebook": self.name,
-            "profile": self.profile.name,
-            "seed": self.seed,
-            "device": self.device,
-            "nproc": self.nproc,
+            "profile": run.profile.name,
+            "dataset": str(run.dataset) if run.dataset else "synthetic",
+            "seed": run.seed,
+            "device": run.device,
+            "nproc": run.nproc,
             "seconds": round(time.time() - self.started, 2),
             **metrics,
         }
@@ -117,25 +122,25 @@ def start(
     seed: int = 0,
     device: str = "auto",
     nproc: int = 1,
+    dataset: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> NotebookRun:
-    """Derive a notebook's run from its parameters: profile object, folders, device; seed all RNGs.
+    """Resolve a notebook's run from its parameters once — profile (with ``overrides`` of single
+    fields, e.g. ``cycle_lengths=(1, 2)``), dataset, seed, device, processes — and seed every RNG.
 
-    ``output_dir`` empty or ``None`` → ``runs/<profile>/<name>/``. ``overrides`` change single
-    profile fields (``seg_iters=50``).
+    ``output_dir`` empty or ``None`` → ``runs/<profile>/<name>/``; ``dataset`` empty or ``None`` →
+    the synthetic world.
     """
-    prof = get_profile(profile, **overrides)
-    out = Path(output_dir) if output_dir else runs_dir() / prof.name / name
+    run = Run.create(profile, dataset=dataset or None, seed=seed, device=device, nproc=nproc, **overrides)
+    out = Path(output_dir) if output_dir else runs_dir() / run.profile.name / name
     out.mkdir(parents=True, exist_ok=True)
-    figs = figures_dir(prof.name)
+    figs = run.profile.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
-    if nproc < 1:
-        raise ValueError(f"nproc={nproc} must be ≥ 1")
     seed_everything(seed)
-    run = NotebookRun(name, prof, out, figs, seed, resolve_device(device), nproc)
-    print(f"[wrp] {name}: profile={prof.name} seed={seed} device={run.device} nproc={nproc}")
+    data = f" dataset={run.dataset}" if run.dataset else ""
+    print(f"[wrp] {name}: profile={run.profile.name}{data} seed={seed} device={run.device} nproc={nproc}")
     print(f"[wrp] outputs → {out}   figures → {figs}")
-    return run
+    return NotebookRun(name, run, out, figs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,9 +285,8 @@ def reproduce(
     if warning := kernel_warning():
         print(f"[wrp] warning: {warning}", file=sys.stderr)
 
-    prof = get_profile(profile)
     executed_dir = Path(executed_dir) if executed_dir else runs_dir() / profile / "notebooks"
-    cell_timeout = timeout if timeout is not None else prof.cell_timeout_s
+    cell_timeout = timeout if timeout is not None else PROFILES[profile].cell_timeout_s
     results: list[NotebookResult] = []
     failed = False
     for nb in notebooks:
@@ -328,7 +332,9 @@ def _execute(
             cwd=str(nb.parent),
             execution_timeout=cell_timeout,
             progress_bar=progress_bar,
-            log_output=log_output,
+            # the cells' own output (prints, headless progress bars) straight to this terminal
+            stdout_file=sys.stdout if log_output else None,
+            stderr_file=sys.stderr if log_output else None,
             request_save_on_cell_execute=True,
         )
     except Exception as exc:  # noqa: BLE001 - reported per notebook, the caller decides

@@ -47,6 +47,7 @@ from wrp.data import (
     read_prepared,
 )
 from wrp.io import atomic_write_bytes
+from wrp.runtime import progress_bar
 
 _UNKNOWN = 254  # LABEL_TO_TRAIN's mark for a value that is no Cityscapes label id
 LINK_MODES = ("copy", "hardlink", "symlink")
@@ -254,7 +255,6 @@ def write_plan(plan: Sequence[Planned], out: str | Path, dry_run: bool = False, 
     differ. ``workers`` threads decode and encode in parallel (OpenCV releases the GIL). Returns
     ``{kind: Counter(written=…, present=…)}``; a dry run counts what it would write, writes nothing.
     """
-    from tqdm.auto import tqdm
 
     if link not in LINK_MODES:
         raise ValueError(f"link={link!r}; use one of {LINK_MODES}")
@@ -287,7 +287,8 @@ def write_plan(plan: Sequence[Planned], out: str | Path, dry_run: bool = False, 
         atomic_write_bytes(dest, item.make())
         return True
 
-    with tqdm(total=len(todo), desc=f"writing {out.name or out}", unit="file", disable=not progress) as bar:
+    with progress_bar(total=len(todo), desc=f"writing {out.name or out}", unit="file",
+                      disable=not progress) as bar:
         if workers <= 1:
             results = []
             for item in todo:

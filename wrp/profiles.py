@@ -1,21 +1,27 @@
-"""Profiles: one name selects sizes everywhere — data, models, iterations, timeouts.
+"""Profiles, and the one resolved run every stage receives.
+
+A profile is one name that selects sizes everywhere — data, models, iterations, timeouts:
 
 - ``smoke``: seconds to a few minutes on 2 CPU cores; what CI and nbval run. Proves the code
   path, not the science.
 - ``demo``: the embedded default (``make demo``), ≤ 30 minutes on a laptop-class CPU and large
   enough that the paper's qualitative results show.
-- ``paper``: the paper's settings (supplementary 3.1): ResNeXt-50 / HRNet-W48, 175 epochs of a
-  fixed epoch size, 21-frame partitions with the centre frame labelled, ±10 propagation.
+- ``paper``: the paper's settings (supplementary 3.1) on a prepared real dataset: ResNeXt-50 /
+  HRNet-W48, 21-frame partitions with the centre frame labelled, ±10 propagation.
 
-A profile is a frozen dataclass; ``get_profile("demo", seg_iters=50)`` returns a copy with
-overrides, so a notebook parameter or ``wrp reproduce -p`` can change one size without a new
-profile.
+A :class:`Run` is a profile resolved once (with any overrides), plus the data it reads (a prepared
+dataset or the synthetic world), the seed, the device and the number of processes. Each entry
+point — a command, a notebook, a benchmark — builds one with :meth:`Run.create` and passes it down;
+nothing below the entry points looks a profile up by name or branches on its name.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
+
+from wrp.runtime import project_root, resolve_device, runs_dir
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,9 @@ class Profile:
     k: int = 10  # labels are propagated to ±k frames around every labelled frame
     cycle_lengths: tuple[int, ...] = (1, 2, 4, 6, 8, 10)  # p in t → t+p → t (Figure 1)
     # --- models and training (supplementary 3.1) ---
-    seg_backbone: str = "resnext50_32x4d"
+    # CPU-sized models: small backbones (``wrp.models.SMALL_BACKBONES``), a narrower OCR head,
+    # DeepLabV3 at output stride 16; False builds the paper's ResNeXt-50 / HRNet-W48
+    small_models: bool = False
     batch_size: int = 8
     crop: tuple[int, int] | None = None  # training crop (height, width); None: the whole frame
     seg_iters: int = 1000
@@ -51,21 +59,20 @@ class Profile:
     # Ω trains on g_ψ's OCR features of the whole frame, computed once per frame (as it sees them
     # when propagating; needs them all in memory), instead of computing them on every crop
     denoiser_frame_features: bool = False
-    epochs: int = 175
-    seeds: tuple[int, ...] = (0, 1, 2)
-    # --- Tables 1 and 2: every cell of a table gets the same budget ---
+    # --- Tables 1 and 2: every cell of a table gets the same budget (supplementary 2.3) ---
     table_archs: tuple[str, ...] = ("DeepLabV3", "OCRNet", "MSA-HRNet-OCR")  # Table 1's rows
-    table_seeds: tuple[int, ...] | None = None  # None: ``seeds``
-    table_iters: int | None = None  # iterations of every cell; None: ``seg_iters``
-    table_crop: tuple[int, int] | None = None  # training crop of every cell; None: ``seg_crop``
+    table_seeds: tuple[int, ...] = (0, 1, 2)  # the paper reports the mean of 3 seeds
+    table_iters: int = 1000  # iterations of every cell
+    table_crop: tuple[int, int] | None = None  # training crop of every cell; None: the whole frame
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
+    writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("height", "width", "train_records", "val_records", "partitions_per_record",
                      "partition_length", "k", "batch_size", "seg_iters", "denoiser_iters",
-                     "epochs"):
+                     "table_iters"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be ≥ 1")
         if self.thin_scale <= 0:
@@ -85,12 +92,8 @@ class Profile:
             problems.append(f"cycle_lengths={self.cycle_lengths} must be non-empty and ≥ 1")
         if self.crop is not None and not (0 < self.crop[0] <= self.height and 0 < self.crop[1] <= self.width):
             problems.append(f"crop={self.crop} must lie inside the frame ({self.height}, {self.width})")
-        if not self.seeds:
-            problems.append("seeds must name at least one seed")
-        if not self.table_archs or (self.table_seeds is not None and not self.table_seeds):
+        if not self.table_archs or not self.table_seeds:
             problems.append("table_archs and table_seeds must not be empty")
-        if self.table_iters is not None and self.table_iters < 1:
-            problems.append(f"table_iters={self.table_iters} must be ≥ 1")
         if self.table_crop is not None and not (0 < self.table_crop[0] <= self.height
                                                 and 0 < self.table_crop[1] <= self.width):
             problems.append(f"table_crop={self.table_crop} must lie inside the frame "
@@ -103,31 +106,21 @@ class Profile:
         """Index of the human-labelled frame inside a partition (its centre)."""
         return self.partition_length // 2
 
+    def frame_crop(self, crop: tuple[int, int] | None) -> tuple[int, int]:
+        """``crop`` (height, width), or the whole frame when ``None``."""
+        return tuple(crop) if crop else (self.height, self.width)
+
     @property
     def seg_crop(self) -> tuple[int, int]:
         """Training crop of the segmenters: ``crop`` or the whole frame."""
-        return tuple(self.crop) if self.crop else (self.height, self.width)
+        return self.frame_crop(self.crop)
 
     @property
-    def cell_seeds(self) -> tuple[int, ...]:
-        """Seeds of a table's cells: ``table_seeds`` or ``seeds``."""
-        return tuple(self.table_seeds) if self.table_seeds is not None else tuple(self.seeds)
-
-    @property
-    def cell_iters(self) -> int:
-        """Training iterations of every table cell: ``table_iters`` or ``seg_iters``."""
-        return self.table_iters or self.seg_iters
-
-    @property
-    def cell_crop(self) -> tuple[int, int]:
-        """Training crop of every table cell: ``table_crop`` or the segmenters' crop."""
-        return tuple(self.table_crop) if self.table_crop else self.seg_crop
-
-    @property
-    def synth_overrides(self) -> dict[str, Any]:
-        """What the profile changes in its synthetic world beyond the sizes and ``thin_scale``
-        (``wrp.synthetic.world_for(profile, seed, **profile.synth_overrides)``)."""
-        return {"fps": float(self.fps)} if self.fps is not None else {}
+    def figures_dir(self) -> Path:
+        """Where notebooks at this profile save figures: the committed ``figures/`` when
+        ``writes_figures`` (demo, paper), else ``runs/<name>/figures`` (smoke: CI never overwrites
+        the published figures)."""
+        return project_root() / "figures" if self.writes_figures else runs_dir() / self.name / "figures"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,16 +139,17 @@ PROFILES: dict[str, Profile] = {
         partition_length=9,
         k=4,
         cycle_lengths=(1, 2, 4),
-        seg_backbone="resnet18",
+        small_models=True,
         batch_size=2,
         seg_iters=4,
         denoiser_iters=4,
         denoiser_width=8,
         denoiser_frame_features=True,
-        epochs=1,
-        seeds=(0,),
         table_archs=("DeepLabV3",),
+        table_seeds=(0,),
+        table_iters=4,
         cell_timeout_s=600,
+        writes_figures=False,
     ),
     "demo": Profile(
         name="demo",
@@ -170,15 +164,13 @@ PROFILES: dict[str, Profile] = {
         thin_scale=2.0,
         k=10,
         cycle_lengths=(1, 2, 4, 6, 8, 10),
-        seg_backbone="resnet18",
+        small_models=True,
         batch_size=8,
         seg_iters=1000,
         denoiser_iters=2400,
         denoiser_crop=(64, 128),
         denoiser_width=16,
         denoiser_frame_features=True,
-        epochs=1,
-        seeds=(0, 1, 2),
         # make demo's reduced table grid: 1 architecture, 1 seed, short cells on crops (≈18 s each)
         table_archs=("DeepLabV3",),
         table_seeds=(0,),
@@ -198,12 +190,10 @@ PROFILES: dict[str, Profile] = {
         partition_length=21,
         k=10,
         cycle_lengths=(1, 2, 4, 6, 8, 10),
-        seg_backbone="resnext50_32x4d",
         batch_size=8,
         seg_iters=65_000,
         denoiser_iters=65_000,
-        epochs=175,
-        seeds=(0, 1, 2),
+        table_iters=65_000,
         cell_timeout_s=None,
     ),
 }
@@ -254,3 +244,55 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int) and value >= 10_000:
         return f"{value:,}"
     return str(value)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One resolved run: the profile (overrides applied), the data, the seed, where and how wide
+    to compute. Built once at an entry point with :meth:`create` and passed down to every stage.
+
+    ``dataset``: a tree prepared by ``data_scripts/prepare_*.py`` (``None``: the profile's
+    synthetic world). ``seed`` picks the synthetic world, its split and the initial weights of the
+    models a stage trains. ``device`` is resolved (``"cpu"``, ``"cuda"``, ``"cuda:N"``), so equal
+    runs compare equal however the device was spelled. ``nproc``: processes per training job
+    (``torchrun``).
+    """
+
+    profile: Profile
+    dataset: Path | None = None
+    seed: int = 0
+    device: str = "cpu"
+    nproc: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nproc < 1:
+            raise ValueError(f"nproc={self.nproc} must be ≥ 1")
+        if self.dataset is None and self.profile.dataset != "synthetic":
+            raise ValueError(f"profile {self.profile.name!r} reads the {self.profile.dataset} dataset: "
+                             "prepare it with data_scripts/prepare_*.py and pass the prepared folder "
+                             "(--dataset DIR, or the notebook parameter dataset)")
+
+    @classmethod
+    def create(cls, profile: str | Profile = "demo", *, dataset: str | Path | None = None, seed: int = 0,
+               device: str = "auto", nproc: int = 1, progress: bool = True, **overrides: Any) -> Run:
+        """Resolve ``profile`` (with field ``overrides``, e.g. ``table_iters=1000``) and the device
+        once; ``dataset`` empty or ``None`` means the synthetic world."""
+        folder = Path(dataset).expanduser().resolve() if dataset else None
+        if folder is not None and not folder.is_dir():
+            raise ValueError(f"dataset folder {folder} does not exist; give a tree prepared by "
+                             "data_scripts/prepare_*.py")
+        return cls(get_profile(profile, **overrides), folder, seed, resolve_device(device), nproc, progress)
+
+    def with_seed(self, seed: int) -> Run:
+        """The same run on seed ``seed`` (another synthetic world and split, other initial weights)."""
+        return replace(self, seed=seed)
+
+    def with_profile(self, **overrides: Any) -> Run:
+        """The same run with profile fields changed (``run.with_profile(k=3)``)."""
+        return replace(self, profile=get_profile(self.profile, **overrides))
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the run reads the synthetic world (every frame has an exact label)."""
+        return self.dataset is None

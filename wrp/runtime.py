@@ -7,17 +7,19 @@ in a temporary folder all agree on where ``runs/`` and ``figures/`` are.
 - ``WRP_HOME`` overrides the project root (default: the nearest folder above the working directory
   that holds both ``wrp/`` and ``notebooks/``; else the working directory).
 - ``WRP_RUNS`` overrides the artefact folder (default ``<root>/runs``).
+- ``WRP_HEADLESS=1`` (set by ``wrp reproduce`` for the notebooks it runs) turns progress bars
+  into a plain line every 30 s, which ``wrp reproduce`` streams to its terminal.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-PROFILES_WRITING_FIGURES = ("demo", "paper")
 
 
 def project_root() -> Path:
@@ -39,17 +41,6 @@ def runs_dir() -> Path:
     if env := os.environ.get("WRP_RUNS"):
         return Path(env).expanduser().resolve()
     return project_root() / "runs"
-
-
-def figures_dir(profile: str) -> Path:
-    """Where a notebook at ``profile`` saves its figures.
-
-    ``demo`` and ``paper`` regenerate the committed ``figures/`` folder; ``smoke`` (CI, nbval)
-    writes to ``runs/smoke/figures`` so a test run never overwrites the published figures.
-    """
-    if profile in PROFILES_WRITING_FIGURES:
-        return project_root() / "figures"
-    return runs_dir() / profile / "figures"
 
 
 def seed_everything(seed: int) -> None:
@@ -75,3 +66,20 @@ def resolve_device(device: str = "auto") -> str:
     if not (device == "cpu" or device.startswith("cuda")):
         raise ValueError(f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return device
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
+    """``tqdm`` for long work: a live bar in a terminal or JupyterLab; in a headless notebook run
+    (``WRP_HEADLESS=1``) a plain text bar on stdout updated at most every 30 s, so the cell's
+    output — which ``wrp reproduce`` streams — shows how far training or propagation has got."""
+    if os.environ.get("WRP_HEADLESS") == "1":
+        from tqdm.std import tqdm
+
+        kwargs.setdefault("mininterval", 30.0)
+        kwargs.setdefault("file", sys.stdout)
+        kwargs.setdefault("ascii", True)
+        kwargs.pop("dynamic_ncols", None)
+        return tqdm(iterable, ncols=100, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)

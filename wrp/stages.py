@@ -1,182 +1,397 @@
-"""The stage cache: every arrow of the pipeline is a stage whose artefacts live under
-``runs/stages/<name>/<key>/``, where ``key`` is a hash of the config that made them.
+"""Every cached stage of the pipeline, in the paper's order, over one resolved :class:`~wrp.profiles.Run`.
 
-So any notebook can run on its own: it asks for the stages it needs; a stage already built with
-the same config (by an earlier notebook, or an earlier run killed half-way and now finished) is
-reused instead of recomputed.
+    world ─ manifest ─┬─ g_ψ (segmenter) ──────────────┐
+                      ├─ cyclic samples ─ Ω (denoiser) ─┼─ propagation ─ table cells
+                      └─────────────────────────────────┘
 
-A stage folder holds
+Each function returns the folder of a :class:`~wrp.cache.Stage` (``runs/stages/<name>/<key>/``):
+asked twice with the same settings it reuses what the first call built, a killed build resumes,
+and it first asks for the stages it reads. A stage's key is its config plus an explicit version,
+so notebooks, the command line and benchmarks share their work and a refactor keeps every cache.
 
-- ``config.json`` — the exact config (written before the build starts);
-- whatever the build writes (checkpoints, label folders, ``metrics.json``, …);
-- ``stage.json`` — written atomically **last**; its presence is what "done" means.
-
-A build that crashes leaves its partial files and no ``stage.json``; the next ``run`` calls the
-build again on the same folder, so builds that checkpoint (training, dataset propagation) resume
-instead of starting over. A file lock keeps two processes from building the same stage at once.
-
-Example::
-
-    stage = Stage("synth", synth_config)
-    world_dir = stage.run(lambda out: generate_world(synth_config, out))
+The run says which data (``run.dataset``, else the profile's synthetic world of ``run.seed``),
+at which sizes (``run.profile``), where (``run.device``) and how wide (``run.nproc``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from wrp.io import atomic_write_json
-from wrp.runtime import runs_dir
+import numpy as np
 
-DONE_FILE = "stage.json"
-CONFIG_FILE = "config.json"
+from wrp.cache import Stage
+from wrp.data import PREPARED_FILE, Manifest, SplitConfig, build_manifest, human_samples, read_prepared
+from wrp.denoiser import make_cyclic_samples, score_cyclic
+from wrp.io import atomic_save, atomic_write_json
+from wrp.launch import launch
+from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
+from wrp.models import CachedSegmenter, model_kwargs
+from wrp.motion import make_estimator
+from wrp.policies import (
+    INPAINT,
+    NEEDS_SEGMENTER,
+    POLICIES,
+    Propagator,
+    label_file,
+    propagate_clips,
+    propagation_accuracy,
+    write_accuracy_csv,
+)
+from wrp.profiles import Run
+from wrp.synthetic import WORLD_VERSION, SynthConfig, config_json
+from wrp.train import Builder, Job, TrainConfig, evaluate, job_from_file, load_model
+
+# Base learning rates of the supplementary (3.1), per dataset. The synthetic world trains from
+# scratch (no pre-trained weights here), where 0.05 trains markedly better than 0.01 (docs/results.md).
+BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 0.0005, "nyuv2": 0.001}
+FALLBACK_LR = 0.01
+DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
+TRUE_LABELS = "true-labels"  # the dataset's own labels of the generated frames: every policy's ceiling
 
 
-def canonical_config(config: Any) -> Any:
-    """A JSON-ready, order-independent form of a config (dataclass, dict, list, scalar, path)."""
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: canonical_config(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, dict):
-        return {str(k): canonical_config(v) for k, v in sorted(config.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(config, (list, tuple)):
-        return [canonical_config(v) for v in config]
-    if isinstance(config, Path):
-        return str(config)
-    if config is None or isinstance(config, (str, int, float, bool)):
-        return config
-    raise TypeError(
-        f"a stage config may hold dataclasses, dicts, lists, paths and scalars; got {type(config).__name__}"
+# ---------------------------------------------------------------------------------------------
+# Data: the synthetic world and the manifest of partitions
+# ---------------------------------------------------------------------------------------------
+def world_stage(run: Run) -> Stage:
+    """The ``synth`` stage of a run: keyed by the world's config and :data:`WORLD_VERSION` only."""
+    return Stage("synth", SynthConfig.from_profile(run.profile, run.seed), version=WORLD_VERSION)
+
+
+def world_for(run: Run) -> Path:
+    """Stage ``synth``: the profile's synthetic world of ``run.seed``, rendered once."""
+    stage = world_stage(run)
+    config = stage.config
+
+    def build(out: Path) -> dict[str, Any]:
+        # a separate process renders the world: worker pools never start inside a notebook kernel
+        cmd = [sys.executable, "-m", "wrp.synthetic", json.dumps(config_json(config)), str(out)]
+        if not run.progress:
+            cmd.append("--no-progress")
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise RuntimeError(f"rendering the synthetic world into {out} failed (exit {done.returncode}); "
+                               "its error is above. A rerun resumes with the records already written")
+        return {"frames": config.records * config.frames_per_record}
+
+    return stage.run(build, verbose=run.progress)
+
+
+def manifest_for(run: Run) -> Path:
+    """Stage ``manifest``: ``manifest.json`` of the data a run reads — the profile's synthetic
+    world, split by record with ``run.seed``, or the prepared ``run.dataset`` with its own split."""
+    if run.dataset is not None:
+        return _prepared_manifest(run.dataset)
+    root = world_for(run)
+    split = SplitConfig(partition_length=run.profile.partition_length, val=run.profile.val_records,
+                        seed=run.seed)
+
+    def build(out: Path) -> dict[str, int]:
+        manifest = build_manifest(root, split)
+        manifest.save(out / "manifest.json")
+        return manifest.counts()
+
+    return Stage("manifest", {"world": str(root), "split": split}).run(build) / "manifest.json"
+
+
+def _prepared_manifest(dataset: Path) -> Path:
+    prepared = read_prepared(dataset)
+    if prepared.label_format != "cityscapes":
+        raise ValueError(f"{dataset} holds {prepared.label_format} labels; the segmenters, Ω and the "
+                         "profiles use the 19 Cityscapes classes (see docs/own_data.md)")
+    root = Path(dataset).resolve()
+    splits = hashlib.sha1(b"".join((root / "splits" / f"{s}.txt").read_bytes() for s in ("train", "val")))
+    config = {"prepared": str(root), "info": json.loads((root / PREPARED_FILE).read_text()),
+              "splits": splits.hexdigest()}
+
+    def build(out: Path) -> dict[str, int]:
+        manifest = prepared.manifest()
+        manifest.save(out / "manifest.json")
+        return manifest.counts()
+
+    return Stage("manifest", config).run(build) / "manifest.json"
+
+
+def dataset_name(run: Run) -> str:
+    """The dataset a run reads: the prepared tree's name, else the profile's."""
+    return read_prepared(run.dataset).dataset if run.dataset is not None else run.profile.dataset
+
+
+def base_lr_for(run: Run) -> float:
+    """The supplementary's base learning rate of the run's dataset (:data:`BASE_LR`); a dataset
+    it does not name gets :data:`FALLBACK_LR`, and the run says so."""
+    name = dataset_name(run)
+    if name not in BASE_LR:
+        print(f"[wrp] no base learning rate is known for dataset {name!r}; training with "
+              f"{FALLBACK_LR} (choose one with --lr)", flush=True)
+    return BASE_LR.get(name, FALLBACK_LR)
+
+
+# ---------------------------------------------------------------------------------------------
+# g_ψ: the baseline segmenter, trained on human labels only (supplementary 3.1)
+# ---------------------------------------------------------------------------------------------
+def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: int = 0,
+                         human_share: float = 0.3, generated: list[list[str]] | None = None,
+                         class_uniform_share: float = 0.5, centroid_cache: str | None = None,
+                         augment: dict[str, Any] | None = None) -> MixedDataset:
+    """Builder ``segmentation-data``: human labels of the train partitions (+ generated ones),
+    mixed and augmented per supplementary 3.1 (``wrp.mixing``)."""
+    human = human_samples(Manifest.load(manifest).clips("train"))
+    gen = [tuple(pair) for pair in (generated or [])]
+    index = CentroidIndex.build([lab for _, lab in human], cache_path=centroid_cache, progress=False)
+    gen_index = (CentroidIndex.build([lab for _, lab in gen], progress=False) if gen else None)
+    return MixedDataset(human, gen, MixConfig(epoch_size=epoch_size, human_share=human_share,
+                                              class_uniform_share=class_uniform_share, seed=seed),
+                        AugmentConfig(crop=tuple(crop), **(augment or {})), centroids_human=index,
+                        centroids_generated=gen_index)
+
+
+def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbone: str | None = None,
+                  loss: str = "ce", iters: int | None = None, base_lr: float | None = None,
+                  generated: list[list[str]] | None = None, human_share: float = 0.3,
+                  crop: list[int] | None = None, augment: dict[str, Any] | None = None,
+                  train_seed: int | None = None) -> Job:
+    """The :class:`~wrp.train.Job` that trains one segmenter at the run's sizes: a fixed epoch of
+    3× the human-labelled set (supplementary 3.1), the profile's iterations unless ``iters``."""
+    prof = run.profile
+    iters = iters if iters is not None else prof.seg_iters
+    n_human = len(Manifest.load(manifest).train)
+    seed = run.seed if train_seed is None else train_seed
+    return Job(
+        model=Builder("segmentation-model", model_kwargs(arch, prof.small_models, backbone)),
+        data=Builder("segmentation-data", {
+            "manifest": str(manifest), "epoch_size": max(3 * n_human, prof.batch_size),
+            "crop": list(crop or prof.seg_crop), "seed": seed, "generated": generated,
+            "human_share": human_share if generated else 1.0, "augment": augment}),
+        loss=Builder("segmentation-loss", {"main": loss}),
+        train=TrainConfig(iters=iters, batch_size=prof.batch_size,
+                          base_lr=base_lr if base_lr is not None else base_lr_for(run), seed=seed,
+                          device=run.device, checkpoint_every=max(1, iters // 10)),
     )
 
 
-def config_hash(config: Any, length: int = 12) -> str:
-    """Hex digest of the canonical JSON of ``config``: equal configs give equal keys."""
-    text = json.dumps(canonical_config(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+def train_segmenter(run: Run, arch: str = "msa_hrnet_ocr", train_seed: int | None = None,
+                    **job_overrides: Any) -> Path:
+    """Stage ``segmenter``: train (or reuse) a segmenter on the human labels and score it on the
+    validation frames at the single scale the policies run it at.
 
-
-_ANNOUNCED: set[Path] = set()  # stage folders whose reuse this process has already reported
-
-
-@dataclass
-class Stage:
-    """One cached step of the pipeline, identified by ``name`` and the hash of ``config``.
-
-    ``version`` is part of the key: bump it when a stage's code changes what it produces, so old
-    artefacts are not reused by mistake.
+    ``run.seed`` picks the world and its split; ``train_seed`` (default: ``run.seed``) the initial
+    weights, the sampling order and the augmentations, so one world can be trained several times.
+    ``job_overrides`` go to :func:`segmenter_job`. The folder holds ``model.pt``, ``log.csv``,
+    ``job.json`` and ``metrics.json`` (mIoU and per-class IoU). A killed run resumes.
     """
+    manifest = manifest_for(run)
+    job = segmenter_job(run, manifest, arch, train_seed=train_seed, **job_overrides)
 
-    name: str
-    config: Any
-    version: int = 1
-    root: Path = field(default_factory=lambda: runs_dir() / "stages")
+    def build(out: Path) -> dict[str, Any]:
+        result = launch(job, out, nproc=run.nproc, progress=run.progress)
+        model = load_model(job, out)
+        scores = evaluate(model, human_samples(Manifest.load(manifest).clips("val")), progress=run.progress)
+        atomic_write_json(out / "metrics.json", {**result, **scores})
+        return {"miou": scores["miou"], "images_per_s": result["images_per_s"]}
 
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ValueError(f"stage name {self.name!r} must be a plain folder name")
-        self.root = Path(self.root)
-
-    @property
-    def key(self) -> str:
-        return config_hash({"stage": self.name, "version": self.version, "config": self.config})
-
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name / self.key
-
-    @property
-    def done(self) -> bool:
-        return (self.dir / DONE_FILE).is_file()
-
-    def record(self) -> dict[str, Any]:
-        """The ``stage.json`` of a finished stage."""
-        if not self.done:
-            raise FileNotFoundError(
-                f"stage {self.name!r} ({self.key}) has not finished: no {self.dir / DONE_FILE}"
-            )
-        return json.loads((self.dir / DONE_FILE).read_text())
-
-    def run(
-        self,
-        build: Callable[[Path], dict[str, Any] | None],
-        force: bool = False,
-        verbose: bool = True,
-    ) -> Path:
-        """Return the stage folder, calling ``build(folder)`` first unless it already finished.
-
-        ``build`` may return a small dict (e.g. headline metrics) stored in ``stage.json``.
-        ``force=True`` rebuilds a finished stage (its old ``stage.json`` is removed first).
-        """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.dir / ".lock"):
-            if self.done and not force:
-                if verbose and self.dir not in _ANNOUNCED:  # once per process: stages ask each other often
-                    print(f"[wrp] stage {self.name}: reusing {self.dir}")
-                    _ANNOUNCED.add(self.dir)
-                return self.dir
-            (self.dir / DONE_FILE).unlink(missing_ok=True)
-            resumed = any(p.name not in (".lock", CONFIG_FILE) for p in self.dir.iterdir())
-            if verbose:
-                verb = "resuming" if resumed else "building"
-                print(f"[wrp] stage {self.name}: {verb} in {self.dir}")
-            atomic_write_json(self.dir / CONFIG_FILE, canonical_config(self.config))
-            started = time.time()
-            result = build(self.dir)
-            atomic_write_json(
-                self.dir / DONE_FILE,
-                {
-                    "name": self.name,
-                    "key": self.key,
-                    "version": self.version,
-                    "started": started,
-                    "finished": time.time(),
-                    "seconds": round(time.time() - started, 3),
-                    "resumed": resumed,
-                    "result": result or {},
-                },
-            )
-        return self.dir
+    return Stage("segmenter", {"job": job.to_json(), "nproc": run.nproc}).run(build, verbose=run.progress)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+# ---------------------------------------------------------------------------------------------
+# Ω: cyclic warped labels of the labelled frames, and the denoiser trained on them (§3)
+# ---------------------------------------------------------------------------------------------
+def _check_inpaint(inpaint: str) -> None:
+    if inpaint not in INPAINT:
+        raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
 
 
-@dataclass(frozen=True)
-class StageInfo:
-    name: str
-    key: str
-    dir: Path
-    done: bool
-    seconds: float | None
-    size_bytes: int
+def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
+                       inpaint: str = DEFAULT_INPAINT) -> Path:
+    """Stage ``cyclic``: the cyclic warped labels ``t → t±p → t`` of the labelled frames of
+    ``split`` for every ``p`` of the profile's ``cycle_lengths``, both directions → ``samples.npz``.
+
+    Pixels the motion cannot explain keep the motion's guess (``inpaint="motion"``) or take
+    ``g_ψ``'s prediction (``"semantic"``). ``split="val"`` gives the held-out pairs that score Ω.
+    """
+    _check_inpaint(inpaint)
+    manifest = manifest_for(run)
+    seg = train_segmenter(run) if inpaint == "semantic" else None
+    cycle_lengths = run.profile.cycle_lengths
+    config = {"manifest": str(manifest), "segmenter": str(seg) if seg else None, "split": split, "flow": flow,
+              "cycle_lengths": list(cycle_lengths), "inpaint": inpaint}
+
+    def build(out: Path) -> dict[str, Any]:
+        clips = Manifest.load(manifest).clips(split)
+        segmenter = CachedSegmenter(load_model(job_from_file(seg / "job.json"), seg)) if seg else None
+        arrays = make_cyclic_samples(clips, cycle_lengths, make_estimator(flow), segmenter, run.progress)
+        atomic_save(out / "samples.npz", lambda f: np.savez_compressed(f, **arrays))
+        return {"samples": len(arrays["meta"])}
+
+    return Stage("cyclic", config).run(build, verbose=run.progress) / "samples.npz"
 
 
-def list_stages(root: Path | None = None) -> list[StageInfo]:
-    """Every stage folder under ``root`` (default ``runs/stages``), finished or not."""
-    root = Path(root) if root is not None else runs_dir() / "stages"
-    found = []
-    if not root.is_dir():
-        return found
-    for name_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for key_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
-            done_file = key_dir / DONE_FILE
-            seconds = json.loads(done_file.read_text()).get("seconds") if done_file.is_file() else None
-            size = sum(p.stat().st_size for p in key_dir.rglob("*") if p.is_file())
-            found.append(StageInfo(name_dir.name, key_dir.name, key_dir, done_file.is_file(), seconds, size))
-    return found
+def denoiser_job(run: Run, samples: Path, segmenter: Path, iters: int | None = None,
+                 base_lr: float | None = None, ngf: int | None = None) -> Job:
+    """The :class:`~wrp.train.Job` that trains Ω on cyclic samples with RMI (supplementary 3.3),
+    with the optimisation settings of segmentation (3.1)."""
+    prof = run.profile
+    iters = iters if iters is not None else prof.denoiser_iters
+    crop = list(prof.denoiser_crop) if prof.denoiser_crop else None
+    model = {"segmenter": str(segmenter), "ngf": ngf or prof.denoiser_width}
+    return Job(model=Builder("denoiser-model", model),
+               data=Builder("denoiser-data", {
+                   "samples": str(samples), "seed": run.seed, "crop": crop,
+                   "segmenter": str(segmenter) if prof.denoiser_frame_features else None}),
+               loss=Builder("segmentation-loss", {"main": "rmi", "aux_weight": 0.0}),
+               train=TrainConfig(iters=iters, batch_size=prof.batch_size,
+                                 base_lr=base_lr if base_lr is not None else base_lr_for(run),
+                                 seed=run.seed, device=run.device, checkpoint_every=max(1, iters // 10)))
+
+
+def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
+    """Stage ``denoiser``: train (or reuse) Ω_λ on the cyclic samples of the training records, with
+    ``g_ψ`` frozen. The folder holds ``model.pt``, ``log.csv``, ``job.json`` and ``metrics.json``
+    (cyclic-label mIoU before and after Ω on the held-out records' labelled frames, per ``p``)."""
+    seg = train_segmenter(run)
+    samples = cyclic_samples_for(run, "train", inpaint=inpaint)
+    job = denoiser_job(run, samples, seg, **job_overrides)
+
+    def build(out: Path) -> dict[str, Any]:
+        result = launch(job, out, nproc=run.nproc, progress=run.progress)
+        held_out = score_cyclic(load_model(job, out), cyclic_samples_for(run, "val", inpaint=inpaint))
+        atomic_write_json(out / "metrics.json", {**result, "held_out": held_out})
+        return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"]}
+
+    return Stage("denoiser", {"job": job.to_json(), "nproc": run.nproc}).run(build, verbose=run.progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Propagation of a split with the label policies (§4)
+# ---------------------------------------------------------------------------------------------
+def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "dis", device: str = "cpu",
+                   inpaint: str = DEFAULT_INPAINT) -> Propagator:
+    """A :class:`~wrp.policies.Propagator` with the ``g_ψ`` and Ω of finished stage folders."""
+    seg = (CachedSegmenter(load_model(job_from_file(segmenter / "job.json"), segmenter, device), device)
+           if segmenter else None)
+    den = load_model(job_from_file(denoiser / "job.json"), denoiser, device) if denoiser else None
+    return Propagator(make_estimator(flow), seg, den, device, inpaint)
+
+
+def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
+              batch: int = 8, confidence: bool = False, inpaint: str = DEFAULT_INPAINT,
+              out: str | Path | None = None) -> Path:
+    """Stage ``propagation`` (``wrp propagate``): label every frame within ±k of the labelled frames
+    of ``split`` with each policy, training (or reusing) ``g_ψ`` and Ω as the policies need.
+
+    Writes ``labels/<policy>/gtFine/<split>/<city>/…_gtFine_labelIds.png`` (atomically; a killed
+    run resumes without redoing finished frames), ``speed.json`` (frames/s per policy) and, where
+    the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
+    coverage per policy and distance. ``out`` replaces the cached stage folder.
+    """
+    policies = tuple(policies or POLICIES)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split={split!r}; use 'train' or 'val'")
+    _check_inpaint(inpaint)
+    manifest = manifest_for(run)
+    seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
+    den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
+    k = run.profile.k
+    config = {"manifest": str(manifest), "split": split, "policies": list(policies), "flow": flow,
+              "inpaint": inpaint, "k": k, "segmenter": str(seg) if seg else None,
+              "denoiser": str(den) if den else None, "confidence": confidence}
+
+    def build(folder: Path) -> dict[str, Any]:
+        m = Manifest.load(manifest)
+        clips = m.clips(split)
+        propagator = propagator_for(seg, den, flow, run.device, inpaint)
+        speed_path = folder / "speed.json"
+        speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
+        for policy in policies:
+            result = propagate_clips(clips, policy, folder / "labels", propagator, k, batch, confidence,
+                                     run.progress)
+            if result["frames"]:  # a policy finished before a resume keeps its first timing
+                rate = result["frames"] / max(result["seconds"], 1e-9)
+                speed[policy] = {**result, "frames_per_s": round(rate, 2)}
+                atomic_write_json(speed_path, speed)
+        rates = {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
+        truth = m.ground_truth(split)
+        if not _has_every_frame_labelled(clips, truth):  # real data: only the labelled frames
+            return {**rates, "accuracy": None}
+        write_accuracy_csv(propagation_accuracy(clips, truth, folder / "labels", policies, k),
+                           folder / "accuracy.csv")
+        return rates
+
+    if out is None:
+        return Stage("propagation", config).run(build, verbose=run.progress)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded = folder / "propagation.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != json.loads(json.dumps(config)):
+        raise ValueError(f"{folder} holds labels propagated with other settings (see {recorded}); "
+                         "choose another --out or delete that folder")
+    atomic_write_json(recorded, config)
+    build(folder)
+    return folder
+
+
+def _has_every_frame_labelled(clips, truth) -> bool:
+    clip = clips[0]
+    other = 0 if clip.labelled else 1
+    return truth.label_path(clip.clip_id, other).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Table cells: segmenters trained on human + generated labels (supplementary 3.1, Tables 1 and 2)
+# ---------------------------------------------------------------------------------------------
+def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[str]]:
+    """(image, label) paths of a policy's labels for the training frames within ±k (default the
+    profile's k) of their labelled frame, propagated first if needed (:func:`propagate`).
+
+    :data:`TRUE_LABELS` gives the dataset's own label of each of those frames instead: what a
+    flawless propagation would give, the ceiling of every policy (the synthetic world labels every
+    frame)."""
+    k = run.profile.k if k is None else k
+    if not 1 <= k <= run.profile.k:
+        raise ValueError(f"k={k} must lie in 1..{run.profile.k} (the profile's propagation range)")
+    manifest = Manifest.load(manifest_for(run))
+    frames = [(clip, pos) for clip in manifest.clips("train") for pos in range(len(clip))
+              if 1 <= abs(pos - clip.labelled) <= k]
+    if policy == TRUE_LABELS:
+        truth = manifest.ground_truth("train")
+        labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
+    else:
+        folder = propagate(run, "train", (policy,))
+        labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
+    return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
+
+
+def true_label(truth: Any, clip_id: str, position: int, needed_by: str) -> Path:
+    """The dataset's own label of a frame, or an error naming the file when it has none."""
+    path = truth.label_path(clip_id, position)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no true label of this frame; {needed_by} needs a dataset that "
+                                "labels every frame (the synthetic world)")
+    return path
+
+
+def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None, k: int | None = None,
+               loss: str = "ce", iters_share: float = 1.0, lr_factor: float = 1.0,
+               train_seed: int | None = None) -> dict[str, Any]:
+    """One table cell: a segmenter trained on the human labels (+ ``policy``'s generated labels of
+    ±``k``) with the budget every cell of a table shares — ``iters_share`` of the profile's
+    ``table_iters`` at its ``table_crop`` — and ``lr_factor`` × the dataset's base LR.
+    ``run.seed`` picks the world, its split and the models that generate its labels; ``train_seed``
+    (default ``run.seed``) only the segmenter's own initialisation and sampling — the paper's
+    protocol of one dataset, one set of generated labels and several training seeds.
+    Returns its ``metrics.json`` (validation mIoU, per-class IoU) with the stage folder."""
+    prof = run.profile
+    generated = generated_pairs(run, policy, k) if policy not in (None, "baseline") else None
+    overrides: dict[str, Any] = {"loss": loss, "crop": list(prof.frame_crop(prof.table_crop)),
+                                 "iters": max(1, round(prof.table_iters * iters_share))}
+    if lr_factor != 1.0:
+        overrides["base_lr"] = base_lr_for(run) * lr_factor
+    folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
+    return {**json.loads((folder / "metrics.json").read_text()), "stage": str(folder)}

@@ -39,7 +39,6 @@ that sees the same surface: visible in both frames, at pixel resolution.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -52,8 +51,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wrp.data import CLASS_NAMES, LABEL_TO_TRAIN, FrameRef, read_image, read_label
 from wrp.io import atomic_save, atomic_write_json, atomic_write_png
+from wrp.runtime import progress_bar
 
+# The world's stage key is its config and this version: bump it when a change of the code renders
+# other images, labels or flows for the same config (a refactor or a comment keeps every world).
 WORLD_VERSION = 1
 CITY, SPLIT = "synth", "all"
 
@@ -106,12 +109,14 @@ class SynthConfig:
 
     @classmethod
     def from_profile(cls, profile: Any, seed: int = 0, **overrides: Any) -> SynthConfig:
-        """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length)
-        and its ``thin_scale``."""
+        """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length),
+        its ``thin_scale`` and its ``fps`` (``None``: the world's own)."""
         sizes = {"height": profile.height, "width": profile.width,
                  "records": profile.train_records + profile.val_records,
                  "frames_per_record": profile.partitions_per_record * profile.partition_length,
-                 "thin_scale": getattr(profile, "thin_scale", 1.0)}
+                 "thin_scale": profile.thin_scale}
+        if profile.fps is not None:
+            sizes["fps"] = float(profile.fps)
         return cls(**{**sizes, "seed": seed, **overrides})
 
 
@@ -635,8 +640,6 @@ def _npy(path: Path, array: np.ndarray) -> None:
 
 
 def _frame_paths(out: Path, record: int, frame: int) -> dict[str, Path]:
-    from wrp.data import FrameRef
-
     ref = FrameRef(SPLIT, CITY, f"{record:06d}", frame)
     flow_b, valid_b = ref.flow(out, "backward")
     flow_f, valid_f = ref.flow(out, "forward")
@@ -699,13 +702,12 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
 
     ``world.json`` is written last: its presence means the world is complete.
     """
-    from tqdm.auto import tqdm
 
     out = Path(out)
     world_file = out / "world.json"
     if world_file.is_file():
         existing = json.loads(world_file.read_text())
-        if existing.get("config") != _config_json(config):
+        if existing.get("config") != config_json(config):
             raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
                                   "choose another --out or delete that folder")
         return out
@@ -713,7 +715,8 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
     started = time.time()
     jobs = [(config, str(out), r) for r in range(config.records)]
     workers = workers or min(os.cpu_count() or 1, config.records, 8)
-    bar = tqdm(total=config.records, desc="synthetic world (records)", unit="record", disable=not progress)
+    bar = progress_bar(total=config.records, desc="synthetic world (records)", unit="record",
+                       disable=not progress)
     summaries = []
     if workers > 1:
         import multiprocessing as mp
@@ -728,7 +731,6 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
             bar.update()
     bar.close()
     summaries.sort(key=lambda s: s["record"])
-    from wrp.data import CLASS_NAMES, LABEL_TO_TRAIN
 
     totals = np.zeros(256, np.int64)
     for s in summaries:
@@ -738,7 +740,7 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
              for i in LABEL_IDS if totals[i] and LABEL_TO_TRAIN[i] < len(CLASS_NAMES)}
     atomic_write_json(world_file, {
         "version": WORLD_VERSION,
-        "config": _config_json(config),
+        "config": config_json(config),
         "layout": {"split": SPLIT, "city": CITY, "label_ids": list(LABEL_IDS)},
         "flow": "float32 (H, W, 2) .npy, x then y, in pixels; backward: pixel of frame t → its "
                 "position in frame t-1; forward: → t+1; valid_*.png 255 where the point is seen in both",
@@ -752,7 +754,6 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
 def load_frames(root: str | Path, record: int, frames: list[int],
                 direction: str = "backward") -> dict[str, list[np.ndarray]]:
     """Images, labels (train ids), true flows and validity masks of some frames of one record."""
-    from wrp.data import FrameRef, read_image, read_label
 
     out: dict[str, list[np.ndarray]] = {"images": [], "labels": [], "flows": [], "valids": []}
     for frame in frames:
@@ -765,32 +766,7 @@ def load_frames(root: str | Path, record: int, frames: list[int],
     return out
 
 
-def world_for(profile: Any, seed: int = 0, progress: bool = True, **overrides: Any) -> Path:
-    """The synthetic world of a profile, built once and cached as the ``synth`` stage."""
-    from wrp.profiles import get_profile
-    from wrp.stages import Stage
-
-    config = SynthConfig.from_profile(get_profile(profile), seed, **overrides)
-
-    def build(out: Path) -> dict[str, Any]:
-        # a separate process renders the world: worker pools never start inside a notebook kernel
-        import subprocess
-        import sys
-
-        cmd = [sys.executable, "-m", "wrp.synthetic", json.dumps(_config_json(config)), str(out)]
-        if not progress:
-            cmd.append("--no-progress")
-        done = subprocess.run(cmd)
-        if done.returncode != 0:
-            raise RuntimeError(f"rendering the synthetic world into {out} failed (exit {done.returncode}); "
-                               "its error is above. A rerun resumes with the records already written")
-        return {"frames": config.records * config.frames_per_record}
-
-    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]  # any change → a new world
-    return Stage("synth", {"config": config, "code": code}, version=WORLD_VERSION).run(build)
-
-
-def _config_json(config: SynthConfig) -> dict[str, Any]:
+def config_json(config: SynthConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 

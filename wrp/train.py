@@ -10,9 +10,9 @@ architectures, the denoiser Ω_λ and every table row (supplementary 3.1).
   functions of (seed, iteration), so the resumed run ends with the same weights;
 - a progress bar (loss, learning rate, ETA) and a metrics log ``log.csv``.
 
-What is trained is described by a :class:`Job` of importable builders (``"module:function"``
-plus keyword arguments), so the same job runs in a notebook, on the command line and in every
-``torchrun`` worker — workers cannot unpickle functions defined in a notebook.
+What is trained is described by a :class:`Job` of registered builders (a stable name of
+:data:`BUILDERS` plus keyword arguments), so the same job runs in a notebook, on the command line
+and in every ``torchrun`` worker — workers cannot unpickle functions defined in a notebook.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from wrp.data import CLASS_NAMES, read_image, read_label
 from wrp.io import atomic_save, atomic_write_json, atomic_write_text
-from wrp.runtime import resolve_device
+from wrp.metrics import confusion_matrix, iou, mean_iou
+from wrp.models import segment
+from wrp.runtime import progress_bar, resolve_device
 
 CHECKPOINT, FINAL = "checkpoint.pt", "model.pt"
 
@@ -68,18 +71,42 @@ class TrainConfig:
                              f"base_lr > 0, got {self}")
 
 
+#: The factories a job may name, by a stable name: a job (and so a stage's cache key) records the
+#: name, never where the function lives, so moving a function only changes this table — and a
+#: ``job.json`` can name nothing but these (:func:`register_builder` adds more in-process).
+BUILDERS: dict[str, str] = {
+    "segmentation-model": "wrp.models:build_model",
+    "segmentation-data": "wrp.stages:segmentation_dataset",
+    "segmentation-loss": "wrp.losses:SegmentationLoss",
+    "denoiser-model": "wrp.denoiser:build_denoiser",
+    "denoiser-data": "wrp.denoiser:cyclic_dataset",
+}
+
+
+def register_builder(name: str, target: str) -> None:
+    """Let jobs name ``target`` (``"package.module:function"``) as ``name`` in this process and
+    in the ``torchrun`` workers :func:`wrp.launch.launch` starts from it."""
+    module, sep, function = target.partition(":")
+    if not (module and sep and function):
+        raise ValueError(f"builder target {target!r} must read 'package.module:function'")
+    if BUILDERS.get(name, target) != target:
+        raise ValueError(f"builder {name!r} is already registered as {BUILDERS[name]!r}")
+    BUILDERS[name] = target
+
+
 @dataclass(frozen=True)
 class Builder:
-    """An importable factory ``"package.module:function"`` and its keyword arguments."""
+    """A registered factory (a name of :data:`BUILDERS`) and its keyword arguments."""
 
-    target: str
+    name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> Any:
-        module, _, name = self.target.partition(":")
-        if not name:
-            raise ValueError(f"builder {self.target!r} must read 'package.module:function'")
-        return getattr(importlib.import_module(module), name)(**self.kwargs)
+        if self.name not in BUILDERS:
+            raise ValueError(f"unknown builder {self.name!r}; a job may name only registered builders: "
+                             f"{', '.join(sorted(BUILDERS))} (wrp.train.register_builder adds one)")
+        module, _, function = BUILDERS[self.name].partition(":")
+        return getattr(importlib.import_module(module), function)(**self.kwargs)
 
 
 @dataclass(frozen=True)
@@ -207,7 +234,6 @@ class _Batches:
 
 def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) ``job`` in ``out_dir``; in every process when launched by ``torchrun``."""
-    from tqdm.auto import tqdm
 
     out = Path(out_dir)
     cfg = job.train
@@ -257,7 +283,7 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
             weights = {k: v.contiguous() for k, v in _unwrap(model).state_dict().items()}  # NCHW
             atomic_save(out / FINAL, lambda f: torch.save(weights, f))
 
-    bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=not progress or rank != 0,
+    bar = progress_bar(total=cfg.iters, initial=start, desc="train", disable=not progress or rank != 0,
                dynamic_ncols=True)
     model.train()
     tic, seen = time.time(), 0
@@ -331,47 +357,35 @@ def job_from_file(path: str | Path) -> Job:
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-@torch.no_grad()
 def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", flip: bool = False,
             scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB → (K, H, W) class probabilities, optionally averaged over a horizontal
-    flip and several input scales."""
+    """(H, W, 3) uint8 RGB → (K, H, W) class probabilities through ``g_ψ``'s inference path
+    (:func:`wrp.models.segment`), optionally averaged over a horizontal flip and input scales."""
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
-    x = ((x - _MEAN) / _STD).to(device)
+    model.to(device)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     H, W = x.shape[-2:]
     total = 0
     for scale in scales:
         xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
         for flipped in ((False, True) if flip else (False,)):
-            inp = xs.flip(-1) if flipped else xs
-            logits = model(inp)["out"]
-            logits = logits.flip(-1) if flipped else logits
-            logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
-            total = total + logits.softmax(1)
+            probs, _ = segment(model, xs.flip(-1) if flipped else xs)
+            probs = probs.flip(-1) if flipped else probs
+            total = total + (probs if scale == 1.0 else
+                             F.interpolate(probs, size=(H, W), mode="bilinear", align_corners=False))
     return (total / (len(scales) * (2 if flip else 1)))[0].cpu()
 
 
-def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "cpu", flip: bool = False,
-             scales: tuple[float, ...] = (1.0,), progress: bool = True) -> dict[str, Any]:
-    """Confusion matrix, mIoU and per-class IoU of ``model`` on (image, label) files."""
-    from tqdm.auto import tqdm
+def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "cpu",
+             progress: bool = True) -> dict[str, Any]:
+    """Confusion matrix, mIoU and per-class IoU of ``model`` on (image, label) files, at the
+    single scale the label policies run ``g_ψ`` at."""
 
-    from wrp.data import CLASS_NAMES, read_image, read_label
-    from wrp.metrics import confusion_matrix, iou, mean_iou
-
-    was_training = model.training
-    model.eval()
     conf = 0
-    for image_path, label_path in tqdm(samples, desc="evaluate", disable=not progress):
-        probs = predict(model, read_image(image_path), device, flip, scales)
+    for image_path, label_path in progress_bar(samples, desc="evaluate", disable=not progress):
+        probs = predict(model, read_image(image_path), device)
         conf = conf + confusion_matrix(probs.argmax(0).numpy(), read_label(label_path))
-    model.train(was_training)
     per_class = {CLASS_NAMES[i]: round(float(v) * 100, 2) for i, v in enumerate(iou(conf)) if np.isfinite(v)}
     return {"miou": round(mean_iou(conf), 2), "per_class_iou": per_class, "images": len(samples),
             "confusion": conf.tolist()}

@@ -14,6 +14,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
 
 from wrp.io import atomic_write_bytes
+from wrp.metrics import mean_std
 
 IGNORE_INDEX = 255
 
@@ -75,26 +76,36 @@ _KIND_NAMES = {
     "result": "what the labels are for",
 }
 
-# name: (x, y, kind, title, formula, where)
+# name: (x, y, kind, title, formula, (the object that implements it, the notebook that covers it)).
+# The figure prints the module the object lives in, looked up when it is drawn, so it follows the code.
 _PIPELINE_BOXES = {
     "video": (0.068, 0.50, "data", "Video",
-              "$I_t$ for every frame,\nhuman $L_t$ for a few", "dataset or\nsynthetic world"),
+              "$I_t$ for every frame,\nhuman $L_t$ for a few", ("wrp.synthetic.generate_world", "00")),
     "clips": (0.222, 0.50, "data", "Clips",
-              "21-frame partitions,\ncentre frame labelled", "wrp.data · 00"),
+              "21-frame partitions,\ncentre frame labelled", ("wrp.data.build_manifest", "00")),
     "seg": (0.445, 0.85, "semantic", "Baseline segmenter $g_\\psi$",
-            "trained on the human\nlabels only", "wrp.models · 02"),
+            "trained on the human\nlabels only", ("wrp.models.segment", "02")),
     "warp": (0.445, 0.50, "geometric", "Warp-inpaint $\\Psi$",
              "warp $L_t$ along motion;\ninvalid pixels ← $g_\\psi(I_{t+1})$",
-             "wrp.motion · 01"),
+             ("wrp.propagation.warp_inpaint", "01")),
     "cycle": (0.445, 0.15, "contribution", "Cycle-consistency",
               "$t \\to t{+}p \\to t$ gives a noisy $l^\\circ_t$;\nlearn $\\Omega_\\lambda$: RMI to $L_t$",
-              "wrp.propagation · 02"),
+              ("wrp.denoiser.Denoiser", "02")),
     "propagate": (0.69, 0.50, "contribution", "Warp-refine",
                   "$L^R = \\Omega_\\lambda(I_{t+1}, I^w_t, L^w_t)$,\nrecursively to $\\pm k$ frames",
-                  "wrp.propagation · 03"),
+                  ("wrp.policies.warp_refine", "03")),
     "tables": (0.925, 0.50, "result", "Better segmenters",
-               "trained on human +\ngenerated labels (30/70)", "wrp.experiments\n04 Table 1 · 05 Table 2"),
+               "trained on human +\ngenerated labels (30/70)",
+               ("wrp.tables.table1", "04 Table 1 · 05 Table 2")),
 }
+
+
+def pipeline_modules() -> dict[str, str]:
+    """Each box of the pipeline diagram → the module that implements it, looked up in the code."""
+    import pkgutil
+
+    return {name: pkgutil.resolve_name(box[5][0]).__module__ for name, box in _PIPELINE_BOXES.items()}
+
 
 # (from, to, label, where the label sits: "above", "right" or "below")
 _PIPELINE_ARROWS = [
@@ -119,7 +130,9 @@ def pipeline_diagram(width: float = 15.0, height: float = 6.0):
     ax.set_ylim(-0.06, 1.02)
     ax.axis("off")
     box_w, box_h = 0.135, 0.25
-    for x, y, kind, title, formula, where in _PIPELINE_BOXES.values():
+    modules = pipeline_modules()
+    for name, (x, y, kind, title, formula, (_, notebook)) in _PIPELINE_BOXES.items():
+        where = f"{modules[name]}\n{notebook}" if len(notebook) > 2 else f"{modules[name]} · {notebook}"
         face, edge = _KIND_COLOURS[kind]
         ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
                                     boxstyle="round,pad=0.006,rounding_size=0.012",
@@ -166,7 +179,7 @@ def pipeline_diagram(width: float = 15.0, height: float = 6.0):
 
 
 # ------------------------------------------------------------------------------------------
-# Motion: the flow colour wheel, and the synthetic world over time (notebook 00_synthetic_world)
+# Motion: the flow colour wheel, and the synthetic world over time (notebook 00)
 # ------------------------------------------------------------------------------------------
 def flow_to_rgb(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
     """(H, W, 2) flow → (H, W, 3) uint8: hue = direction, saturation = length (the usual wheel).
@@ -488,7 +501,6 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
 
     import matplotlib.pyplot as plt
 
-    from wrp.tables import mean_std
 
     groups = list(results)
     bars = list(dict.fromkeys(b for cells in results.values() for b in cells))
