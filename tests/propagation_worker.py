@@ -12,11 +12,12 @@ import time
 import torch
 
 from wrp.data import Manifest
-from wrp.denoiser import CachedSegmenter, Denoiser
-from wrp.experiments import manifest_for
-from wrp.models import SMALL_BACKBONES, build_model
+from wrp.denoiser import Denoiser
+from wrp.models import SMALL_BACKBONES, CachedSegmenter, build_model
 from wrp.motion import make_estimator
-from wrp.propagation import Propagator, propagate_clips
+from wrp.policies import Propagator, propagate_clips
+from wrp.profiles import Run
+from wrp.stages import manifest_for
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
             return step(policy, items)
 
         propagator.step = slow
-    clips = Manifest.load(manifest_for("smoke", 0)).clips("val")
+    clips = Manifest.load(manifest_for(Run.create("smoke", progress=False))).clips("val")
     print(propagate_clips(clips, "warp-refine", args.out, propagator, k=4, batch=1, confidence=True,
                           progress=False))
 

@@ -47,7 +47,7 @@ def test_help_lists_every_command_with_one_line(entry):
         (["-p", "=3"], "malformed parameter '=3'"),
         (["-p", "2x=3"], "malformed parameter '2x=3'"),
         (["-p", "sead=3"],
-         "unknown parameter(s) sead; the selected notebooks accept: archs, batch, dataset, "),
+         "unknown parameter(s) sead; the selected notebooks accept: archs, batch, cycle_lengths, dataset, "),
         (["-p", "profile=demo"], "set profile with --profile, not with -p"),
     ],
 )
@@ -73,7 +73,7 @@ def test_profiles_command_prints_the_table_and_rejects_unknown_names():
 
 
 def test_stages_command_lists_cached_stages(tmp_path):
-    from wrp.stages import Stage
+    from wrp.cache import Stage
 
     Stage("example", {"a": 1}, root=tmp_path / "stages").run(lambda out: {"n": 1}, verbose=False)
     out = _run(sys.executable, "-m", "wrp", "stages", env_extra={"WRP_RUNS": str(tmp_path)})

@@ -14,19 +14,19 @@ import torch
 
 from tests.conftest import REPO
 from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
-from wrp.denoiser import CachedSegmenter, CyclicDataset, Denoiser, make_cyclic_samples, pack_inputs
+from wrp.denoiser import CyclicDataset, Denoiser, make_cyclic_samples, pack_inputs
 from wrp.losses import SegmentationLoss
 from wrp.metrics import confusion_matrix, mean_iou
-from wrp.models import SMALL_BACKBONES, build_model
+from wrp.models import SMALL_BACKBONES, CachedSegmenter, build_model
 from wrp.motion import make_estimator
-from wrp.propagation import (
+from wrp.policies import (
     POLICIES,
     Propagator,
     label_file,
-    one_hot,
     propagate_clips,
     propagation_accuracy,
 )
+from wrp.propagation import one_hot
 
 K = NUM_CLASSES
 
@@ -92,9 +92,10 @@ def smoke_clips(tmp_path_factory):
     old = os.environ.get("WRP_RUNS")
     os.environ["WRP_RUNS"] = str(runs)
     try:
-        from wrp.experiments import manifest_for
+        from wrp.profiles import Run
+        from wrp.stages import manifest_for
 
-        manifest = Manifest.load(manifest_for("smoke", 0))
+        manifest = Manifest.load(manifest_for(Run.create("smoke", progress=False)))
         yield manifest, runs
     finally:
         if old is None:
@@ -159,8 +160,7 @@ def test_a_cyclic_training_pair_is_the_flipped_then_cropped_whole_frame(tmp_path
 def test_cached_frame_features_are_g_psi_on_the_whole_frame_cropped_to_the_window(tmp_path):
     """With a g_ψ, a pair carries the OCR features of its whole (mirrored) frame, cut to the same
     window as the inputs, so Ω trains on the features it sees when propagating."""
-    from wrp.denoiser import normalise
-    from wrp.models import ocr_features
+    from wrp.models import normalise, ocr_features
 
     rng = np.random.default_rng(1)
     n, h, w = 4, 32, 64

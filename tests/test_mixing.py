@@ -26,6 +26,7 @@ from wrp.mixing import (
     class_centroids,
     epoch_plan,
 )
+from wrp.models import IMAGENET_MEAN, IMAGENET_STD
 
 NO_PHOTO = dict(blur_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
 PALETTE = {0: (200, 40, 40), 1: (40, 200, 40), 2: (40, 40, 200), 13: (220, 220, 30)}
@@ -436,8 +437,8 @@ def test_dataset_without_augmentation_returns_the_full_rgb_image_and_train_ids(t
     data = MixedDataset(human, [], MixConfig(epoch_size=2))
     image, label = data[0]
     assert image.shape == (3, 32, 64)
-    expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(mixing.IMAGENET_MEAN)) / torch.tensor(
-        mixing.IMAGENET_STD
+    expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(
+        IMAGENET_STD
     )
     torch.testing.assert_close(image[:, 5, 5], expected)
     np.testing.assert_array_equal(label.numpy(), train.astype(np.int64))

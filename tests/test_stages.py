@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from wrp.cache import Stage, canonical_config, config_hash, list_stages
 from wrp.io import atomic_open, atomic_write_json
-from wrp.stages import Stage, canonical_config, config_hash, list_stages
 
 
 @dataclass(frozen=True)

@@ -8,43 +8,61 @@ import json
 import pytest
 
 from wrp.data import Manifest
-from wrp.experiments import manifest_for
+from wrp.metrics import mean_std
+from wrp.profiles import Run
+from wrp.stages import generated_pairs, manifest_for, train_cell
 from wrp.tables import (
     ARCHS,
     TABLE1_POLICIES,
     TABLE2_ROWS,
     gains_over,
     gains_report,
-    generated_pairs,
     grid_note,
-    mean_std,
     table1,
     table2,
     table2_arch,
-    train_cell,
     write_table1,
     write_table2,
 )
 
 
+def _smoke(**overrides) -> Run:
+    """The smoke profile's run on seed 0 (with profile field ``overrides``), quietly."""
+    return Run.create("smoke", progress=False, **overrides)
+
+
+def _table_run(*argv: str, table: int = 1) -> Run:
+    """The run ``wrp table{table} --profile smoke ARGV`` resolves (``wrp.cli.table_run``)."""
+    import argparse
+
+    from wrp.cli import add_run_options, add_table_options, table_run
+
+    parser = argparse.ArgumentParser()
+    add_table_options(parser, table)
+    add_run_options(parser, seed=False)
+    return table_run(parser.parse_args(["--profile", "smoke", "--no-progress", *argv]))
+
+
 def test_generated_pairs_cover_the_unlabelled_training_frames_within_k(isolated_runs):
-    clips = Manifest.load(manifest_for("smoke", 0)).clips("train")
-    pairs = generated_pairs("smoke", 0, "motion-only", k=2, progress=False)
+    run = _smoke()
+    clips = Manifest.load(manifest_for(run)).clips("train")
+    pairs = generated_pairs(run, "motion-only", k=2)
     assert len(pairs) == 4 * len(clips)  # ±1, ±2 of every labelled frame
     labelled = {str(c.images[c.labelled]) for c in clips}
     assert not labelled & {image for image, _ in pairs}, "a generated label never replaces a human one"
     assert all("labels/motion-only/gtFine/" in label for _, label in pairs)
     with pytest.raises(ValueError, match="must lie in"):
-        generated_pairs("smoke", 0, "motion-only", k=99, progress=False)
+        generated_pairs(run, "motion-only", k=99)
 
 
 def test_table1_trains_every_cell_once_and_writes_ours_beside_the_papers(isolated_runs, tmp_path):
-    results = table1("smoke", archs=["MSA-HRNet-OCR"], seeds=[0], progress=False)
+    run = _smoke()
+    results = table1(run, archs=["MSA-HRNet-OCR"], seeds=[0])
     assert list(results["MSA-HRNet-OCR"]) == list(TABLE1_POLICIES)
-    cell = train_cell("smoke", 0, "msa_hrnet_ocr", "warp-refine", progress=False)
+    cell = train_cell(run, "msa_hrnet_ocr", "warp-refine")
     done = (isolated_runs / "stages" / "segmenter" / cell["stage"].split("/")[-1] / "stage.json")
     finished = json.loads(done.read_text())["finished"]
-    again = train_cell("smoke", 0, "msa_hrnet_ocr", "warp-refine", progress=False)
+    again = train_cell(run, "msa_hrnet_ocr", "warp-refine")
     assert again["stage"] == cell["stage"] and again["miou"] == results["MSA-HRNet-OCR"]["warp-refine"][0]
     assert json.loads(done.read_text())["finished"] == finished  # reused, not retrained
     csv_path, md_path = write_table1(results, tmp_path / "table1", note="smoke profile: 1 seed")
@@ -56,14 +74,16 @@ def test_table1_trains_every_cell_once_and_writes_ours_beside_the_papers(isolate
 
 
 def test_table2_rows_differ_in_loss_iterations_lr_and_generated_labels(isolated_runs, tmp_path):
-    results = table2("smoke", seeds=[0], progress=False)
+    run = _smoke()
+    results = table2(run, seeds=[0])
     assert list(results) == list(TABLE2_ROWS)
-    arch = ARCHS[table2_arch("smoke")]  # Table 2's architecture: the first of the profile's table_archs
-    stages = {row: train_cell("smoke", 0, arch, spec["policy"], spec["k"], spec["loss"],
-                              spec["iters_share"], spec["lr_factor"], progress=False)["stage"]
+    # Table 2's architecture: the first of the profile's table_archs
+    arch = ARCHS[table2_arch(run.profile)]
+    stages = {row: train_cell(run, arch, spec["policy"], spec["k"], spec["loss"],
+                              spec["iters_share"], spec["lr_factor"])["stage"]
               for row, spec in TABLE2_ROWS.items()}
     assert len(set(stages.values())) == len(TABLE2_ROWS), "every row is its own training run"
-    assert train_cell("smoke", 0, arch, "baseline", progress=False)["stage"] == stages["Baseline B"], \
+    assert train_cell(run, arch, "baseline")["stage"] == stages["Baseline B"], \
         "Baseline B is Table 1's Baseline cell, trained once"
     jobs = {row: json.loads(open(f"{stage}/job.json").read()) for row, stage in stages.items()}
     under = jobs["Baseline B, under-trained (1/3 iterations, LR / 8)"]["train"]
@@ -92,14 +112,15 @@ def test_wrp_table1_writes_the_tables_into_the_folder_asked_for(isolated_runs, t
     assert "smoke profile" in (tmp_path / "table1.md").read_text()
 
 
-def test_the_note_under_a_table_says_when_the_grid_is_reduced():
-    full = grid_note("paper")
+def test_the_note_under_a_table_says_when_the_grid_is_reduced(tmp_path):
+    full = grid_note(Run.create("paper", dataset=tmp_path, device="cpu", progress=False))
     assert "Reduced grid" not in full and "seed(s) 0, 1, 2" in full
-    reduced = grid_note("smoke", seeds=[0], archs=["DeepLabV3"])
+    smoke = _smoke()
+    reduced = grid_note(smoke, seeds=[0], archs=["DeepLabV3"])
     assert "**Reduced grid**" in reduced and "1 of the 3 architectures (DeepLabV3)" in reduced
     assert "1 seed instead of 3" in reduced and "wrp table1 --profile smoke --seeds 0 1 2" in reduced
-    assert "1 seed instead of 3" in grid_note("smoke", seeds=[0], table=2)
-    assert "architectures" not in grid_note("smoke", seeds=[0], table=2)  # Table 2 has one architecture
+    assert "1 seed instead of 3" in grid_note(smoke, seeds=[0], table=2)
+    assert "architectures" not in grid_note(smoke, seeds=[0], table=2)  # Table 2 has one architecture
 
 
 def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
@@ -121,16 +142,16 @@ def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
 
 def test_table_settings_of_a_profile_fall_back_and_are_checked():
     from wrp.profiles import get_profile
-    from wrp.tables import cell_budget
 
     paper = get_profile("paper")
-    assert cell_budget("smoke") == get_profile("smoke")
-    longer = cell_budget("smoke", 7, [32, 64])
-    assert longer.cell_iters == 7 and longer.cell_crop == (32, 64)
-    assert paper.cell_seeds == paper.seeds and paper.cell_iters == paper.seg_iters
-    assert paper.cell_crop == paper.seg_crop and len(paper.table_archs) == 3
+    assert _table_run().profile == get_profile("smoke")
+    longer = _table_run("--cell-iters", "7", "--cell-crop", "32", "64").profile
+    assert longer.table_iters == 7 and longer.table_crop == (32, 64)
+    assert longer.frame_crop(longer.table_crop) == (32, 64)
+    assert paper.table_seeds == (0, 1, 2) and paper.table_iters == paper.seg_iters
+    assert paper.frame_crop(paper.table_crop) == paper.seg_crop and len(paper.table_archs) == 3
     demo = get_profile("demo")
-    assert demo.cell_crop == tuple(demo.table_crop or demo.seg_crop)
+    assert demo.frame_crop(demo.table_crop) == tuple(demo.table_crop or demo.seg_crop)
     with pytest.raises(ValueError, match="table_crop=\\(999, 8\\) must lie inside the frame"):
         get_profile("smoke", table_crop=(999, 8))
     with pytest.raises(ValueError, match="table_archs and table_seeds must not be empty"):
@@ -140,10 +161,8 @@ def test_table_settings_of_a_profile_fall_back_and_are_checked():
 
 
 def test_a_cell_trains_at_the_profiles_table_budget(isolated_runs):
-    from wrp.profiles import get_profile
-
-    prof = get_profile("smoke", table_iters=3, table_crop=(32, 64))
-    cell = train_cell(prof, 0, "deeplabv3", None, iters_share=1 / 3, progress=False)
+    run = _smoke(table_iters=3, table_crop=(32, 64))
+    cell = train_cell(run, "deeplabv3", None, iters_share=1 / 3)
     job = json.loads(open(f"{cell['stage']}/job.json").read())
     assert job["train"]["iters"] == 1 and job["data"]["kwargs"]["crop"] == [32, 64]
 
@@ -151,20 +170,19 @@ def test_a_cell_trains_at_the_profiles_table_budget(isolated_runs):
 def test_figure_3_reads_the_table_cells_without_training_again(isolated_runs):
     from wrp.tables import fig3_rows
 
-    table1("smoke", policies=["baseline", "warp-refine"], seeds=[0], progress=False)
+    run = _smoke()
+    table1(run, policies=["baseline", "warp-refine"], seeds=[0])
     stages = sorted((isolated_runs / "stages" / "segmenter").iterdir())
-    rows = fig3_rows("smoke", 0, count=2, progress=False)
+    rows = fig3_rows(run, count=2)
     assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == stages, "no cell trained twice"
     assert len(rows) == 1 and rows[0]["baseline"].shape == rows[0]["truth"].shape  # smoke: 1 val partition
     assert {"fixed", "broken", "both_wrong"} <= set(rows[0])
 
 
 def test_a_world_seed_keeps_the_world_and_varies_only_the_segmenters_training(isolated_runs):
-    from wrp.profiles import get_profile
-
-    prof = get_profile("smoke", table_iters=1, table_crop=(32, 64))
-    own = table1(prof, ["DeepLabV3"], ["baseline"], [0], progress=False)
-    kept = table1(prof, ["DeepLabV3"], ["baseline"], [0, 1], progress=False, world_seed=0)
+    run = _smoke(table_iters=1, table_crop=(32, 64))
+    own = table1(run, ["DeepLabV3"], ["baseline"], [0])
+    kept = table1(run, ["DeepLabV3"], ["baseline"], [0, 1], world_seed=0)
     assert kept["DeepLabV3"]["baseline"][0] == own["DeepLabV3"]["baseline"][0]  # the same cell, reused
     jobs = [json.loads((d / "job.json").read_text())
             for d in sorted((isolated_runs / "stages" / "segmenter").iterdir())]
@@ -172,21 +190,18 @@ def test_a_world_seed_keeps_the_world_and_varies_only_the_segmenters_training(is
     assert {j["data"]["kwargs"]["manifest"] for j in jobs} == {jobs[0]["data"]["kwargs"]["manifest"]}
     assert sorted(j["train"]["seed"] for j in jobs) == [0, 1]
     assert sorted(j["data"]["kwargs"]["seed"] for j in jobs) == [0, 1]
-    note = grid_note(prof, [0, 1], ["DeepLabV3"], world_seed=0)
+    note = grid_note(run, [0, 1], ["DeepLabV3"], world_seed=0)
     assert "the world of seed 0 and its labels, training seed(s) 0, 1" in note
 
 
 def test_k_picks_how_far_warp_refine_labels_reach_while_motion_only_keeps_two(isolated_runs):
-    from wrp.profiles import get_profile
-    from wrp.tables import generated_pairs
-
-    prof = get_profile("smoke", table_iters=1, table_crop=(32, 64))
-    table1(prof, ["DeepLabV3"], ["motion-only", "semantic-only"], [0], progress=False, k=1)
+    run = _smoke(table_iters=1, table_crop=(32, 64))
+    table1(run, ["DeepLabV3"], ["motion-only", "semantic-only"], [0], k=1)
     jobs = [json.loads((d / "job.json").read_text())["data"]["kwargs"]["generated"]
             for d in (isolated_runs / "stages" / "segmenter").iterdir()]
     counts = sorted(len(g) for g in jobs if g)
-    assert counts == sorted([len(generated_pairs(prof, 0, "semantic-only", 1, progress=False)),
-                             len(generated_pairs(prof, 0, "motion-only", 2, progress=False))])
+    assert counts == sorted([len(generated_pairs(run, "semantic-only", 1)),
+                             len(generated_pairs(run, "motion-only", 2))])
     assert counts[0] < counts[1]
 
 
@@ -196,10 +211,11 @@ def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_r
     import numpy as np
     from PIL import Image
 
-    from wrp.tables import TRUE_LABELS
+    from wrp.stages import TRUE_LABELS
 
-    pairs = generated_pairs("smoke", 0, "motion-only", 2, progress=False)
-    truths = generated_pairs("smoke", 0, TRUE_LABELS, 2, progress=False)
+    run = _smoke()
+    pairs = generated_pairs(run, "motion-only", 2)
+    truths = generated_pairs(run, TRUE_LABELS, 2)
     assert [t[0] for t in truths] == [p[0] for p in pairs]
     for (_, generated), (_, truth) in zip(pairs, truths, strict=True):
         assert Path(truth).name == Path(generated).name and "/gtFine/" in truth and truth != generated
@@ -208,54 +224,58 @@ def test_true_labels_replace_each_generated_label_with_the_worlds_own(isolated_r
     assert any(differs), "motion-only labels two frames away are not all perfect"
     Path(truths[0][1]).unlink()
     with pytest.raises(FileNotFoundError, match=Path(truths[0][1]).name):
-        generated_pairs("smoke", 0, TRUE_LABELS, 2, progress=False)
+        generated_pairs(run, TRUE_LABELS, 2)
 
 
 def test_world_fps_renders_a_faster_world_for_every_stage_and_the_note_says_so(isolated_runs):
     from wrp.profiles import get_profile
     from wrp.synthetic import SynthConfig
-    from wrp.tables import cell_budget
 
-    assert get_profile("smoke").synth_overrides == {}, "a named profile renders the world's own 35 fps"
-    slow = cell_budget("smoke", fps=7)
-    assert slow.fps == 7.0 and slow.synth_overrides == {"fps": 7.0}
-    assert SynthConfig.from_profile(slow, 0, **slow.synth_overrides).fps == 7.0
-    default, fast = manifest_for("smoke", 0), manifest_for(slow, 0)
+    smoke = _smoke()
+    assert smoke.profile.fps is None and SynthConfig.from_profile(smoke.profile, 0).fps == 35.0, \
+        "a named profile renders the world's own 35 fps"
+    slow = _table_run("--world-fps", "7")
+    assert slow.profile.fps == 7.0 and slow == smoke.with_profile(fps=7.0)
+    assert SynthConfig.from_profile(slow.profile, 0).fps == 7.0
+    default, fast = manifest_for(smoke), manifest_for(slow)
     assert default != fast, "another frame rate is another world, keyed apart"
     assert json.loads((Manifest.load(fast).root / "world.json").read_text())["config"]["fps"] == 7.0
-    assert "smoke profile (synthetic at 7 frames/s)" in grid_note(slow, [0])
-    assert "synthetic at" not in grid_note("smoke", [0])
+    assert "smoke profile on the synthetic world at 7 frames/s" in grid_note(slow, [0])
+    assert "frames/s" not in grid_note(smoke, [0])
     with pytest.raises(ValueError, match="fps=0.0 must be positive"):
         get_profile("smoke", fps=0.0)
 
 
-def test_budget_arguments_reach_the_profile_and_bad_values_are_parser_errors():
-    import argparse
-
+def test_budget_options_reach_the_profile_and_bad_values_are_refused(isolated_runs, capsys):
+    from wrp.cli import main
     from wrp.profiles import get_profile
-    from wrp.tables import add_budget_arguments, budget_from_arguments
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default="smoke")
-    add_budget_arguments(parser)
-    prof = budget_from_arguments(parser, parser.parse_args(
-        ["--cell-iters", "9", "--cell-crop", "32", "64", "--world-fps", "10"]))
-    assert (prof.cell_iters, prof.cell_crop, prof.fps) == (9, (32, 64), 10.0)
-    assert budget_from_arguments(parser, parser.parse_args([])) == get_profile("smoke")
-    for bad in (["--world-fps", "0"], ["--cell-iters", "0"], ["--cell-crop", "999", "8"]):
-        with pytest.raises(SystemExit):
-            budget_from_arguments(parser, parser.parse_args(bad))
+    for table in (1, 2):
+        prof = _table_run("--cell-iters", "9", "--cell-crop", "32", "64", "--world-fps", "10",
+                          table=table).profile
+        assert (prof.table_iters, prof.table_crop, prof.fps) == (9, (32, 64), 10.0)
+        assert _table_run(table=table).profile == get_profile("smoke")
+    for bad, why in ((["--world-fps", "0"], "fps=0.0 must be positive"),
+                     (["--cell-iters", "0"], "table_iters=0 must be ≥ 1"),
+                     (["--cell-crop", "999", "8"], "table_crop=\\(999, 8\\) must lie inside the frame")):
+        with pytest.raises(ValueError, match=why):
+            _table_run(*bad)
+        assert main(["table1", "--profile", "smoke", "--no-progress", *bad]) == 2
+        assert "wrp table1: error:" in capsys.readouterr().err
+    assert not (isolated_runs / "stages").exists(), "a bad budget is refused before any stage runs"
 
 
 def test_neighbour_change_grows_with_distance_and_with_a_lower_frame_rate(isolated_runs):
     from pathlib import Path
 
-    from wrp.tables import TRUE_LABELS, cell_budget, neighbour_change
+    from wrp.stages import TRUE_LABELS
+    from wrp.tables import neighbour_change
 
-    near_far = neighbour_change("smoke", 0, [1, 4])
+    run = _smoke()
+    near_far = neighbour_change(run, [1, 4])
     assert list(near_far) == [1, 4] and 0 < near_far[1] < near_far[4] < 100
-    assert neighbour_change(cell_budget("smoke", fps=7), 0, [4])[4] > near_far[4]
-    assert list(neighbour_change("smoke", 0)) == [1, 2, 4], "1, 2, 5 and k=4, inside the profile's range"
-    Path(generated_pairs("smoke", 0, TRUE_LABELS, 1, progress=False)[0][1]).unlink()
+    assert neighbour_change(run.with_profile(fps=7), [4])[4] > near_far[4]
+    assert list(neighbour_change(run)) == [1, 2, 4], "1, 2, 5 and k=4, inside the profile's range"
+    Path(generated_pairs(run, TRUE_LABELS, 1)[0][1]).unlink()
     with pytest.raises(FileNotFoundError, match="neighbour_change needs a dataset that labels every"):
-        neighbour_change("smoke", 0, [1])
+        neighbour_change(run, [1])

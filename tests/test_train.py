@@ -17,13 +17,17 @@ import torch
 from tests.conftest import REPO
 from wrp.io import atomic_write_json
 from wrp.launch import launch, torchrun_command
-from wrp.train import Builder, Job, TrainConfig, global_batches, poly_lr, read_log
+from wrp.train import BUILDERS, Builder, Job, TrainConfig, global_batches, poly_lr, read_log, register_builder
+
+TOYS = {f"toy-{part}": f"tests.ddp_toys:{part}" for part in ("model", "data", "loss")}
+for _name, _target in TOYS.items():
+    register_builder(_name, _target)
 
 
 def _job(iters: int = 6, batch: int = 4, delay: float = 0.0, every: int = 50,
          dropout: float = 0.1) -> Job:
-    return Job(Builder("tests.ddp_toys:model", {"dropout": dropout}),
-               Builder("tests.ddp_toys:data", {"delay": delay}), Builder("tests.ddp_toys:loss"),
+    return Job(Builder("toy-model", {"dropout": dropout}),
+               Builder("toy-data", {"delay": delay}), Builder("toy-loss"),
                TrainConfig(iters=iters, batch_size=batch, base_lr=0.1, seed=3, checkpoint_every=every,
                            log_every=1, device="cpu"))
 
@@ -55,7 +59,7 @@ def test_channels_last_reaches_the_model_and_changes_only_rounding(tmp_path):
     runs = {}
     for nhwc in (True, False):
         base = _job(iters=6, batch=4)
-        job = replace(base, model=Builder("tests.ddp_toys:model", {"dropout": 0.1, "expect_nhwc": nhwc}),
+        job = replace(base, model=Builder("toy-model", {"dropout": 0.1, "expect_nhwc": nhwc}),
                       train=replace(base.train, channels_last=nhwc))
         launch(job, tmp_path / str(nhwc), nproc=1, progress=False)
         runs[nhwc] = _weights(tmp_path / str(nhwc))
@@ -68,11 +72,12 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     whole = tmp_path / "whole"
     job_file = atomic_write_json(tmp_path / "job.json", job.to_json())
+    toys = [f"--builder={name}={target}" for name, target in TOYS.items()]
     cmd = [sys.executable, "-m", "wrp.launch", str(job_file)]
-    subprocess.run(cmd + [str(whole)], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd + [str(whole)] + toys, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + [str(killed)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd + [str(killed)] + toys, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -86,7 +91,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     reached = torch.load(killed / "checkpoint.pt", weights_only=False)["iteration"]
     assert 9 <= reached < 24, f"the kill should land mid-run, the checkpoint says {reached}"
     assert not (killed / "model.pt").exists()
-    subprocess.run(cmd + [str(killed)], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd + [str(killed)] + toys, cwd=REPO, env=env, check=True, capture_output=True,
+                   timeout=300)
     _assert_same(_weights(whole), _weights(killed), atol=1e-6)
     assert json.loads((killed / "result.json").read_text())["resumed_from"] == reached
     assert [row["iteration"] for row in read_log(killed)] == list(range(1, 25))
@@ -104,7 +110,9 @@ def test_the_learning_rate_is_polynomial_and_every_epoch_is_a_permutation():
 
 def test_torchrun_command_for_one_and_several_nodes(tmp_path):
     single = torchrun_command(tmp_path / "job.json", tmp_path, 4)
-    assert "--standalone" in single and "--nproc_per_node=4" in single and single[-3] == "wrp.launch"
+    assert "--standalone" in single and "--nproc_per_node=4" in single
+    assert single[single.index("wrp.launch") + 1:][:2] == [str(tmp_path / "job.json"), str(tmp_path)]
+    assert {f"--builder={n}={t}" for n, t in TOYS.items()} <= set(single), "registered toys travel"
     multi = torchrun_command(tmp_path / "job.json", tmp_path, 8, nnodes=2, node_rank=1,
                              rdzv_endpoint="node0:29400")
     assert "--nnodes=2" in multi and "--node_rank=1" in multi and "--rdzv_endpoint=node0:29400" in multi
@@ -114,15 +122,22 @@ def test_torchrun_command_for_one_and_several_nodes(tmp_path):
 
 def test_a_bad_builder_and_a_bad_config_are_explained():
     with pytest.raises(ValueError, match="must read 'package.module:function'"):
-        Builder("tests.ddp_toys.model").build()
+        register_builder("toy-bad", "tests.ddp_toys.model")
+    with pytest.raises(ValueError, match="only registered builders"):
+        Builder("tests.ddp_toys:model").build()  # a module path is not a name: no code from job.json
+    with pytest.raises(ValueError, match="already registered"):
+        register_builder("segmentation-model", "tests.ddp_toys:model")
+    assert BUILDERS["segmentation-model"] == "wrp.models:build_model"
     with pytest.raises(ValueError, match="TrainConfig"):
         TrainConfig(iters=0)
 
 
 def test_the_baseline_segmenter_stage_trains_scores_and_is_reused(isolated_runs):
-    from wrp.experiments import train_segmenter
+    from wrp.profiles import Run
+    from wrp.stages import train_segmenter
 
-    folder = train_segmenter("smoke", seed=0, iters=2, progress=False)
+    run = Run.create("smoke", seed=0, progress=False)
+    folder = train_segmenter(run, iters=2)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert 0 <= metrics["miou"] <= 100 and metrics["images"] == 1  # one validation partition
     assert set(metrics["per_class_iou"]) <= {"road", "sidewalk", "building", "wall", "fence", "pole",
@@ -131,7 +146,7 @@ def test_the_baseline_segmenter_stage_trains_scores_and_is_reused(isolated_runs)
                                              "motorcycle", "bicycle"}
     assert (folder / "model.pt").is_file() and (folder / "log.csv").is_file()
     stamp = (folder / "model.pt").stat().st_mtime_ns
-    assert train_segmenter("smoke", seed=0, iters=2, progress=False) == folder
+    assert train_segmenter(run, iters=2) == folder
     assert (folder / "model.pt").stat().st_mtime_ns == stamp, "a finished stage is not retrained"
 
 

@@ -52,6 +52,7 @@ BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 
 FALLBACK_LR = 0.01
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
 TRUE_LABELS = "true-labels"  # the dataset's own labels of the generated frames: every policy's ceiling
+MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,13 +382,16 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
                loss: str = "ce", iters_share: float = 1.0, lr_factor: float = 1.0,
                train_seed: int | None = None) -> dict[str, Any]:
     """One table cell: a segmenter trained on the human labels (+ ``policy``'s generated labels of
-    ±``k``) with the budget every cell of a table shares — ``iters_share`` of the profile's
-    ``table_iters`` at its ``table_crop`` — and ``lr_factor`` × the dataset's base LR.
+    ±``k``: by default the profile's k, ±:data:`MOTION_ONLY_K` for motion-only) with the budget
+    every cell of a table shares — ``iters_share`` of the profile's ``table_iters`` at its
+    ``table_crop`` — and ``lr_factor`` × the dataset's base LR.
     ``run.seed`` picks the world, its split and the models that generate its labels; ``train_seed``
     (default ``run.seed``) only the segmenter's own initialisation and sampling — the paper's
     protocol of one dataset, one set of generated labels and several training seeds.
     Returns its ``metrics.json`` (validation mIoU, per-class IoU) with the stage folder."""
     prof = run.profile
+    if k is None and policy == "motion-only":
+        k = MOTION_ONLY_K
     generated = generated_pairs(run, policy, k) if policy not in (None, "baseline") else None
     overrides: dict[str, Any] = {"loss": loss, "crop": list(prof.frame_crop(prof.table_crop)),
                                  "iters": max(1, round(prof.table_iters * iters_share))}

@@ -26,13 +26,12 @@ from wrp.io import atomic_write_text
 from wrp.metrics import mean_std
 from wrp.paper import TABLE1, TABLE2
 from wrp.profiles import Profile, Run
-from wrp.stages import manifest_for, train_cell, true_label
+from wrp.stages import MOTION_ONLY_K, manifest_for, train_cell, true_label
 from wrp.train import job_from_file, load_model, predict
 from wrp.viz import confusable_changes
 
 ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
 TABLE1_POLICIES = ("baseline", "motion-only", "semantic-only", "warp-refine")
-MOTION_ONLY_K = 2  # Table 1's note: motion-only labels use frames ±2
 
 # Table 2's rows: (loss, generated policy, ±k of the generated labels, iteration share, LR factor)
 TABLE2_ROWS: dict[str, dict[str, Any]] = {
