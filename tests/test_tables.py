@@ -279,3 +279,22 @@ def test_neighbour_change_grows_with_distance_and_with_a_lower_frame_rate(isolat
     Path(generated_pairs(run, TRUE_LABELS, 1)[0][1]).unlink()
     with pytest.raises(FileNotFoundError, match="neighbour_change needs a dataset that labels every"):
         neighbour_change(run, [1])
+
+
+def test_a_motion_only_cell_takes_labels_of_two_frames_unless_told_otherwise(tmp_path, monkeypatch):
+    import wrp.stages as stages
+
+    asked: list[tuple[str, int | None]] = []
+    monkeypatch.setattr(stages, "generated_pairs",
+                        lambda run, policy, k=None: asked.append((policy, k)) or [])
+
+    def trained(run, arch, train_seed=None, **job):
+        (tmp_path / "metrics.json").write_text(json.dumps({"miou": 1.0}))
+        return tmp_path
+
+    monkeypatch.setattr(stages, "train_segmenter", trained)
+    run = _smoke()
+    train_cell(run, "deeplabv3", "motion-only")
+    train_cell(run, "deeplabv3", "motion-only", k=3)
+    train_cell(run, "deeplabv3", "warp-refine")
+    assert asked == [("motion-only", 2), ("motion-only", 3), ("warp-refine", None)]
