@@ -31,6 +31,17 @@ def test_pipeline_diagram_names_every_stage_and_saves_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
 
 
+def test_the_pipeline_diagram_names_the_modules_that_implement_each_box():
+    from wrp.viz import pipeline_modules
+
+    modules = pipeline_modules()  # looked up in the code, so a moved function moves its box's label
+    assert modules == {"video": "wrp.synthetic", "clips": "wrp.data", "seg": "wrp.models",
+                       "warp": "wrp.propagation", "cycle": "wrp.denoiser", "propagate": "wrp.policies",
+                       "tables": "wrp.tables"}
+    text = " ".join(t.get_text() for t in pipeline_diagram().axes[0].texts)
+    assert all(module in text for module in modules.values())
+
+
 def test_confusable_changes_sort_disagreements_on_look_alike_classes_by_who_is_right(tmp_path):
     from wrp.viz import confusable_changes, table_bars_figure, with_without_figure
 

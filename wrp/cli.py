@@ -196,8 +196,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         "world_fps": run.profile.fps, "seeds": seeds, "world_seed": getattr(args, "world_seed", None),
         "k": getattr(args, "k", None) or run.profile.k, "table_iters": run.profile.table_iters,
         "table_crop": list(run.profile.frame_crop(run.profile.table_crop)), "results": results,
-        "mean_std": {g: ({c: mean_std(v) for c, v in cells.items()} if isinstance(cells, dict)
-                         else mean_std(cells)) for g, cells in results.items()},
+        "mean_std": {g: {c: mean_std(v) for c, v in cells.items()} for g, cells in bars.items()},
         "gains": gains, "checks": checks, "seconds": round(time.time() - started, 1)}))
     print(paths[1].read_text())
     for group, rows in gains.items():
