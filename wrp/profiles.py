@@ -176,7 +176,7 @@ PROFILES: dict[str, Profile] = {
         table_seeds=(0,),
         table_iters=50,
         table_crop=(64, 128),
-        cell_timeout_s=1800,
+        cell_timeout_s=3600,  # generous: training g_ψ is one cell, and a shared CPU can be slow
     ),
     "paper": Profile(
         name="paper",
