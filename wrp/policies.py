@@ -42,6 +42,12 @@ POLICIES = ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine
 NEEDS_SEGMENTER = frozenset({"semantic-only", "warp-inpaint", "warp-refine"})
 INPAINT = ("motion", "semantic")  # what Ω's input holds where motion fails (see ``Propagator``)
 
+def check_inpaint(inpaint: str) -> None:
+    """Refuse an ``inpaint`` that is not one of :data:`INPAINT`, naming the choices."""
+    if inpaint not in INPAINT:
+        raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
+
+
 Labelled = tuple[np.ndarray, np.ndarray | None]  # (H, W) train ids, (H, W) confidence 0..1 or None
 
 
@@ -65,8 +71,7 @@ class Propagator:
     _targets: dict = field(default_factory=dict, init=False, repr=False)  # last step's target images
 
     def __post_init__(self) -> None:
-        if self.inpaint not in INPAINT:
-            raise ValueError(f"inpaint={self.inpaint!r}; use one of {INPAINT}")
+        check_inpaint(self.inpaint)
 
     def check(self, policy: str) -> None:
         if policy not in POLICIES:

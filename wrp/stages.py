@@ -33,10 +33,10 @@ from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
 from wrp.motion import make_estimator
 from wrp.policies import (
-    INPAINT,
     NEEDS_SEGMENTER,
     POLICIES,
     Propagator,
+    check_inpaint,
     label_file,
     propagate_clips,
     propagation_accuracy,
@@ -201,11 +201,6 @@ def train_segmenter(run: Run, arch: str = "msa_hrnet_ocr", train_seed: int | Non
 # ---------------------------------------------------------------------------------------------
 # Ω: cyclic warped labels of the labelled frames, and the denoiser trained on them (§3)
 # ---------------------------------------------------------------------------------------------
-def _check_inpaint(inpaint: str) -> None:
-    if inpaint not in INPAINT:
-        raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
-
-
 def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
                        inpaint: str = DEFAULT_INPAINT) -> Path:
     """Stage ``cyclic``: the cyclic warped labels ``t → t±p → t`` of the labelled frames of
@@ -214,7 +209,7 @@ def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
     Pixels the motion cannot explain keep the motion's guess (``inpaint="motion"``) or take
     ``g_ψ``'s prediction (``"semantic"``). ``split="val"`` gives the held-out pairs that score Ω.
     """
-    _check_inpaint(inpaint)
+    check_inpaint(inpaint)
     manifest = manifest_for(run)
     seg = train_segmenter(run) if inpaint == "semantic" else None
     cycle_lengths = run.profile.cycle_lengths
@@ -295,7 +290,7 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
         raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
-    _check_inpaint(inpaint)
+    check_inpaint(inpaint)
     manifest = manifest_for(run)
     seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
