@@ -44,10 +44,19 @@ DONE_FILE = "stage.json"
 CONFIG_FILE = "config.json"
 
 
+#: Field metadata of a dataclass field added to a config after its stages were first cached: the
+#: field enters the canonical form (and so the key) only when set away from its default, so every
+#: stage built before the field existed keeps its key — ``field(default=…, metadata=ADDED_LATER)``.
+KEY_ONLY_WHEN_SET = "key-only-when-set"
+ADDED_LATER = {KEY_ONLY_WHEN_SET: True}
+
+
 def canonical_config(config: Any) -> Any:
-    """A JSON-ready, order-independent form of a config (dataclass, dict, list, scalar, path)."""
+    """A JSON-ready, order-independent form of a config (dataclass, dict, list, scalar, path);
+    a field marked :data:`ADDED_LATER` is left out while it holds its default."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: canonical_config(getattr(config, f.name)) for f in dataclasses.fields(config)}
+        return {f.name: canonical_config(getattr(config, f.name)) for f in dataclasses.fields(config)
+                if not (f.metadata.get(KEY_ONLY_WHEN_SET) and getattr(config, f.name) == f.default)}
     if isinstance(config, dict):
         return {str(k): canonical_config(v) for k, v in sorted(config.items(), key=lambda kv: str(kv[0]))}
     if isinstance(config, (list, tuple)):

@@ -21,6 +21,7 @@ from wrp.io import atomic_write_json
 from wrp.metrics import mean_std
 from wrp.profiles import PROFILES, Run, profile_names, profiles_table
 from wrp.runtime import runs_dir
+from wrp.synthetic import HELD_OUT_STYLE, STYLES
 
 INPUT_ERRORS = (ValueError, FileNotFoundError)
 
@@ -28,6 +29,7 @@ INPUT_ERRORS = (ValueError, FileNotFoundError)
 def _run(args: argparse.Namespace, **overrides: Any) -> Run:
     """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
     ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
+    overrides = {"style": getattr(args, "style", None), **overrides}
     return Run.create(args.profile, dataset=getattr(args, "dataset", None), seed=getattr(args, "seed", 0),
                       device=args.device, nproc=getattr(args, "nproc", 1), progress=not args.no_progress,
                       **{k: v for k, v in overrides.items() if v is not None})
@@ -74,10 +76,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from wrp.synthetic import SynthConfig, generate_world
 
     try:
-        run = Run.create(args.profile, seed=args.seed, device="cpu")
+        style = {"style": args.style} if args.style else {}
+        run = Run.create(args.profile, seed=args.seed, device="cpu", **style)
         extra = {"records": args.records} if args.records is not None else {}
         config = SynthConfig.from_profile(run.profile, args.seed, motion_blur=args.motion_blur, **extra)
         out = generate_world(config, args.out, workers=args.workers, progress=not args.no_progress)
+        if args.as_frames is not None:
+            from wrp.prepare import tree_to_frames
+
+            as_frames = tree_to_frames(out, args.as_frames, progress=not args.no_progress)
     except (ValueError, FileExistsError) as exc:
         print(f"wrp synth: error: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +92,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"synthetic world: {config.records} records × {config.frames_per_record} frames "
           f"({frames} frames, {config.height}×{config.width}) → {out}")
     print(f"generator config and summary → {out / 'world.json'}")
+    if args.as_frames is not None:
+        print(f"as a folder of frames: {as_frames['videos']} videos, {as_frames['frames']} frames, "
+              f"{as_frames['labels']} labels → {args.as_frames / 'frames'}, {args.as_frames / 'labels'}")
+        print(f"next: wrp prepare-frames {args.as_frames / 'frames'} {args.as_frames / 'labels'} --out TREE "
+              f"--partition-length {run.profile.partition_length}")
     return 0
 
 
@@ -115,9 +127,15 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     except INPUT_ERRORS as exc:
         print(f"wrp train-denoiser: error: {exc}", file=sys.stderr)
         return 2
-    held = json.loads((folder / "metrics.json").read_text())["held_out"]
-    print(f"held-out cyclic labels: mIoU {held['cyclic']:.2f} before Ω, {held['refined']:.2f} after; "
-          f"model in {folder}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    held, chosen = metrics["held_out"], metrics["selection"]
+    opened = sum(t < 1 for t in chosen["gate"]["valid"] + chosen["gate"]["unexplained"])
+    print(f"chosen on {chosen['samples']} cyclic labels of held-out training records: snapshot "
+          f"{chosen['snapshot']}, gate open for {opened} of {2 * len(chosen['gate']['valid'])} "
+          f"(class, motion explains / not) groups; mIoU {chosen['input_miou']:.2f} → "
+          f"{chosen['chosen_miou']:.2f}")
+    print(f"validation records' cyclic labels: mIoU {held['cyclic']:.2f} before Ω, {held['refined']:.2f} "
+          f"after; model in {folder}")
     return 0
 
 
@@ -135,8 +153,12 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     speed = json.loads((folder / "speed.json").read_text())
     print("frames/s: " + ", ".join(f"{p} {v['frames_per_s']:.1f}" for p, v in speed.items()))
     print(f"labels in {folder / 'labels'}")
+    report = folder / "report.json"
+    warning = json.loads(report.read_text()).get("denoiser_warning") if report.is_file() else None
     if not (folder / "accuracy.csv").is_file():
         print("no accuracy: the dataset has ground truth for the labelled frames only")
+        if warning:
+            print(f"WARNING: {warning}")
         return 0
     rows = read_accuracy(folder)
     distances = sorted({int(r["distance"]) for r in rows})
@@ -147,6 +169,8 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     for policy in policies:
         cells = {int(r["distance"]): r["miou"] for r in rows if r["policy"] == policy}
         print(f"{policy:<15}" + "".join(f"{cells[d]:>8.1f}" for d in shown))
+    if warning:
+        print(f"WARNING: {warning}")
     return 0
 
 
@@ -207,6 +231,26 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare_frames(args: argparse.Namespace) -> int:
+    import shlex
+
+    from wrp.prepare import prepare_frames
+
+    try:
+        out = prepare_frames(args.frames, args.labels, args.out, dataset=args.dataset_name,
+                             partition_length=args.partition_length, labelled=args.labelled, val=args.val,
+                             seed=args.seed, label_format=args.label_format, link=args.link,
+                             dry_run=args.dry_run, progress=not args.no_progress, workers=args.workers)
+    except INPUT_ERRORS as exc:
+        print(f"wrp prepare-frames: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        tree = shlex.quote(str(out))
+        print(f"next: wrp propagate --dataset {tree}   # g_ψ, Ω, then each policy's labels of the val videos")
+        print(f"      wrp propagate --dataset {tree} --split train --policy warp-refine --out LABELS")
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in profile_names()]
     if unknown:
@@ -241,6 +285,9 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     if seed:
         parser.add_argument("--seed", type=int, default=0,
                             help="the synthetic world, its split and the models' initial weights")
+    parser.add_argument("--style", default=None, choices=list(STYLES),
+                        help="the synthetic world's look and layout (default: the profile's, street); "
+                             f"{HELD_OUT_STYLE} is the held-out style of the world family")
     parser.add_argument("--nproc", type=int, default=1,
                         help="processes (torchrun) for each training job on this machine")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -319,13 +366,49 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--profile", default="demo", choices=profile_names(),
                      help="sizes: resolution, records, frames per record (default: demo)")
     syn.add_argument("--seed", type=int, default=0, help="the world is a function of this seed")
+    syn.add_argument("--style", default=None, choices=list(STYLES),
+                     help=f"look and layout (default: street; {HELD_OUT_STYLE} is the held-out style)")
     syn.add_argument("--records", type=int, default=None, help="the world's record count (default: the "
                      "profile's train + val records)")
     syn.add_argument("--motion-blur", type=int, default=1, metavar="N",
                      help="average N sub-frame renders per image (1 = no blur)")
     syn.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    syn.add_argument("--as-frames", type=Path, default=None, metavar="DIR",
+                     help="also write the world as a folder of frames for `wrp prepare-frames`: "
+                          "DIR/frames/<record>/<frame>.png and DIR/labels/<record>/<frame>.png")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
+
+    pre = commands.add_parser(
+        "prepare-frames", help="your own video: folders of frames and labels → a tree for --dataset",
+        description="Turn FRAMES/<video>/<frame>.png|jpg (one sub-folder per video, frames in the natural "
+        "order of their names) and LABELS/<video>/<frame stem>.png into the prepared tree that "
+        "--dataset reads. Each video is cut into partitions; the frame at the labelled position of "
+        "every partition needs a label, other frames' labels are optional (used only to evaluate). "
+        "Videos are split into train / val at random. Names, sizes and labels are checked before a "
+        "file is written; a rerun writes only what is new or a changed label. See docs/own_data.md.")
+    pre.add_argument("frames", type=Path, metavar="FRAMES", help="folder of video folders of frames")
+    pre.add_argument("labels", type=Path, metavar="LABELS", help="folder of video folders of label PNGs")
+    pre.add_argument("--out", type=Path, required=True, metavar="TREE", help="folder for the prepared tree")
+    pre.add_argument("--dataset-name", default="own", metavar="NAME",
+                     help="the dataset's name in splits/dataset.json (default: own)")
+    pre.add_argument("--partition-length", type=int, default=21, metavar="N",
+                     help="frames per partition (default: 21, the paper's)")
+    pre.add_argument("--labelled", type=int, default=None, metavar="I",
+                     help="position of the labelled frame in a partition, 0-based (default: the centre)")
+    pre.add_argument("--val", type=float, default=0.2, metavar="SHARE",
+                     help="validation videos: a share (at least one video each side) or a count ≥ 1 "
+                          "(default: 0.2)")
+    pre.add_argument("--seed", type=int, default=0, help="seed of the random split by video")
+    pre.add_argument("--label-format", default="label-ids", choices=["label-ids", "train-ids"],
+                     help="label PNGs hold official Cityscapes label ids (default) or train ids 0..18 "
+                          "with 255 = ignore (converted to label ids)")
+    pre.add_argument("--link", default="copy", choices=["copy", "hardlink", "symlink"],
+                     help="PNG frames: copy them (default) or link them to save disk (JPEGs are converted)")
+    pre.add_argument("--dry-run", action="store_true", help="check, say what would be written, write nothing")
+    pre.add_argument("--workers", type=int, default=1, help="threads that convert and copy files (default 1)")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pre.set_defaults(func=_cmd_prepare_frames)
 
     seg = commands.add_parser(
         "train-seg", help="train a segmenter (the baseline g_ψ by default) on the human labels",

@@ -15,6 +15,8 @@ the shared engine (the ``cyclic`` and ``denoiser`` stages of ``wrp.stages``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wrp.data import NUM_CLASSES
+from wrp.data import IGNORE_INDEX, NUM_CLASSES
+from wrp.io import atomic_save
 from wrp.metrics import confusion_matrix, mean_iou
 from wrp.models import normalise, ocr_features
 from wrp.motion import ClipFlowCache
 from wrp.propagation import cyclic_warped_labels, one_hot
 from wrp.runtime import progress_bar
-from wrp.train import job_from_file, load_model
+from wrp.train import FINAL, SNAPSHOTS, Job, job_from_file, load_model
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -207,9 +210,15 @@ class CyclicDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: str | Path, seed: int = 0, hflip: bool = True,
                  crop: tuple[int, int] | None = None, num_classes: int = NUM_CLASSES,
-                 segmenter: nn.Module | None = None) -> None:
+                 segmenter: nn.Module | None = None, held_out: Sequence[int] | None = None) -> None:
         with np.load(samples) as data:
             self.arrays = {k: data[k] for k in data.files}
+        # the samples of the clips in ``held_out`` are left out (they choose among Ω's snapshots)
+        skip = set(held_out or ())
+        self.rows = [i for i, m in enumerate(self.arrays["meta"]) if int(m[0]) not in skip]
+        if not self.rows:
+            raise ValueError(f"{samples}: every cyclic sample belongs to a held-out clip; "
+                             "nothing to train on")
         height, width = self.arrays["label"].shape[1:]
         if crop is not None and not (0 < crop[0] <= height and 0 < crop[1] <= width):
             raise ValueError(f"crop {tuple(crop)} does not fit the samples' frames ({height}, {width})")
@@ -251,10 +260,11 @@ class CyclicDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.arrays["meta"])
+        return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor]:
+    def __getitem__(self, row: int) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor]:
         a = self.arrays
+        i = self.rows[row]
         height, width = a["label"].shape[1:]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         flip = self.hflip and rng.random() < 0.5
@@ -284,13 +294,14 @@ class CyclicDataset(torch.utils.data.Dataset):
 
 
 def cyclic_dataset(samples: str, seed: int = 0, crop: list[int] | None = None,
-                   segmenter: str | None = None) -> CyclicDataset:
+                   segmenter: str | None = None, held_out: list[int] | None = None) -> CyclicDataset:
     """Builder target of the denoiser's training job; ``segmenter`` (a stage folder) caches the
-    whole-frame OCR features of ``g_ψ``."""
+    whole-frame OCR features of ``g_ψ``; the samples of the clips ``held_out`` are left out."""
     model = None
     if segmenter is not None:
         model = load_model(job_from_file(Path(segmenter) / "job.json"), Path(segmenter))
-    return CyclicDataset(samples, seed, crop=tuple(crop) if crop else None, segmenter=model)
+    return CyclicDataset(samples, seed, crop=tuple(crop) if crop else None, segmenter=model,
+                         held_out=held_out)
 
 
 @torch.no_grad()
@@ -301,9 +312,137 @@ def refine(denoiser: Denoiser, x: Tensor, ocr: Tensor | None = None) -> Tensor:
     return denoiser(x.to(param.device), None if ocr is None else ocr.to(param.device))["out"].softmax(1)
 
 
-def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dict[str, Any]:
-    """mIoU of ``l°_t`` and of ``Ω(l°_t)`` against ``L_t`` on cyclic samples (e.g. the held-out
-    records'), per cycle length — does Ω undo the cycle's noise? Unlabelled pixels count wrong."""
+# ----------------------------------------------------------------------------------------------
+# Safe refinement: Ω changes a label only where it is sure enough, and how sure is chosen without
+# ground truth, on cyclic labels of held-out records
+# ----------------------------------------------------------------------------------------------
+#: Candidate thresholds of the gate; 1.0 never lets Ω change a label (a probability is never > 1).
+GATE_THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Where Ω's label replaces its input label: where Ω's probability of its own label ``c``
+    exceeds ``valid[c]`` on pixels the motion explains, ``unexplained[c]`` on the others (a class
+    Ω gets wrong on held-out records must be surer before it may overwrite the input).
+    ``Gate()`` is Ω alone (the paper); :meth:`closed` leaves every input label as it is."""
+
+    valid: tuple[float, ...] = (0.0,) * NUM_CLASSES
+    unexplained: tuple[float, ...] = (0.0,) * NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        for name in ("valid", "unexplained"):
+            object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
+
+    @classmethod
+    def closed(cls, num_classes: int = NUM_CLASSES) -> Gate:
+        return cls((1.0,) * num_classes, (1.0,) * num_classes)
+
+    def apply(self, probs: Tensor, labels: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, K, H, W) Ω probabilities, (B, H, W) input train ids and validity → the gated train
+        ids and Ω's probability of each (B, H, W). Input pixels without a label (255) take Ω's."""
+        conf, ids = probs.max(1)
+        tables = torch.tensor([self.valid, self.unexplained], dtype=conf.dtype, device=probs.device)
+        threshold = tables[(~valid.to(probs.device).bool()).long(), ids]
+        labels = labels.to(probs.device).long()
+        keep = (conf <= threshold) & (labels < probs.shape[1])
+        out = torch.where(keep, labels, ids)
+        return out, probs.gather(1, out[:, None].clamp(max=probs.shape[1] - 1))[:, 0]
+
+
+def _predictions(denoiser: Denoiser, data: CyclicDataset, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ω's labels (N, H, W) uint8 and their probabilities (N, H, W) float32 for every sample of ``data``."""
+    ids, conf = [], []
+    for start in range(0, len(data), batch):
+        x = torch.stack([data[j][0] for j in range(start, min(start + batch, len(data)))])
+        c, i = refine(denoiser, x).max(1)
+        ids.append(i.to(torch.uint8).cpu().numpy())
+        conf.append(c.cpu().numpy())
+    return np.concatenate(ids), np.concatenate(conf)
+
+
+def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: np.ndarray,
+                 truth: np.ndarray, thresholds: Sequence[float], K: int) -> tuple[Gate, float]:
+    """The gate that maximises the mIoU of the gated labels against ``truth``: pixels are grouped by
+    (motion explains them, Ω's class); each group's confusion matrix is known for every threshold,
+    so thresholds are chosen group by group (coordinate ascent from the best single threshold)."""
+    keep = truth != IGNORE_INDEX
+    pred, conf, inputs, truth = pred[keep], conf[keep], inputs[keep], truth[keep]
+    group = np.where(valid[keep], 0, 1) * K + pred.astype(np.int64)
+    missing = inputs >= K  # an input without a label always takes Ω's
+    cell = truth.astype(np.int64) * (K + 1)
+    tables = np.zeros((2 * K, len(thresholds), K, K + 1), np.int64)
+    for t, threshold in enumerate(thresholds):
+        out = np.minimum(np.where((conf > threshold) | missing, pred, inputs).astype(np.int64), K)
+        counts = np.bincount(group * (K * (K + 1)) + cell + out, minlength=2 * K * K * (K + 1))
+        tables[:, t] = counts.reshape(2 * K, K, K + 1)
+
+    def score(choice: np.ndarray) -> float:
+        return mean_iou(tables[np.arange(2 * K), choice].sum(0))
+
+    candidates = [np.full(2 * K, t) for t in range(len(thresholds))]
+    choice = max(candidates, key=lambda c: (round(score(c), 4), int(c[0])))  # a tie: surer
+    best = score(choice)
+    for _ in range(3):
+        improved = False
+        for g in range(2 * K):
+            for t in range(len(thresholds)):
+                trial = choice.copy()
+                trial[g] = t
+                value = score(trial)
+                if value > best + 1e-9 or (abs(value - best) <= 1e-9 and t > choice[g]):
+                    improved |= value > best + 1e-9
+                    choice, best = trial, max(best, value)
+        if not improved:
+            break
+    levels = [float(thresholds[t]) for t in choice]
+    return Gate(tuple(levels[:K]), tuple(levels[K:])), best
+
+
+def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: Sequence[int],
+                      thresholds: Sequence[float] = GATE_THRESHOLDS, batch: int = 8,
+                      progress: bool = True) -> dict[str, Any]:
+    """Choose Ω's weights and :class:`Gate` on cyclic labels of held-out training records — no
+    label beyond the human-labelled frames — and make them the stage's ``model.pt``.
+
+    Every snapshot of the training run (``snapshots/``) is scored on the cyclic samples of
+    ``clips`` with the gate that suits it best; the closed gate — no label changed — is always a
+    candidate, so the choice is never worse than Ω's input on these records. Returns the choice and
+    every snapshot's score (for ``metrics.json``)."""
+    folder = Path(folder)
+    data = CyclicDataset(samples, hflip=False)
+    wanted = set(int(c) for c in clips)
+    data.rows = [i for i in data.rows if int(data.arrays["meta"][i][0]) in wanted]
+    if not data.rows:
+        raise ValueError(f"{samples}: no cyclic sample of the selection clips {sorted(wanted)}")
+    a, K = data.arrays, NUM_CLASSES
+    truth, inputs = a["label"][data.rows], a["cyclic_label"][data.rows]
+    valid = a["valid"][data.rows].astype(bool)
+    before = mean_iou(confusion_matrix(inputs, truth, K))
+    snapshots = sorted((folder / SNAPSHOTS).glob("*.pt")) or [folder / FINAL]
+    scores, best = [], None
+    for path in progress_bar(snapshots, desc="choose Ω's snapshot and gate", disable=not progress):
+        pred, conf = _predictions(load_model(job, folder, weights=path), data, batch)
+        gate, value = _choose_gate(pred, conf, inputs, valid, truth, thresholds, K)
+        alone = mean_iou(confusion_matrix(pred, truth, K))
+        scores.append({"snapshot": path.name, "gated_miou": round(value, 3), "alone_miou": round(alone, 3)})
+        if best is None or value > best[1] + 1e-9:
+            best = (path, value, gate)
+    path, value, gate = best
+    if path != folder / FINAL:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        atomic_save(folder / FINAL, lambda f: torch.save(weights, f))
+    return {"snapshot": path.name, "gate": {"valid": list(gate.valid), "unexplained": list(gate.unexplained)},
+            "clips": sorted(wanted), "samples": len(data), "input_miou": round(before, 3),
+            "chosen_miou": round(value, 3), "snapshots": scores}
+
+
+def score_cyclic(denoiser: Denoiser, samples: str | Path, gate: Gate | None = None, batch: int = 8
+                 ) -> dict[str, Any]:
+    """mIoU of ``l°_t`` and of the refined label (``gate`` applied; default Ω alone) against
+    ``L_t`` on cyclic samples (e.g. the held-out records'), per cycle length — does Ω undo the
+    cycle's noise? Unlabelled pixels count wrong."""
+    gate = gate or Gate()
     data = CyclicDataset(samples, hflip=False, num_classes=denoiser.num_classes)
     meta = data.arrays["meta"]
     K = denoiser.num_classes
@@ -312,7 +451,9 @@ def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dic
     for start in range(0, len(data), batch):
         idx = list(range(start, min(start + batch, len(data))))
         x = torch.stack([data[i][0] for i in idx])
-        pred = refine(denoiser, x).argmax(1).cpu().numpy()
+        inputs = torch.from_numpy(data.arrays["cyclic_label"][idx])
+        valid = torch.from_numpy(data.arrays["valid"][idx])
+        pred = gate.apply(refine(denoiser, x), inputs, valid)[0].cpu().numpy()
         for j, i in enumerate(idx):
             p = int(meta[i][1])
             truth = data.arrays["label"][i]
@@ -324,5 +465,21 @@ def score_cyclic(denoiser: Denoiser, samples: str | Path, batch: int = 8) -> dic
             "refined": round(mean_iou(sum(after.values())), 2)}
 
 
+def refinement_warning(held_out: dict[str, Any]) -> str | None:
+    """The warning users must see when Ω does not improve the held-out cyclic labels (overall or
+    at some cycle length p) — a label-free sign that warp-refine labels are no better than the
+    warped ones on this data — or ``None`` when it does everywhere."""
+    worse = [f"p={p}: {v['cyclic']:.2f} → {v['refined']:.2f}" for p, v in held_out["per_p"].items()
+             if v["refined"] <= v["cyclic"]]
+    if held_out["refined"] > held_out["cyclic"] and not worse:
+        return None
+    return (f"Ω does not improve the held-out cyclic labels (mIoU {held_out['cyclic']:.2f} before Ω, "
+            f"{held_out['refined']:.2f} after" + (f"; {', '.join(worse)}" if worse else "") + "). "
+            "Its labels are then no better than the warped ones: compare warp-refine with motion-only "
+            "before using them, and give Ω more labelled records, more iterations (--iters) or "
+            "another learning rate (--lr).")
+
+
 __all__ = ["Denoiser", "pack_inputs", "build_denoiser", "make_cyclic_samples", "CyclicDataset",
-           "cyclic_dataset", "refine", "score_cyclic"]
+           "cyclic_dataset", "refine", "GATE_THRESHOLDS", "Gate", "select_refinement", "score_cyclic",
+           "refinement_warning"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from wrp.data import CLASS_NAMES, NUM_CLASSES, read_label, write_label_ids
-from wrp.denoiser import pack_inputs, refine
+from wrp.denoiser import Gate, pack_inputs, refine
 from wrp.io import atomic_write_png, atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
 from wrp.models import CachedSegmenter
@@ -61,6 +61,9 @@ class Propagator:
     failed forward–backward check): ``"motion"``, the motion's own guess, with the validity
     channel telling Ω which pixels those are and ``g_ψ``'s knowledge reaching Ω through its OCR
     features only; or ``"semantic"``, ``g_ψ``'s prediction (the warp-inpaint of METHOD.md §1).
+
+    ``gate`` — where Ω's label may replace its input (:class:`~wrp.denoiser.Gate`, chosen with Ω
+    on held-out records by ``wrp.stages.train_denoiser``); ``None``: everywhere, as in the paper.
     """
 
     estimator: FlowEstimator
@@ -68,6 +71,7 @@ class Propagator:
     denoiser: torch.nn.Module | None = None
     device: str = "cpu"
     inpaint: str = "motion"
+    gate: Gate | None = None
     _targets: dict = field(default_factory=dict, init=False, repr=False)  # last step's target images
 
     def __post_init__(self) -> None:
@@ -155,13 +159,19 @@ def warp_refine(cues: Propagator, items: list[tuple], images: list, targets: tor
     """Warp-Refine Propagation, one step (METHOD.md §4, supplementary eq. (1)):
     ``L^w = Ψ(L^R_prev)`` warp-inpainted onto the next frame, then
     ``L^R = Ω_λ(I_next, I^w_prev, L^w)`` with ``g_ψ``'s OCR features of ``I_next`` at Ω's
-    bottleneck. ``L^R`` (and Ω's probability as confidence) is what the next step warps on."""
+    bottleneck. ``L^R`` (and Ω's probability as confidence) is what the next step warps on.
+    With a gate, ``L^R`` keeps ``L^w`` wherever Ω is not sure enough to change it."""
     probs, ocr = cues.segmenter.outputs(targets)  # (B, K, H, W), (B, C, h, w)
     semantic = probs.cpu() if cues.inpaint == "semantic" else None
     steps = _warped(cues, items, images, check=True, semantic=semantic)
-    x = pack_inputs(targets, torch.stack([st.image for st in steps]),
-                    torch.stack([st.label for st in steps]), torch.stack([st.valid for st in steps]))
-    return _most_likely(refine(cues.denoiser, x, ocr).cpu())
+    labels, valid = torch.stack([st.label for st in steps]), torch.stack([st.valid for st in steps])
+    refined = refine(cues.denoiser, pack_inputs(targets, torch.stack([st.image for st in steps]), labels,
+                                                valid), ocr).cpu()
+    if cues.gate is None:
+        return _most_likely(refined)
+    inputs = torch.from_numpy(np.stack([st.ids for st in steps]))
+    ids, conf = cues.gate.apply(refined, inputs, valid)
+    return [(ids[i].to(torch.uint8).numpy(), conf[i].numpy()) for i in range(len(refined))]
 
 
 STEPS: dict[str, Step] = {"copy": copy_label, "motion-only": motion_only, "semantic-only": semantic_only,

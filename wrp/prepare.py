@@ -12,11 +12,16 @@ This module does the rest the same way for every dataset:
 - :func:`execute` adds ``splits/`` (``train.txt``, ``val.txt``, ``dataset.json``, ``missing.txt``),
   refuses to mix two different preparations in one folder, prints the report and finally reads the
   tree back through :func:`wrp.data.read_prepared` / ``build_manifest`` to prove it is usable.
+
+A user's own video needs no script: :func:`prepare_frames` (``wrp prepare-frames``) turns a folder
+of frames (``frames/<video>/…``) and labels (``labels/<video>/<stem>.png``) into a prepared tree the
+same way, and :func:`tree_to_frames` writes any tree of the layout back as such a folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -29,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
@@ -36,15 +42,22 @@ import cv2
 import numpy as np
 
 from wrp.data import (
+    IGNORE_INDEX,
     IMAGE_DIR,
     IMAGE_SUFFIX,
     LABEL_DIR,
     LABEL_SUFFIX,
     LABEL_TO_TRAIN,
+    NUM_CLASSES,
     PREPARED_FILE,
+    TRAIN_TO_LABEL,
     DatasetError,
     FrameRef,
+    Record,
+    partition_record,
+    png_size,
     read_prepared,
+    scan_records,
 )
 from wrp.io import atomic_write_bytes
 from wrp.runtime import progress_bar
@@ -493,3 +506,363 @@ def run_main(prepare: Callable[[Sequence[str] | None], Any], argv: Sequence[str]
         print(f"DatasetError: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's own frames: frames/<video>/<frame> + labels/<video>/<stem>.png → a prepared tree
+# ---------------------------------------------------------------------------------------------
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+LABEL_INPUTS = ("label-ids", "train-ids")  # how a user's label PNGs encode classes
+_TRAIN_IDS = np.full(256, -1, np.int16)  # train id (0..18, 255 ignore) → official label id
+_TRAIN_IDS[:NUM_CLASSES] = TRAIN_TO_LABEL[:NUM_CLASSES]
+_TRAIN_IDS[IGNORE_INDEX] = 0  # unlabeled
+_LABEL_IDS = np.where(LABEL_TO_TRAIN == _UNKNOWN, -1, np.arange(256)).astype(np.int16)  # as they are
+
+
+def natural_key(name: str) -> tuple[list[Any], str]:
+    """Sort key of a file name that orders the numbers in it by value: ``f2.png`` < ``f10.png``."""
+    parts = re.split(r"(\d+)", name)
+    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a PNG or JPEG from its header, without decoding the pixels."""
+    if path.suffix.lower() == ".png":
+        return png_size(path)
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"\xff\xd8":
+                raise ValueError("no JPEG start marker")
+            while True:
+                if handle.read(1) != b"\xff":
+                    raise ValueError("malformed or ends before its frame header")
+                marker = handle.read(1)
+                while marker == b"\xff":  # fill bytes before a marker
+                    marker = handle.read(1)
+                if not marker or marker[0] in (0xD9, 0xDA):  # end of image / scan before a frame header
+                    raise ValueError("ends before its frame header")
+                if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # markers without a length
+                    continue
+                head = handle.read(2)
+                if 0xC0 <= marker[0] <= 0xCF and marker[0] not in (0xC4, 0xC8, 0xCC):  # start of frame
+                    data = handle.read(5)
+                    if len(data) < 5:
+                        raise ValueError("truncated frame header")
+                    return int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:5], "big")
+                if len(head) < 2:
+                    raise ValueError("truncated")
+                handle.seek(int.from_bytes(head, "big") - 2, os.SEEK_CUR)
+    except FileNotFoundError:
+        raise DatasetError(f"missing file {path}") from None
+    except ValueError as exc:
+        raise DatasetError(f"{path} is not a valid JPEG ({exc}; corrupt or truncated); re-create or "
+                           "re-extract it") from None
+
+
+def _frame_bytes(path: Path) -> bytes:
+    """A frame as PNG bytes: a PNG as it is, a JPEG decoded (orientation as stored) and encoded."""
+    data = path.read_bytes()
+    if path.suffix.lower() == ".png":
+        return data
+    image = decode_image(data, str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return encode_png(image, str(path))
+
+
+def user_label_ids(path: Path, label_format: str = "label-ids") -> np.ndarray:
+    """(H, W) uint8 official Cityscapes label ids of a user's label PNG, every value checked.
+
+    ``label_format``: ``"label-ids"`` (official Cityscapes label ids, kept as they are) or
+    ``"train-ids"`` (train ids 0..18, 255 = ignore; converted, 255 → 0 unlabeled).
+    """
+    if label_format not in LABEL_INPUTS:
+        raise ValueError(f"label_format={label_format!r}; use one of {LABEL_INPUTS}")
+    if path.suffix.lower() != ".png":
+        raise DatasetError(f"label {path} is not a PNG; save labels as single-channel PNGs (a lossy "
+                           "format such as JPEG changes the ids)")
+    try:
+        label = decode_image(path.read_bytes(), str(path), cv2.IMREAD_UNCHANGED)
+    except (OSError, DatasetError):
+        raise DatasetError(f"cannot read label {path} (corrupt or not an image); save it again") from None
+    ids = "label ids" if label_format == "label-ids" else "train ids 0..18 (255 = ignore)"
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise DatasetError(f"label {path} has shape {label.shape} and dtype {label.dtype}; expected a "
+                           f"single-channel 8-bit PNG of Cityscapes {ids} (not a colour or palette image)")
+    if label_format == "train-ids":
+        return map_ids(label, _TRAIN_IDS, str(path), "Cityscapes train (0..18, 255 = ignore)")
+    try:
+        return map_ids(label, _LABEL_IDS, str(path), "Cityscapes label")
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} Labels of train ids 0..18 / 255: --label-format train-ids") from None
+
+
+def _list_folder(folder: Path) -> tuple[dict[str, list[Path]], list[Path], list[Path]]:
+    """``{video: files}`` of ``folder/<video>/<file>`` (hidden names skipped), the files lying
+    directly in ``folder`` and the entries ignored (nested folders)."""
+    videos: dict[str, list[Path]] = {}
+    loose, ignored = [], []
+    if not folder.is_dir():
+        return videos, loose, ignored
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            loose.append(entry)
+        elif entry.is_dir():
+            files = videos.setdefault(entry.name, [])
+            for item in sorted(entry.iterdir()):
+                if item.name.startswith("."):
+                    continue
+                (files if item.is_file() else ignored).append(item)
+    return videos, loose, ignored
+
+
+def plan_frames(frames: str | Path, labels: str | Path, *, dataset: str = "own", partition_length: int = 21,
+                labelled: int | None = None, val: float = 0.2, seed: int = 0,
+                label_format: str = "label-ids", progress: bool = True) -> Preparation:
+    """The :class:`Preparation` of a user's frames (see :func:`prepare_frames`): names, frame sizes
+    and labels are checked here, before a byte is written."""
+    frames, labels = Path(frames), Path(labels)
+    if label_format not in LABEL_INPUTS:
+        raise DatasetError(f"label format {label_format!r}; use one of {', '.join(LABEL_INPUTS)}")
+    if partition_length < 1:
+        raise DatasetError(f"partition length {partition_length}: use ≥ 1 (the paper: 21)")
+    centre = partition_length // 2 if labelled is None else labelled
+    if not 0 <= centre < partition_length:
+        raise DatasetError(f"labelled position {labelled} must lie in 0..{partition_length - 1} "
+                           f"(a partition has {partition_length} frames)")
+    if val <= 0:
+        raise DatasetError(f"val {val}: give a share (0 < val < 1) or a count ≥ 1 of validation videos")
+    if not frames.is_dir():
+        raise DatasetError(f"frames folder {frames} does not exist; pass the folder holding one "
+                           "sub-folder of frames per video (FRAMES/<video>/<frame>.png|jpg)")
+    listed, loose, ignored = _list_folder(frames)
+    if loose and any(p.suffix.lower() in FRAME_EXTENSIONS for p in loose):
+        example = next(p for p in loose if p.suffix.lower() in FRAME_EXTENSIONS)
+        raise DatasetError(f"{example} lies directly in {frames}; put each video's frames in a sub-folder of "
+                           f"its own (e.g. {frames / 'video1' / example.name})")
+    ignored += loose
+    videos: dict[str, list[Path]] = {}
+    for video, files in listed.items():
+        images = [p for p in files if p.suffix.lower() in FRAME_EXTENSIONS]
+        ignored += [p for p in files if p.suffix.lower() not in FRAME_EXTENSIONS]
+        videos[video] = sorted(images, key=lambda p: natural_key(p.name))
+    if not any(videos.values()):
+        raise DatasetError(f"no frames in {frames}: expected {frames}/<video>/<frame>.png (or .jpg), one "
+                           "sub-folder per video")
+
+    # names in the layout: <city> = the video folder, one record (<city>_000000) per video
+    cities: dict[str, str] = {}
+    for video in videos:
+        city = re.sub(r"[^A-Za-z0-9_-]", "-", video)
+        if city in cities.values():
+            other = next(v for v, c in cities.items() if c == city)
+            raise DatasetError(f"video folders {frames / other} and {frames / video} both become record "
+                               f"{city!r} (names keep letters, digits, _ and -); rename one of them")
+        cities[video] = city
+    for video, images in videos.items():
+        stems = Counter(p.stem for p in images)
+        if (twice := [s for s, n in stems.items() if n > 1]):
+            same = [p.name for p in images if p.stem == twice[0]]
+            raise DatasetError(f"{frames / video} holds {' and '.join(same)}: two frames with the name "
+                               f"{twice[0]!r}, so a label {twice[0]}.png would fit both; keep one of them")
+        if len(images) < partition_length:
+            raise DatasetError(f"{frames / video} holds {len(images)} frame(s), fewer than one partition of "
+                               f"{partition_length}; add frames, lower --partition-length, or remove the "
+                               "folder")
+    if len(videos) < 2:
+        raise DatasetError(f"{frames} holds one video ({next(iter(videos))}); train and val are split by "
+                           "video, so at least two are needed — split it into two sub-folders (e.g. its "
+                           "first and second half)")
+
+    # labels: each must belong to a frame; the labelled position of every partition needs one
+    label_videos, label_loose, label_ignored = _list_folder(labels)
+    for path in label_loose:
+        if path.suffix.lower() in (".png", *FRAME_EXTENSIONS):
+            raise DatasetError(f"label {path} lies directly in {labels}; put it in the sub-folder of its "
+                               f"video, named as its frame: {labels}/<video>/<frame stem>.png")
+    ignored += label_ignored + label_loose
+    label_of: dict[Path, Path] = {}  # frame → its label file
+    for video, files in label_videos.items():
+        by_stem = {p.stem: p for p in videos.get(video, [])}
+        for path in files:
+            if path.suffix.lower() not in (".png", *FRAME_EXTENSIONS):
+                ignored.append(path)
+                continue
+            if path.suffix.lower() != ".png":
+                raise DatasetError(f"label {path} is not a PNG; save labels as single-channel PNGs (JPEG "
+                                   "changes the ids)")
+            if path.stem not in by_stem:
+                where = (f"{frames / video}/{path.stem}.png (or .jpg)" if video in videos
+                         else f"a video folder {frames / video}")
+                raise DatasetError(f"label {path} has no frame (expected {where}); name each label as its "
+                                   "frame (same stem, .png), or remove it")
+            label_of[by_stem[path.stem]] = path
+
+    refs: dict[Path, FrameRef] = {}  # frame → its place in the layout (split filled in below)
+    labelled_frames: list[Path] = []
+    leftover = 0
+    for video, images in videos.items():
+        city = cities[video]
+        record = Record(f"{city}_000000", tuple(FrameRef("", city, "000000", i) for i in range(len(images))))
+        parts = partition_record(record, partition_length, centre)
+        for part in parts:
+            for ref in part.frames:
+                refs[images[ref.frame]] = ref
+            labelled_frames.append(images[part.frames[part.labelled].frame])
+        leftover += len(images) - len(parts) * partition_length
+    missing = [f for f in labelled_frames if f not in label_of]
+    if missing:
+        expected = labels / missing[0].parent.name / f"{missing[0].stem}.png"
+        more = "" if len(missing) == 1 else (
+            f"; {len(missing)} labelled frames lack a label in all: "
+            + ", ".join(str(p.relative_to(frames)) for p in missing[:8]) + (" …" if len(missing) > 8 else ""))
+        head = f"labels folder {labels} does not exist; " if not labels.is_dir() else ""
+        raise DatasetError(f"{head}frame {missing[0]} has no label (expected {expected}): position "
+                           f"{centre} of every partition of {partition_length} frames is the labelled "
+                           f"frame and needs one{more}. Add the label, or change --partition-length "
+                           "/ --labelled")
+
+    # sizes, from the headers: every frame of a video alike, every label as its frame
+    size_of: dict[str, tuple[int, int]] = {}
+    for frame, ref in refs.items():
+        size = image_size(frame)
+        first = size_of.setdefault(ref.city, size)
+        if size != first:
+            raise DatasetError(f"frame {frame} is {size[1]}×{size[0]} but the first frame of "
+                               f"{frame.parent} is {first[1]}×{first[0]}; every frame of a video must have "
+                               "one size — resize it, or move it to a folder of its own")
+    written_labels = [(frame, label_of[frame]) for frame in refs if frame in label_of]
+    for frame, path in progress_bar(written_labels, desc="checking labels", unit="label",
+                                    disable=not progress):
+        shape = user_label_ids(path, label_format).shape
+        if shape != size_of[refs[frame].city]:
+            height, width = size_of[refs[frame].city]
+            raise DatasetError(f"label {path} is {shape[1]}×{shape[0]} but its frame {frame} is "
+                               f"{width}×{height}; a label must have its frame's size (resize it with "
+                               "nearest-neighbour interpolation)")
+
+    # the split, by video, and the files
+    ids = sorted(f"{c}_000000" for c in cities.values())
+    share = 0 < val < 1
+    val_ids = draw_val(ids, min(max(round(val * len(ids)), 1), len(ids) - 1) if share else val, seed)
+    files: list[Planned] = []
+    sources: list[str] = []
+    for frame, ref in refs.items():
+        ref = FrameRef("val" if ref.record_id in val_ids else "train", ref.city, ref.seq, ref.frame)
+        label = label_of.get(frame)
+        make_label = None if label is None else (
+            lambda path=label: encode_png(user_label_ids(path, label_format), str(path)))
+        link = frame if frame.suffix.lower() == ".png" else None
+        planned = frame_files(ref, partial(_frame_bytes, frame), make_label, link)
+        if len(planned) == 2:  # labels are small and may be corrected: rewritten when they differ
+            planned[1] = Planned(planned[1].dest, planned[1].kind, planned[1].make, replace=True)
+        files += planned
+        sources.append(f"{ref.stem}\t{frame.relative_to(frames).as_posix()}")
+    listing = "".join(f"{line}\n" for line in sources).encode()
+    files.append(Planned("splits/sources.tsv", "metadata", lambda: listing, replace=True))
+
+    n_parts = len(labelled_frames)
+    evaluation = len(written_labels) - n_parts
+    counts: dict[str, Any] = {
+        "records": f"{len(ids)} videos: train {len(ids) - len(val_ids)}, val {len(val_ids)} (seed {seed})",
+        "partitions": f"{n_parts} of {partition_length} frames, position {centre} labelled",
+        "labelled frames": n_parts,
+        "frames with labels for evaluation": evaluation,
+        "frames": f"{len(refs)}" + (f" ({leftover} leftover at the ends of videos discarded)" if leftover
+                                    else ""),
+    }
+    notes = []
+    if ignored:
+        notes.append(f"ignored {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} that are not frames "
+                     f"or labels, e.g. {ignored[0]}")
+    unused = len(label_of) - len(written_labels)
+    if unused:
+        notes.append(f"{unused} label(s) of discarded leftover frames not written")
+    names = hashlib.sha1(listing).hexdigest()[:12]  # which source file is which frame of the layout
+    info = {"partition_length": partition_length, "labelled": centre, "split_mode": "layout",
+            "label_format": "cityscapes", "num_classes": NUM_CLASSES, "seed": seed,
+            "options": {"partition_length": partition_length, "labelled": centre, "val": val, "seed": seed,
+                        "label_format": label_format, "frames_sha1": names}}
+    return Preparation(dataset, f"{frames} + {labels}", files, sorted(set(ids) - val_ids), sorted(val_ids),
+                       info, counts, [], notes)
+
+
+def prepare_frames(frames: str | Path, labels: str | Path, out: str | Path, *, dataset: str = "own",
+                   partition_length: int = 21, labelled: int | None = None, val: float = 0.2, seed: int = 0,
+                   label_format: str = "label-ids", link: str = "copy", dry_run: bool = False,
+                   progress: bool = True, verify: bool = True, workers: int = 1,
+                   stream: TextIO | None = None) -> Path:
+    """A user's frames and labels → a prepared tree that ``--dataset`` / :func:`read_prepared` read.
+
+    Input: ``frames/<video>/<frame>.png|.jpg`` — one sub-folder per video (one record), frames in
+    the natural order of their names (``f2`` before ``f10``) — and ``labels/<video>/<stem>.png``,
+    the label of the frame with that stem: a single-channel PNG of official Cityscapes label ids
+    (``label_format="label-ids"``) or of train ids 0..18 with 255 = ignore (``"train-ids"``,
+    converted to label ids). Each video is cut into partitions of ``partition_length`` frames
+    (leftovers at its end are discarded); the frame at position ``labelled`` (default: the centre)
+    of every partition must have a label. Other frames' labels are optional and, when present, are
+    written too: they are used only to evaluate propagation.
+
+    Output (``out``): the Cityscapes sequence layout, ``<video>`` as the city and record
+    ``<video>_000000``, frame numbers = positions in the video; videos split into ``train`` /
+    ``val`` at random with ``seed`` (``val``: a share, at least one video on each side, or a count);
+    ``splits/`` as the ``data_scripts/`` write it, plus ``sources.tsv`` (each frame's source file).
+    Names, frame sizes (from the file headers) and every label are checked before a byte is
+    written (an error names the file and the fix); then
+    :func:`execute` writes it atomically, skips files already in place, refuses to mix with a tree
+    prepared from other frames or options, reports to ``stream`` and reads the tree back.
+    ``link`` (``copy`` | ``hardlink`` | ``symlink``) applies to PNG frames; JPEGs are converted.
+    Returns ``out``.
+    """
+    out = Path(out)
+    for folder in (Path(frames), Path(labels)):
+        if out.resolve().is_relative_to(folder.resolve()):
+            raise DatasetError(f"--out {out} lies inside {folder}; write the prepared tree elsewhere")
+    prep = plan_frames(frames, labels, dataset=dataset, partition_length=partition_length, labelled=labelled,
+                       val=val, seed=seed, label_format=label_format, progress=progress)
+    execute(prep, out, dry_run=dry_run, link=link, progress=progress, verify=verify, workers=workers,
+            stream=stream)
+    return out
+
+
+def tree_to_frames(root: str | Path, out: str | Path, *, link: str = "copy", progress: bool = True,
+                   workers: int = 1) -> dict[str, int]:
+    """Write a tree in the Cityscapes sequence layout as a user's frames folder.
+
+    Every frame of ``root`` goes to ``out/frames/<record>/<frame:06d>.png`` and every label it has
+    to ``out/labels/<record>/<frame:06d>.png`` (copied as they are: official label ids), so that
+    :func:`prepare_frames` (``wrp prepare-frames OUT/frames OUT/labels --out TREE``) makes a tree
+    from them. ``<record>`` is the record id (``<city>_<seq>``); a record with gaps in its frame
+    numbers gives one folder per continuous run (``<record>-<first frame>``). Files are written
+    atomically and a rerun writes only what differs; ``out`` holding videos that ``root`` lacks is
+    refused. Returns the counts: ``videos``, ``frames``, ``labels``.
+    """
+    root, out = Path(root), Path(out)
+    records = scan_records(root)
+    runs = Counter(r.record_id for r in records)
+    plan: list[Planned] = []
+    folders: set[str] = set()
+    for record in records:
+        folder = record.record_id if runs[record.record_id] == 1 else \
+            f"{record.record_id}-{record.frames[0].frame:06d}"
+        if folder in folders:
+            raise DatasetError(f"record {record.record_id} appears in two split folders of {root}; convert "
+                               "one split at a time")
+        folders.add(folder)
+        for ref in record.frames:
+            image, label = ref.image(root), ref.label(root)
+            plan.append(Planned(f"frames/{folder}/{ref.frame:06d}.png", "image", image.read_bytes, image,
+                                replace=True))
+            if label.is_file():
+                plan.append(Planned(f"labels/{folder}/{ref.frame:06d}.png", "label", label.read_bytes, label,
+                                    replace=True))
+    for kind in ("frames", "labels"):
+        if (out / kind).is_dir():
+            strays = sorted(p.name for p in (out / kind).iterdir()
+                            if p.is_dir() and not p.name.startswith(".") and p.name not in folders)
+            if strays:
+                raise DatasetError(f"{out / kind} holds videos that {root} lacks ({', '.join(strays[:3])}); "
+                                   "choose an empty folder")
+    write_plan(plan, out, link=link, progress=progress, workers=workers)
+    return {"videos": len(folders), "frames": sum(len(r) for r in records),
+            "labels": sum(p.kind == "label" for p in plan)}

@@ -43,6 +43,8 @@ class Profile:
     # frames per second move the car further between frames — 35 / fps times — so the other frames
     # of a partition show more street the labelled one does not (Cityscapes records at 17)
     fps: float | None = None
+    # synthetic world only: its look and layout, a name of ``wrp.synthetic.STYLES`` (the world family)
+    style: str = "street"
     # --- propagation ---
     k: int = 10  # labels are propagated to ±k frames around every labelled frame
     cycle_lengths: tuple[int, ...] = (1, 2, 4, 6, 8, 10)  # p in t → t+p → t (Figure 1)
@@ -272,6 +274,9 @@ class Run:
             raise ValueError(f"profile {self.profile.name!r} reads the {self.profile.dataset} dataset: "
                              "prepare it with data_scripts/prepare_*.py and pass the prepared folder "
                              "(--dataset DIR, or the notebook parameter dataset)")
+        if self.dataset is not None and self.profile.style != "street":
+            raise ValueError(f"style={self.profile.style!r} chooses a synthetic world's look, and this "
+                             f"run reads the dataset {self.dataset}; drop --style (or the dataset)")
 
     @classmethod
     def create(cls, profile: str | Profile = "demo", *, dataset: str | Path | None = None, seed: int = 0,

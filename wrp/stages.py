@@ -26,7 +26,7 @@ import numpy as np
 
 from wrp.cache import Stage
 from wrp.data import PREPARED_FILE, Manifest, SplitConfig, build_manifest, human_samples, read_prepared
-from wrp.denoiser import make_cyclic_samples, score_cyclic
+from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
 from wrp.io import atomic_save, atomic_write_json
 from wrp.launch import launch
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
@@ -53,6 +53,8 @@ FALLBACK_LR = 0.01
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
 TRUE_LABELS = "true-labels"  # the dataset's own labels of the generated frames: every policy's ceiling
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
+SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
+DENOISER_VERSION = 2  # 2: Ω's weights and gate chosen on held-out training records
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,39 +228,94 @@ def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
     return Stage("cyclic", config).run(build, verbose=run.progress) / "samples.npz"
 
 
+def selection_clips(run: Run) -> list[int]:
+    """Indices of the training clips whose cyclic labels choose Ω's snapshot and gate instead of
+    training it: the clips of :data:`SELECT_SHARE` of the training records (at least one), drawn
+    with ``run.seed``. A single training record is used for both (and the choice says so)."""
+    clips = Manifest.load(manifest_for(run)).clips("train")
+    records = sorted({clip.frames[clip.labelled].record_id for clip in clips})
+    if len(records) < 2:
+        return []
+    rng = np.random.default_rng([run.seed, 31])
+    chosen = set(rng.permutation(records)[:max(1, round(SELECT_SHARE * len(records)))].tolist())
+    return [i for i, clip in enumerate(clips) if clip.frames[clip.labelled].record_id in chosen]
+
+
 def denoiser_job(run: Run, samples: Path, segmenter: Path, iters: int | None = None,
-                 base_lr: float | None = None, ngf: int | None = None) -> Job:
+                 base_lr: float | None = None, ngf: int | None = None,
+                 held_out: list[int] | None = None) -> Job:
     """The :class:`~wrp.train.Job` that trains Ω on cyclic samples with RMI (supplementary 3.3),
-    with the optimisation settings of segmentation (3.1)."""
+    with the optimisation settings of segmentation (3.1), leaving out the samples of the
+    ``held_out`` clips and keeping 8 snapshots of its weights to choose from."""
     prof = run.profile
     iters = iters if iters is not None else prof.denoiser_iters
     crop = list(prof.denoiser_crop) if prof.denoiser_crop else None
     model = {"segmenter": str(segmenter), "ngf": ngf or prof.denoiser_width}
+    data = {"samples": str(samples), "seed": run.seed, "crop": crop,
+            "segmenter": str(segmenter) if prof.denoiser_frame_features else None}
+    if held_out:
+        data["held_out"] = sorted(held_out)
     return Job(model=Builder("denoiser-model", model),
-               data=Builder("denoiser-data", {
-                   "samples": str(samples), "seed": run.seed, "crop": crop,
-                   "segmenter": str(segmenter) if prof.denoiser_frame_features else None}),
+               data=Builder("denoiser-data", data),
                loss=Builder("segmentation-loss", {"main": "rmi", "aux_weight": 0.0}),
                train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                                  base_lr=base_lr if base_lr is not None else base_lr_for(run),
-                                 seed=run.seed, device=run.device, checkpoint_every=max(1, iters // 10)))
+                                 seed=run.seed, device=run.device, checkpoint_every=max(1, iters // 10),
+                                 snapshot_every=max(1, iters // 8)))
 
 
 def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
     """Stage ``denoiser``: train (or reuse) Ω_λ on the cyclic samples of the training records, with
-    ``g_ψ`` frozen. The folder holds ``model.pt``, ``log.csv``, ``job.json`` and ``metrics.json``
-    (cyclic-label mIoU before and after Ω on the held-out records' labelled frames, per ``p``)."""
+    ``g_ψ`` frozen, and make it safe to use on data it was not tuned on.
+
+    The cyclic labels of :func:`selection_clips` (held-out training records) are not trained on:
+    they choose the snapshot of Ω and the :class:`~wrp.denoiser.Gate` — how sure Ω must be to
+    change its input label — that label them best, among which "change nothing"; no label beyond
+    the human-labelled frames is used. The validation records' cyclic labels then check the choice:
+    when Ω does not improve them (overall or at some p), a warning is printed here and by
+    :func:`propagate`, and recorded. The folder holds ``model.pt`` (the chosen weights),
+    ``snapshots/``, ``log.csv``, ``job.json`` and ``metrics.json`` (``selection``, ``held_out``
+    per ``p``, ``warning``)."""
     seg = train_segmenter(run)
     samples = cyclic_samples_for(run, "train", inpaint=inpaint)
-    job = denoiser_job(run, samples, seg, **job_overrides)
+    held = selection_clips(run)
+    job = denoiser_job(run, samples, seg, held_out=held, **job_overrides)
 
     def build(out: Path) -> dict[str, Any]:
         result = launch(job, out, nproc=run.nproc, progress=run.progress)
-        held_out = score_cyclic(load_model(job, out), cyclic_samples_for(run, "val", inpaint=inpaint))
-        atomic_write_json(out / "metrics.json", {**result, "held_out": held_out})
-        return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"]}
+        clips = held or sorted({int(m[0]) for m in np.load(samples)["meta"]})
+        selection = select_refinement(job, out, samples, clips, progress=run.progress)
+        if not held:
+            selection["note"] = "one training record: Ω was chosen on the records it trained on"
+        gate = Gate(**selection["gate"])
+        held_out = score_cyclic(load_model(job, out), cyclic_samples_for(run, "val", inpaint=inpaint), gate)
+        warning = refinement_warning(held_out)
+        atomic_write_json(out / "metrics.json", {**result, "selection": selection, "held_out": held_out,
+                                                 "warning": warning})
+        return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
+                "snapshot": selection["snapshot"], "gate": selection["gate"]}
 
-    return Stage("denoiser", {"job": job.to_json(), "nproc": run.nproc}).run(build, verbose=run.progress)
+    folder = Stage("denoiser", {"job": job.to_json(), "nproc": run.nproc},
+                   version=DENOISER_VERSION).run(build, verbose=run.progress)
+    warning = denoiser_warning(folder)
+    if warning and folder not in _WARNED:  # once per process and Ω
+        _WARNED.add(folder)
+        print(f"[wrp] WARNING: {warning}", flush=True)
+    return folder
+
+
+_WARNED: set[Path] = set()
+
+
+def denoiser_warning(folder: Path) -> str | None:
+    """The warning recorded by a finished Ω stage (:func:`wrp.denoiser.refinement_warning`)."""
+    return json.loads((Path(folder) / "metrics.json").read_text()).get("warning")
+
+
+def denoiser_gate(folder: Path) -> Gate | None:
+    """The gate chosen with a finished Ω stage (``None`` for a stage that chose none)."""
+    selection = json.loads((Path(folder) / "metrics.json").read_text()).get("selection")
+    return Gate(**selection["gate"]) if selection else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +327,8 @@ def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "d
     seg = (CachedSegmenter(load_model(job_from_file(segmenter / "job.json"), segmenter, device), device)
            if segmenter else None)
     den = load_model(job_from_file(denoiser / "job.json"), denoiser, device) if denoiser else None
-    return Propagator(make_estimator(flow), seg, den, device, inpaint)
+    gate = denoiser_gate(denoiser) if denoiser else None
+    return Propagator(make_estimator(flow), seg, den, device, inpaint, gate)
 
 
 def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
@@ -282,7 +340,8 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     Writes ``labels/<policy>/gtFine/<split>/<city>/…_gtFine_labelIds.png`` (atomically; a killed
     run resumes without redoing finished frames), ``speed.json`` (frames/s per policy) and, where
     the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
-    coverage per policy and distance. ``out`` replaces the cached stage folder.
+    coverage per policy and distance, and ``report.json``: the frames/s and Ω's warning when its
+    label-free check failed (:func:`train_denoiser`). ``out`` replaces the cached stage folder.
     """
     policies = tuple(policies or POLICIES)
     unknown = [p for p in policies if p not in POLICIES]
@@ -313,6 +372,9 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
                 speed[policy] = {**result, "frames_per_s": round(rate, 2)}
                 atomic_write_json(speed_path, speed)
         rates = {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
+        if den is not None:
+            rates["denoiser_warning"] = denoiser_warning(den)
+        atomic_write_json(folder / "report.json", rates)
         truth = m.ground_truth(split)
         if not _has_every_frame_labelled(clips, truth):  # real data: only the labelled frames
             return {**rates, "accuracy": None}

@@ -44,13 +44,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from wrp.cache import ADDED_LATER, canonical_config
 from wrp.data import CLASS_NAMES, LABEL_TO_TRAIN, FrameRef, read_image, read_label
 from wrp.io import atomic_save, atomic_write_json, atomic_write_png
 from wrp.runtime import progress_bar
@@ -67,6 +68,59 @@ LABEL_IDS = (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, SIGN, VEGETATION, TERR
              CAR, TRUCK, BUS, BICYCLE)
 
 NEAR = 0.3  # metres: nothing closer to the camera is drawn
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a world looks and how its street is laid out: the knobs a named style turns.
+
+    Each default reproduces the original world (style ``"street"``) to the bit; a knob changes the
+    rendering only when set away from it.
+    """
+
+    description: str
+    # --- look ---
+    grain: float = 0.0  # fine, high-frequency texture on every surface (± share of its colour)
+    contrast: float = 1.0  # colours scaled about mid-grey (1: as made; < 1 flatter, > 1 harsher)
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gain (the light's colour)
+    # --- layout ---
+    sidewalks: str = "both"  # "both"; "right": left of the road a terrain verge, no curb
+    front_row: tuple[float, float, float, float, float] = (.42, .16, .16, .16, .10)  # left side of
+    # the road: building, wall, fence, vegetation, gap along it (right side: ``front_row_right``)
+    front_row_right: tuple[float, float, float, float, float] | None = None  # None: as the left
+    back_row: bool = True  # a second row of buildings behind the first
+    # --- objects ---
+    density: float = 1.0  # × the config's density of vehicles, persons and riders
+    vehicles: tuple[float, float, float] = (0.55, 0.23, 0.22)  # moving car, truck, bus shares
+
+    def __post_init__(self) -> None:
+        if self.sidewalks not in ("both", "right"):
+            raise ValueError(f"Style.sidewalks={self.sidewalks!r}; use 'both' or 'right'")
+        for name in ("front_row", "front_row_right", "vehicles"):
+            shares = getattr(self, name)
+            if shares is not None and (min(shares) < 0 or abs(sum(shares) - 1) > 1e-6):
+                raise ValueError(f"Style.{name}={shares} must be non-negative shares summing to 1")
+        if self.grain < 0 or self.contrast <= 0 or self.density <= 0 or min(self.tint) <= 0:
+            raise ValueError("Style: grain ≥ 0, and contrast, density and tint > 0")
+
+
+#: The world family: named styles of the synthetic world (``SynthConfig.style``, ``--style``).
+#: ``street`` is the world every profile renders by default. :data:`HELD_OUT_STYLE` is kept out of
+#: every choice of the method's settings: it is where generalisation is measured
+#: (``benchmarks/generalisation.py``).
+STYLES: dict[str, Style] = {
+    "street": Style("a city street: sidewalks both sides, buildings, walls and fences, smooth surfaces"),
+    "grainy": Style("the street with high-frequency surface texture and harsher contrast",
+                    grain=0.35, contrast=1.25),
+    "verge": Style("a sidewalk on the right only; on the left a terrain verge lined with vegetation; "
+                   "grainy surfaces", grain=0.25, sidewalks="right", front_row=(.10, .05, .10, .65, .10)),
+    "suburb": Style("a suburb: one sidewalk, low houses and hedges with no second row, few and mostly "
+                    "small vehicles, grainy surfaces under a cold light",
+                    grain=0.45, contrast=1.1, tint=(0.92, 1.0, 1.1), sidewalks="right",
+                    front_row=(.20, .05, .25, .40, .10), front_row_right=(.35, .10, .20, .25, .10),
+                    back_row=False, density=0.6, vehicles=(0.8, 0.15, 0.05)),
+}
+HELD_OUT_STYLE = "suburb"
 
 
 @dataclass(frozen=True)
@@ -93,6 +147,7 @@ class SynthConfig:
     # and riders by its square root. At 128×256 (1/8 of Cityscapes' width) a real 0.24 m pole 20 m
     # away is 2 px wide, below the stride-4 output grid of the segmenters (README: the trade-off).
     thin_scale: float = 1.0
+    style: str = field(default="street", metadata=ADDED_LATER)  # a name of :data:`STYLES`
 
     def __post_init__(self) -> None:
         problems = [f"{n}={getattr(self, n)} must be ≥ {lo}" for n, lo in
@@ -104,17 +159,24 @@ class SynthConfig:
             problems.append(f"thin_scale={self.thin_scale} must be positive")
         if not 0 < self.speed[0] <= self.speed[1]:
             problems.append(f"speed={self.speed} must be an increasing pair of positive numbers")
+        if self.style not in STYLES:
+            problems.append(f"style={self.style!r} is not a world style; choose from {', '.join(STYLES)}")
         if problems:
             raise ValueError("SynthConfig: " + "; ".join(problems))
+
+    @property
+    def look(self) -> Style:
+        """The :class:`Style` this world is rendered in."""
+        return STYLES[self.style]
 
     @classmethod
     def from_profile(cls, profile: Any, seed: int = 0, **overrides: Any) -> SynthConfig:
         """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length),
-        its ``thin_scale`` and its ``fps`` (``None``: the world's own)."""
+        its ``thin_scale``, its ``style`` and its ``fps`` (``None``: the world's own)."""
         sizes = {"height": profile.height, "width": profile.width,
                  "records": profile.train_records + profile.val_records,
                  "frames_per_record": profile.partitions_per_record * profile.partition_length,
-                 "thin_scale": profile.thin_scale}
+                 "thin_scale": profile.thin_scale, "style": profile.style}
         if profile.fps is not None:
             sizes["fps"] = float(profile.fps)
         return cls(**{**sizes, "seed": seed, **overrides})
@@ -152,6 +214,8 @@ class Scene:
     camera: Callable[[float], tuple[np.ndarray, np.ndarray]]  # t → (centre (3,), rotation (3, 3))
     gain: Callable[[float], float]  # lighting drift
     meta: dict[str, Any] = field(default_factory=dict)
+    style: Style = STYLES["street"]
+    grain: np.ndarray | None = None  # (256, 256) white noise in [0, 1] for ``style.grain``
 
 
 _VEHICLE_PAINT = np.array([[235, 235, 230], [190, 192, 195], [150, 30, 35], [35, 60, 140],
@@ -192,7 +256,7 @@ def _flat(colour: np.ndarray, amp: float, scale: float, offset: float) -> Callab
     return material
 
 
-def _ground(road_half: float, sidewalk: float, offset: float) -> Callable:
+def _ground(road_half: float, sidewalk: float, offset: float, left_walk: bool = True) -> Callable:
     def material(u: np.ndarray, v: np.ndarray, noise: np.ndarray):
         x, z = u - 60.0, v  # the ground rect spans x in [-60, 60]
         ax = np.abs(x)
@@ -204,6 +268,9 @@ def _ground(road_half: float, sidewalk: float, offset: float) -> Callable:
         road = ax < road_half
         curb = (ax >= road_half) & (ax < road_half + 0.18)
         walk = (ax >= road_half + 0.18) & (ax < road_half + sidewalk)
+        if not left_walk:  # a terrain verge left of the road
+            curb &= x > 0
+            walk &= x > 0
         colour[:] = np.array([105, 115, 70], np.float32) * (0.8 + 0.4 * coarse)  # terrain
         colour[road] = (np.array([98, 98, 102], np.float32) * (0.78 + 0.3 * fine + 0.2 * coarse))[road]
         dash = (np.abs(x) < 0.09) & (np.mod(z, 9.0) < 3.2)
@@ -341,8 +408,9 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
     line = road_half + sidewalk  # facade line
     rects: list[Rect] = []
     off = lambda: float(rng.uniform(0, 256))  # noqa: E731 - texture offsets
+    look = config.look
     rects.append(Rect(1, 0.0, (-60.0, -30.0), (60.0, length + 60), ROAD,
-                      _ground(road_half, sidewalk, off()), shade=1.0))
+                      _ground(road_half, sidewalk, off(), look.sidewalks == "both"), shade=1.0))
     counts: dict[str, int] = {}
 
     def count(kind: str) -> None:
@@ -350,9 +418,10 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
 
     for sign in (-1.0, 1.0):
         z = -20.0
+        row = look.front_row if sign < 0 or look.front_row_right is None else look.front_row_right
         while z < length + 40:  # front row: buildings, walls, fences, vegetation, gaps
             seg = float(rng.uniform(6, 22))
-            kind = rng.choice(["building", "wall", "fence", "vegetation", "gap"], p=[.42, .16, .16, .16, .10])
+            kind = rng.choice(["building", "wall", "fence", "vegetation", "gap"], p=list(row))
             if kind == "building":
                 h = float(rng.uniform(6, 16))
                 rects.append(Rect(0, sign * line, (0, z), (h, z + seg), BUILDING,
@@ -380,7 +449,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
                                   alpha=canopy, shade=0.9))
             count(str(kind))
             z += seg
-        z = -20.0
+        z = -20.0 if look.back_row else math.inf
         while z < length + 80:  # back row of buildings
             seg = float(rng.uniform(10, 30))
             h = float(rng.uniform(9, 24))
@@ -405,7 +474,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
             z += float(rng.uniform(12, 30))
 
     def vehicle(x: float, z0: float, vz: float, parked: bool = False) -> None:
-        kind = CAR if parked else rng.choice([CAR, TRUCK, BUS], p=[0.55, 0.23, 0.22])
+        kind = CAR if parked else rng.choice([CAR, TRUCK, BUS], p=list(look.vehicles))
         paint = _VEHICLE_PAINT[rng.integers(len(_VEHICLE_PAINT))]
         vel = (0.0, 0.0, vz)
         if kind == CAR:
@@ -426,7 +495,7 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
                  _flat(cargo, 0.06, 2, off()), _vehicle_end(cargo, w + 0.1, 3.3, off(), False))
         count({CAR: "car", TRUCK: "truck", BUS: "bus"}[int(kind)])
 
-    d = config.density
+    d = config.density * look.density
     lead_gap = float(rng.uniform(10, 25))
     vehicle(1.9, lead_gap + 4, speed * float(rng.uniform(1.0, 1.12)))  # ahead in our lane, never caught up
     oncoming = -float(rng.uniform(5.0, 11.0)) * per_frame
@@ -501,8 +570,11 @@ def build_scene(config: SynthConfig, record: int) -> Scene:
     noise = _noise_texture(rng)
     horizon_col = np.array(rng.uniform([150, 175, 200], [185, 200, 225]), np.float32)
     zenith_col = np.array(rng.uniform([50, 90, 160], [80, 125, 200]), np.float32)
+    grain = None
+    if look.grain:  # drawn from its own generator: the other draws stay those of the street
+        grain = np.random.default_rng([config.seed, record, 8]).random((256, 256)).astype(np.float32)
     return Scene(rects, noise, (horizon_col, zenith_col), camera, gain,
-                 {"speed": speed, "length": length, "counts": counts})
+                 {"speed": speed, "length": length, "counts": counts}, look, grain)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,6 +661,9 @@ def render(config: SynthConfig, scene: Scene, t: float) -> Render:
                 continue
         out = rect.material(u_loc, v_loc, scene.noise)
         colour, labels = out[0], out[1]
+        if scene.grain is not None:  # ≈ 4 cm cells, a different patch of the noise per surface
+            fine = _tex(scene.grain, u_loc, v_loc, 25.0, 17.0 * rect.sid)[:, None]
+            colour = colour * (1 + scene.style.grain * 2 * (fine - 0.5))
         gy, gx = iy + v0, ix + u0
         depth[gy, gx] = s[iy, ix]
         image[gy, gx] = colour * rect.shade
@@ -610,6 +685,11 @@ def render(config: SynthConfig, scene: Scene, t: float) -> Render:
     haze = (1 - np.exp(-np.where(sky, 0, depth) / 140.0))[..., None]
     image = np.where(sky[..., None], image, image * (1 - haze) + horizon_col * haze)
     image *= scene.gain(t)
+    look = scene.style
+    if look.contrast != 1.0:
+        image = 128 + (image - 128) * look.contrast
+    if look.tint != (1.0, 1.0, 1.0):
+        image = image * np.asarray(look.tint, np.float32)
     return Render(image.astype(np.float32), label, sid, point, vel, depth, centre, rotation)
 
 
@@ -767,7 +847,9 @@ def load_frames(root: str | Path, record: int, frames: list[int],
 
 
 def config_json(config: SynthConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(config)))
+    """The config as JSON (``world.json``, the ``synth`` stage's key): fields added later appear only
+    when set (``wrp.cache.ADDED_LATER``), so the original street's worlds keep their key."""
+    return canonical_config(config)
 
 
 if __name__ == "__main__":  # python -m wrp.synthetic CONFIG_JSON OUT [--no-progress]

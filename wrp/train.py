@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from wrp.cache import ADDED_LATER, canonical_config
 from wrp.data import CLASS_NAMES, read_image, read_label
 from wrp.io import atomic_save, atomic_write_json, atomic_write_text
 from wrp.metrics import confusion_matrix, iou, mean_iou
 from wrp.models import segment
 from wrp.runtime import progress_bar, resolve_device
 
-CHECKPOINT, FINAL = "checkpoint.pt", "model.pt"
+CHECKPOINT, FINAL, SNAPSHOTS = "checkpoint.pt", "model.pt", "snapshots"
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,17 @@ class TrainConfig:
     # NHWC layout for the model and its 4-D inputs: faster convolutions with oneDNN on CPUs and
     # with tensor cores under AMP on GPUs (same model, same maths up to float rounding)
     channels_last: bool = True
+    # keep the weights of every ``snapshot_every``-th iteration as ``snapshots/<iteration>.pt``
+    # (and of the last), for choosing among them afterwards (Ω: ``wrp.denoiser.select_refinement``)
+    snapshot_every: int | None = field(default=None, metadata=ADDED_LATER)
 
     def __post_init__(self) -> None:
         if self.device == "auto":  # a stage's key must not depend on how its device was spelled
             object.__setattr__(self, "device", resolve_device("auto"))
-        if self.iters < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.checkpoint_every < 1:
-            raise ValueError(f"TrainConfig: iters, batch_size, checkpoint_every must be ≥ 1 and "
+        if (self.iters < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.checkpoint_every < 1
+                or (self.snapshot_every is not None and self.snapshot_every < 1)):
+            raise ValueError(f"TrainConfig: iters, batch_size, checkpoint_every, snapshot_every must be "
+                             f"≥ 1 and "
                              f"base_lr > 0, got {self}")
 
 
@@ -119,7 +125,7 @@ class Job:
     train: TrainConfig
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return canonical_config(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -279,9 +285,13 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
                  "scaler": scaler.state_dict(), "iteration": iteration, "log": log}
         atomic_save(out / CHECKPOINT, lambda f: torch.save(state, f))
         _write_log(out / "log.csv", log)
-        if final:
+        snapshot = cfg.snapshot_every and (iteration % cfg.snapshot_every == 0 or final)
+        if final or snapshot:
             weights = {k: v.contiguous() for k, v in _unwrap(model).state_dict().items()}  # NCHW
-            atomic_save(out / FINAL, lambda f: torch.save(weights, f))
+            if snapshot:
+                atomic_save(out / SNAPSHOTS / f"{iteration:07d}.pt", lambda f: torch.save(weights, f))
+            if final:
+                atomic_save(out / FINAL, lambda f: torch.save(weights, f))
 
     bar = progress_bar(total=cfg.iters, initial=start, desc="train", disable=not progress or rank != 0,
                dynamic_ncols=True)
@@ -314,7 +324,8 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
                         **{k: round(v, 5) for k, v in parts.items()}, "images_per_s": round(rate, 2)})
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
         bar.update()
-        if done % cfg.checkpoint_every == 0 and done < cfg.iters:
+        if (done % cfg.checkpoint_every == 0 or (cfg.snapshot_every and done % cfg.snapshot_every == 0)
+                ) and done < cfg.iters:
             save(done)
     bar.close()
     save(cfg.iters, final=True)
@@ -337,10 +348,13 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def load_model(job: Job, out_dir: str | Path, device: str = "cpu") -> nn.Module:
-    """The trained model of a finished run, in eval mode (NHWC where the run trained so)."""
+def load_model(job: Job, out_dir: str | Path, device: str = "cpu", weights: str | Path | None = None
+               ) -> nn.Module:
+    """The trained model of a finished run, in eval mode (NHWC where the run trained so);
+    ``weights`` (e.g. one of its ``snapshots/``) instead of its final ``model.pt``."""
     model = job.model.build()
-    state = torch.load(Path(out_dir) / FINAL, map_location=device, weights_only=True)
+    state = torch.load(Path(weights) if weights else Path(out_dir) / FINAL, map_location=device,
+                       weights_only=True)
     model.load_state_dict(state)
     return _place(model, device, job.train.channels_last).eval()
 

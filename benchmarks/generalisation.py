@@ -1,0 +1,254 @@
+"""Does warp-refine hold on worlds it was not tuned on? Every label policy on every world of the
+family, through the stages a user runs.
+
+    python benchmarks/generalisation.py --worlds street grainy verge suburb --seeds 0 1 2
+    python benchmarks/generalisation.py --dataset street-prepared=data/street --seeds 0
+
+A *world* is a style of the synthetic world (``wrp.synthetic.STYLES``; ``suburb`` is the held-out
+style, kept out of every choice of the method's settings) or a prepared tree given with
+``--dataset NAME=DIR`` (the ``--dataset`` route: e.g. a synthetic world written out with
+``wrp synth --as-frames`` and prepared with ``wrp prepare-frames``). For each world and seed it asks
+the stages for g_ψ, Ω (with its snapshot and gate chosen on held-out training records) and the
+validation labels of every policy — all cached, so a rerun only reports — and also propagates
+with **Ω alone**: Ω's last snapshot with no gate, as the method ran before the gate existed.
+
+Each world and seed is written to ``<out>/worlds/<world>_s<seed>.json`` as it finishes, and the
+report always covers every such file in ``<out>`` (worlds may be run by separate invocations, e.g.
+with another ``WRP_RUNS``): ``generalisation.csv`` (long form: world, seed, policy, distance,
+mIoU), ``generalisation.md`` (median over seeds, with the checks), ``generalisation.json`` and
+``generalisation.png``.
+
+Checks per world (median over its seeds): warp-refine ≥ motion-only − 0.5 mIoU at every d;
+warp-refine − best other policy at d = k ≥ 5; no class loses more than 10 IoU to motion-only at
+d = 1; Ω improves the held-out cyclic labels overall and at every p (every seed). Retention is
+warp-refine's mIoU(k) / mIoU(1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from wrp.cache import config_hash  # noqa: E402
+from wrp.data import Manifest  # noqa: E402
+from wrp.io import atomic_write_json, atomic_write_text  # noqa: E402
+from wrp.policies import (  # noqa: E402
+    POLICIES,
+    Propagator,
+    propagate_clips,
+    propagation_accuracy,
+    read_accuracy,
+)
+from wrp.profiles import Run  # noqa: E402
+from wrp.runtime import runs_dir  # noqa: E402
+from wrp.stages import manifest_for, propagate, propagator_for, train_denoiser, train_segmenter  # noqa: E402
+from wrp.synthetic import HELD_OUT_STYLE, STYLES  # noqa: E402
+from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
+
+ALONE = "Ω alone"  # warp-refine with Ω's last snapshot and no gate
+
+
+def _omega_alone(run: Run, denoiser: Path) -> list[dict[str, Any]]:
+    """Accuracy rows of warp-refine with the last snapshot of Ω and no gate (cached by Ω's folder)."""
+    folder = runs_dir() / "benchmarks" / "omega-alone" / config_hash({"denoiser": str(denoiser)})
+    done = folder / "accuracy.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    job = job_from_file(denoiser / "job.json")
+    last = sorted((denoiser / SNAPSHOTS).glob("*.pt"))[-1]
+    cues = propagator_for(train_segmenter(run), None, device=run.device)
+    propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, denoiser, run.device, last),
+                            run.device, gate=None)
+    manifest = Manifest.load(manifest_for(run))
+    clips = manifest.clips("val")
+    propagate_clips(clips, "warp-refine", folder / "labels", propagator, run.profile.k, progress=run.progress)
+    rows = propagation_accuracy(clips, manifest.ground_truth("val"), folder / "labels", ["warp-refine"],
+                                run.profile.k)
+    for row in rows:
+        row["policy"] = ALONE
+    atomic_write_json(done, rows)
+    return rows
+
+
+def measure(run: Run, world: str) -> dict[str, Any]:
+    denoiser = train_denoiser(run)
+    folder = propagate(run, "val", POLICIES)
+    omega = json.loads((denoiser / "metrics.json").read_text())
+    omega["selection"].pop("snapshots", None)
+    return {"world": world, "seed": run.seed, "dataset": str(run.dataset) if run.dataset else None,
+            "style": None if run.dataset else run.profile.style, "k": run.profile.k,
+            "accuracy": read_accuracy(folder) + _omega_alone(run, denoiser),
+            "omega": {k: omega[k] for k in ("selection", "held_out", "warning", "iterations")},
+            "stages": {"denoiser": str(denoiser), "propagation": str(folder)}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The report over every measured world and seed
+# ---------------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    worlds: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        worlds.setdefault(r["world"], []).append(r)
+    out = {}
+    for world, runs in worlds.items():
+        k = runs[0]["k"]
+        policies = list(dict.fromkeys(row["policy"] for row in runs[0]["accuracy"]))
+        cell = {(p, d): _median([row["miou"] for r in runs for row in r["accuracy"]
+                                 if row["policy"] == p and int(row["distance"]) == d])
+                for p in policies for d in range(1, k + 1)}
+        ours = [p for p in POLICIES if p in policies and p != "warp-refine"]
+        ds = range(1, k + 1)
+        margin = {d: round(cell["warp-refine", d] - max(cell[p, d] for p in ours), 2) for d in ds}
+        vs_motion = {d: round(cell["warp-refine", d] - cell["motion-only", d], 2) for d in ds}
+        classes = [c for c in runs[0]["accuracy"][0] if c.startswith("iou_")]
+
+        def iou(policy: str, c: str, runs: list[dict[str, Any]] = runs) -> float | None:
+            values = [row[c] for r in runs for row in r["accuracy"] if row["policy"] == policy
+                      and int(row["distance"]) == 1 and row[c] == row[c]]
+            return _median(values) if len(values) == len(runs) else None
+
+        class_loss = {c[4:]: round(iou("motion-only", c) - iou("warp-refine", c), 2) for c in classes
+                      if iou("motion-only", c) is not None and iou("warp-refine", c) is not None}
+        worst = max(class_loss.items(), key=lambda kv: kv[1])
+        cyclic_ok = all(r["omega"]["held_out"]["refined"] > r["omega"]["held_out"]["cyclic"]
+                        and all(v["refined"] > v["cyclic"] for v in r["omega"]["held_out"]["per_p"].values())
+                        for r in runs)
+        out[world] = {
+            "seeds": sorted(r["seed"] for r in runs), "k": k, "policies": policies,
+            "miou": {f"{p}|{d}": v for (p, d), v in cell.items()},
+            "warp_refine_minus_best_other": margin, "warp_refine_minus_motion_only": vs_motion,
+            "retention": round(cell["warp-refine", k] / cell["warp-refine", 1], 3),
+            "worst_class_loss_d1": {"class": worst[0], "iou": worst[1]},
+            "held_out_cyclic": [{"seed": r["seed"], "cyclic": r["omega"]["held_out"]["cyclic"],
+                                 "refined": r["omega"]["held_out"]["refined"],
+                                 "per_p": r["omega"]["held_out"]["per_p"]} for r in runs],
+            "warnings": [r["omega"]["warning"] for r in runs if r["omega"]["warning"]],
+            "checks": {
+                "warp-refine ≥ motion-only − 0.5 at every d": min(vs_motion.values()) >= -0.5,
+                f"warp-refine − best other at d={k} ≥ 5": margin[k] >= 5,
+                "no class loses > 10 IoU to motion-only at d=1": worst[1] <= 10,
+                "Ω improves held-out cyclic labels overall and at every p": cyclic_ok,
+            },
+        }
+    return out
+
+
+def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    summary = summarise(results)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["world", "seed", "policy", "distance", "miou"])
+    for r in sorted(results, key=lambda r: (r["world"], r["seed"])):
+        for row in r["accuracy"]:
+            writer.writerow([r["world"], r["seed"], row["policy"], int(row["distance"]), row["miou"]])
+    atomic_write_text(out / "generalisation.csv", buffer.getvalue())
+
+    lines = ["# Warp-refine on worlds it was not tuned on",
+             "",
+             "mIoU (%) of the propagated validation labels by distance d from the labelled frame, median "
+             "over seeds; every frame scored against its exact label, unlabelled pixels wrong. "
+             f"`{ALONE}`: warp-refine with Ω's last snapshot and no gate. "
+             f"Held-out style: `{HELD_OUT_STYLE}`.",
+             ""]
+    for world, s in summary.items():
+        k = s["k"]
+        shown = sorted({d for d in (1, 2, 3, 5, 8) if d < k} | {k})
+        about = STYLES[world].description if world in STYLES else "a prepared tree (--dataset)"
+        held = " — **held-out style**" if world == HELD_OUT_STYLE else ""
+        lines += [f"## {world}{held}", "", f"{about}; seeds {s['seeds']}.", "",
+                  "| policy | " + " | ".join(f"d={d}" for d in shown) + " |",
+                  "|---|" + "---:|" * len(shown)]
+        for p in s["policies"]:
+            lines.append(f"| {p} | " + " | ".join(f"{s['miou'][f'{p}|{d}']:.1f}" for d in shown) + " |")
+        cyc = "; ".join(f"seed {c['seed']}: {c['cyclic']:.1f} → {c['refined']:.1f}"
+                        for c in s["held_out_cyclic"])
+        lines += ["", f"- warp-refine − best other: {s['warp_refine_minus_best_other'][k]:+.2f} at d={k}; "
+                      f"− motion-only: min {min(s['warp_refine_minus_motion_only'].values()):+.2f} over d; "
+                      f"retention mIoU({k})/mIoU(1) = {s['retention']:.2f}",
+                  f"- worst class at d=1 against motion-only: {s['worst_class_loss_d1']['class']} "
+                  f"({-s['worst_class_loss_d1']['iou']:+.1f} IoU)",
+                  f"- held-out cyclic labels before → after Ω: {cyc}"]
+        lines += [f"- {'PASS' if ok else 'MISS'} {check}" for check, ok in s["checks"].items()]
+        lines += [f"- warning: {w}" for w in s["warnings"]] + [""]
+    atomic_write_text(out / "generalisation.md", "\n".join(lines))
+    atomic_write_json(out / "generalisation.json", {"summary": summary, "results": results})
+    _figure(summary, out / "generalisation.png")
+    return summary
+
+
+def _figure(summary: dict[str, Any], path: Path) -> None:
+    worlds = list(summary)
+    fig, axes = plt.subplots(1, len(worlds), figsize=(4.2 * len(worlds), 3.6), squeeze=False, sharey=True)
+    colours = {"copy": "#999999", "motion-only": "#1f77b4", "semantic-only": "#9467bd",
+               "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728"}
+    for ax, world in zip(axes[0], worlds, strict=True):
+        s = summary[world]
+        ds = list(range(1, s["k"] + 1))
+        for p in s["policies"]:
+            ax.plot(ds, [s["miou"][f"{p}|{d}"] for d in ds], label=p, color=colours.get(p, "black"),
+                    lw=2.2 if p == "warp-refine" else 1.2, ls="--" if p == ALONE else "-",
+                    marker="o" if p == "warp-refine" else None, ms=3)
+        held = " (held out)" if world == HELD_OUT_STYLE else ""
+        ax.set_title(f"{world}{held}, seeds {s['seeds']}", fontsize=10)
+        ax.set_xlabel("distance d from the labelled frame")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mIoU (%) of propagated labels")
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    fig.suptitle("Label policies on every world of the family (median over seeds; "
+                 "dashed: Ω without its gate)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--worlds", nargs="*", default=[], choices=list(STYLES),
+                        help="styles of the synthetic world to measure")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
+                        help="a prepared tree to measure as world NAME (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="figures/generalisation",
+                        help="where the report goes (default: figures/generalisation/)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    worlds: list[tuple[str, dict[str, Any]]] = [(w, {"style": w}) for w in args.worlds]
+    for spec in args.dataset:
+        name, sep, folder = spec.partition("=")
+        if not (name and sep and folder):
+            parser.error(f"--dataset {spec!r}: write NAME=DIR")
+        worlds.append((name, {"dataset": folder}))
+    for world, where in worlds:
+        for seed in args.seeds:
+            run = Run.create(args.profile, seed=seed, device=args.device, progress=not args.no_progress,
+                             **where)
+            print(f"== {world}, seed {seed}", flush=True)
+            atomic_write_json(out / "worlds" / f"{world}_s{seed}.json", measure(run, world))
+    results = [json.loads(p.read_text()) for p in sorted((out / "worlds").glob("*.json"))]
+    if not results:
+        parser.error(f"nothing measured in {out / 'worlds'}; name --worlds or --dataset")
+    summary = write_report(results, out)
+    print((out / "generalisation.md").read_text())
+    print(f"→ {out / 'generalisation.md'}, .csv, .json, .png ({len(summary)} worlds)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Generalisation: the world family, Ω's gate chosen without ground truth, and the warning users see
+when Ω does not help."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wrp.cache import canonical_config
+from wrp.data import NUM_CLASSES, read_label
+from wrp.denoiser import GATE_THRESHOLDS, Gate, _choose_gate, refinement_warning
+from wrp.metrics import confusion_matrix, mean_iou
+from wrp.profiles import Run
+from wrp.synthetic import HELD_OUT_STYLE, SIDEWALK, STYLES, SynthConfig, build_scene, render
+from wrp.train import Builder, Job, TrainConfig
+
+K = NUM_CLASSES
+TINY = {"height": 48, "width": 96, "records": 2, "frames_per_record": 4}
+
+
+# ---------------------------------------------------------------------------------------------
+# The world family
+# ---------------------------------------------------------------------------------------------
+def test_the_family_holds_a_held_out_style_and_the_street_keeps_the_original_world_key():
+    assert HELD_OUT_STYLE in STYLES and "street" in STYLES and len(STYLES) >= 3
+    assert "style" not in canonical_config(SynthConfig(**TINY))  # worlds made before styles keep their key
+    assert canonical_config(SynthConfig(**TINY, style="verge"))["style"] == "verge"
+
+
+def test_every_style_renders_a_different_image_of_the_same_street_size():
+    images = {}
+    for style in STYLES:
+        config = SynthConfig(**TINY, style=style)
+        frame = render(config, build_scene(config, 0), 2.0)
+        assert frame.image.shape == (48, 96, 3) and np.isfinite(frame.image).all()
+        images[style] = frame.image
+    others = [s for s in STYLES if s != "street"]
+    assert all(not np.array_equal(images["street"], images[s]) for s in others)
+
+
+def test_a_one_sidewalk_style_has_sidewalk_only_right_of_the_road():
+    assert STYLES["verge"].sidewalks == "right"
+
+    def sidewalk_x(style: str) -> np.ndarray:  # world x of every sidewalk pixel of a few views
+        config = SynthConfig(height=96, width=192, records=3, frames_per_record=2, style=style)
+        frames = [render(config, build_scene(config, r), 0.0) for r in range(3)]
+        return np.concatenate([f.point[f.label == SIDEWALK][:, 0] for f in frames])
+
+    verge, street = sidewalk_x("verge"), sidewalk_x("street")
+    assert verge.size and (verge > 0).all()  # world x > 0: right of the road's centre
+    assert (street < 0).any() and (street > 0).any()
+
+
+def test_an_unknown_style_and_a_style_with_a_prepared_dataset_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a world style"):
+        SynthConfig(**TINY, style="mars")
+    with pytest.raises(ValueError, match="drop --style"):
+        Run.create("smoke", dataset=tmp_path, style="verge", device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------------------------
+def _probs(ids: np.ndarray, conf: np.ndarray) -> torch.Tensor:
+    """(B, K, H, W) class probabilities whose most likely class is ``ids`` (B, H, W) with
+    probability ``conf``."""
+    rest = (1 - conf) / (K - 1)
+    probs = np.repeat(rest[:, None], K, axis=1)
+    np.put_along_axis(probs, ids[:, None].astype(np.int64), conf[:, None], axis=1)
+    return torch.from_numpy(probs.astype(np.float32))
+
+
+def test_the_gate_keeps_the_input_where_omega_is_not_sure_enough_and_fills_unlabelled_pixels():
+    ids = np.array([[[1, 2, 3, 4]]], np.uint8)
+    conf = np.array([[[0.99, 0.6, 0.99, 0.6]]], np.float32)
+    inputs = torch.tensor([[[1, 5, 5, 255]]])
+    valid = torch.tensor([[[True, True, False, False]]])
+    probs = _probs(ids, conf)
+    assert Gate().apply(probs, inputs, valid)[0].tolist() == [[[1, 2, 3, 4]]]  # Ω alone
+    assert Gate.closed().apply(probs, inputs, valid)[0].tolist() == [[[1, 5, 5, 4]]]  # 255 takes Ω's
+    gate = Gate(valid=(0.9,) * K, unexplained=(0.5,) * K)
+    out, sure = gate.apply(probs, inputs, valid)
+    assert out.tolist() == [[[1, 5, 3, 4]]]
+    assert sure[0, 0, 1] == pytest.approx(0.4 / (K - 1))  # Ω's probability of the label kept
+
+
+def test_the_chosen_gate_is_never_worse_than_the_input_and_closes_on_a_class_omega_gets_wrong():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, K, (6, 32, 64)).astype(np.uint8)
+    inputs = truth.copy()
+    noisy = rng.random(truth.shape) < 0.2
+    inputs[noisy] = rng.integers(0, K, noisy.sum())
+    pred = truth.copy()
+    pred[truth == 4] = 3  # Ω confidently turns class 4 into class 3 (the sidewalk → vegetation kind)
+    conf = (0.5 + 0.5 * rng.random(truth.shape)).astype(np.float32)
+    valid = rng.random(truth.shape) < 0.7
+    gate, score = _choose_gate(pred, conf, inputs, valid, truth, GATE_THRESHOLDS, K)
+    before = mean_iou(confusion_matrix(inputs, truth, K))
+    assert score >= before
+    assert gate.valid[3] == 1.0 and gate.unexplained[3] == 1.0  # Ω may never write class 3
+    assert gate.valid[7] < 1.0  # and may fix the others
+    probs = _probs(pred, conf)
+    out = gate.apply(probs, torch.from_numpy(inputs), torch.from_numpy(valid))[0].numpy()
+    assert mean_iou(confusion_matrix(out, truth, K)) == pytest.approx(score)
+    # an Ω that is always wrong gets the closed gate: its input is kept
+    wrong = ((truth.astype(np.int64) + 1) % K).astype(np.uint8)
+    gate, score = _choose_gate(wrong, np.ones_like(conf), inputs, valid, truth, GATE_THRESHOLDS, K)
+    assert gate == Gate.closed() and score == pytest.approx(before)
+
+
+def test_the_warning_names_both_numbers_and_the_cycle_lengths_where_omega_fails():
+    helped = {"cyclic": 80.0, "refined": 85.0, "per_p": {1: {"cyclic": 90.0, "refined": 92.0}}}
+    assert refinement_warning(helped) is None
+    worse = {"cyclic": 86.3, "refined": 70.4, "per_p": {1: {"cyclic": 95.1, "refined": 75.4},
+                                                        2: {"cyclic": 90.0, "refined": 91.0}}}
+    text = refinement_warning(worse)
+    assert "86.30" in text and "70.40" in text and "p=1: 95.10 → 75.40" in text and "p=2" not in text
+
+
+def test_snapshots_enter_a_job_key_only_when_asked_for():
+    job = Job(Builder("denoiser-model"), Builder("denoiser-data"), Builder("segmentation-loss"),
+              TrainConfig(iters=8, device="cpu"))
+    assert "snapshot_every" not in job.to_json()["train"]  # every stage trained before keeps its key
+    with_snapshots = Job(job.model, job.data, job.loss, TrainConfig(iters=8, device="cpu", snapshot_every=2))
+    assert with_snapshots.to_json()["train"]["snapshot_every"] == 2
+    assert Job.from_json(with_snapshots.to_json()) == with_snapshots
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the stages and the command line, at the smoke profile
+# ---------------------------------------------------------------------------------------------
+def test_a_failing_omega_is_chosen_out_and_the_user_is_warned(isolated_runs, capsys):
+    """Ω trained for 4 iterations (smoke) cannot repair anything: left alone it ruins the held-out
+    cyclic labels; the selection closes its gate, warp-refine keeps the warped labels and every
+    command that uses Ω says so."""
+    from wrp.cli import main
+    from wrp.denoiser import score_cyclic
+    from wrp.stages import cyclic_samples_for, propagate, train_denoiser
+    from wrp.train import job_from_file, load_model
+
+    assert main(["train-denoiser", "--profile", "smoke", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING: Ω does not improve the held-out cyclic labels" in printed
+    run = Run.create("smoke", device="cpu", progress=False)
+    folder = train_denoiser(run)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    selection = metrics["selection"]
+    assert selection["clips"] and selection["chosen_miou"] >= selection["input_miou"]
+    assert len(list((folder / "snapshots").glob("*.pt"))) == 4
+    assert metrics["warning"] and metrics["held_out"]["refined"] <= metrics["held_out"]["cyclic"]
+
+    omega = load_model(job_from_file(folder / "job.json"), folder)
+    alone = score_cyclic(omega, cyclic_samples_for(run, "val"))
+    assert alone["refined"] < alone["cyclic"] - 20  # Ω alone turns right labels wrong ...
+    assert metrics["held_out"]["refined"] > alone["refined"]  # ... the gate does not let it
+
+    labels = propagate(run, "val", ("motion-only", "warp-refine"))
+    assert json.loads((labels / "report.json").read_text())["denoiser_warning"] == metrics["warning"]
+    if selection["gate"] == {"valid": [1.0] * K, "unexplained": [1.0] * K}:
+        motion = sorted((labels / "labels" / "motion-only").rglob("*.png"))
+        refined = sorted((labels / "labels" / "warp-refine").rglob("*.png"))
+        assert len(motion) == len(refined) > 0
+        same = [np.mean(read_label(a) == read_label(b)) for a, b in zip(motion, refined, strict=True)]
+        assert min(same) > 0.99  # the warped labels (Ω fills only what the motion left unlabelled)
