@@ -51,7 +51,7 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert any("running_mean" in k for k in two), "SyncBN statistics are part of the comparison"
     _assert_same(one, two)
-    start = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["iteration"]
+    start = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["iteration"]
     assert start == 6 and len(read_log(tmp_path / "two")) == 6
 
 
@@ -82,13 +82,13 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         ckpt = killed / "checkpoint.pt"
-        if ckpt.is_file() and torch.load(ckpt, weights_only=False)["iteration"] >= 9:
+        if ckpt.is_file() and torch.load(ckpt, weights_only=True)["iteration"] >= 9:
             break
         time.sleep(0.05)
     time.sleep(0.15)  # mid-way between two checkpoints
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    reached = torch.load(killed / "checkpoint.pt", weights_only=False)["iteration"]
+    reached = torch.load(killed / "checkpoint.pt", weights_only=True)["iteration"]
     assert 9 <= reached < 24, f"the kill should land mid-run, the checkpoint says {reached}"
     assert not (killed / "model.pt").exists()
     subprocess.run(cmd + [str(killed)] + toys, cwd=REPO, env=env, check=True, capture_output=True,
@@ -171,3 +171,33 @@ def test_auto_and_the_device_it_names_are_one_configuration():
     assert TrainConfig(iters=1).device == here
     assert TrainConfig(iters=1, device="auto") == TrainConfig(iters=1, device=here)  # one stage key
     assert TrainConfig(iters=1, device="cuda:3").device == "cuda:3"  # a saved job loads anywhere
+
+
+class _Payload:
+    """Unpickling this runs code: it would create ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "model.pt"])
+def test_a_crafted_checkpoint_is_refused_naming_the_file_and_never_runs_code(tmp_path, name):
+    from wrp.train import load_model, train
+
+    job = _job(iters=2)
+    out = tmp_path / "stage"
+    marker = tmp_path / "code-ran"
+    if name == "checkpoint.pt":
+        out.mkdir()
+        torch.save({"model": _Payload(marker), "iteration": 1, "log": []}, out / name)
+        with pytest.raises(ValueError, match=r"checkpoint\.pt is not a checkpoint wrp loads"):
+            train(job, out, progress=False)
+    else:
+        train(job, out, progress=False)
+        torch.save({"weight": _Payload(marker)}, out / name)
+        with pytest.raises(ValueError, match=r"model\.pt is not a checkpoint wrp loads.*delete it"):
+            load_model(job, out)
+    assert not marker.exists()

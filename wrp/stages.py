@@ -49,7 +49,9 @@ from wrp.train import Builder, Job, TrainConfig, evaluate, job_from_file, load_m
 # Base learning rates of the supplementary (3.1), per dataset. The synthetic world trains from
 # scratch (no pre-trained weights here), where 0.05 trains markedly better than 0.01 (docs/results.md).
 BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 0.0005, "nyuv2": 0.001}
-FALLBACK_LR = 0.01
+# A dataset BASE_LR does not name trains from scratch like every model here (no pre-trained weights):
+# at the rate measured best from scratch on the synthetic world, and the run says so.
+FALLBACK_LR = BASE_LR["synthetic"]
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
 TRUE_LABELS = "true-labels"  # the dataset's own labels of the generated frames: every policy's ceiling
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
@@ -129,8 +131,9 @@ def base_lr_for(run: Run) -> float:
     it does not name gets :data:`FALLBACK_LR`, and the run says so."""
     name = dataset_name(run)
     if name not in BASE_LR:
-        print(f"[wrp] no base learning rate is known for dataset {name!r}; training with "
-              f"{FALLBACK_LR} (choose one with --lr)", flush=True)
+        print(f"[wrp] no base learning rate is known for dataset {name!r}: training from scratch at "
+              f"{FALLBACK_LR}, the rate measured best from scratch on the synthetic world "
+              "(docs/results.md); choose another with --lr", flush=True)
     return BASE_LR.get(name, FALLBACK_LR)
 
 

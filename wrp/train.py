@@ -22,6 +22,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -267,7 +268,7 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, log = 0, []
     if (out / CHECKPOINT).is_file():
-        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=False)
+        state = load_state(out / CHECKPOINT, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -348,13 +349,23 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def load_state(path: str | Path, device: str = "cpu") -> Any:
+    """A checkpoint or weights file, loaded as data only (``weights_only=True``: tensors, numbers,
+    strings, lists and dicts — a file that asks to run code is refused, never executed)."""
+    try:
+        return torch.load(Path(path), map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is not a checkpoint wrp loads: damaged, or holding more than tensors, "
+                         f"numbers and strings, which wrp never unpickles ({type(exc).__name__}); delete it "
+                         "to train that stage again") from None
+
+
 def load_model(job: Job, out_dir: str | Path, device: str = "cpu", weights: str | Path | None = None
                ) -> nn.Module:
     """The trained model of a finished run, in eval mode (NHWC where the run trained so);
     ``weights`` (e.g. one of its ``snapshots/``) instead of its final ``model.pt``."""
     model = job.model.build()
-    state = torch.load(Path(weights) if weights else Path(out_dir) / FINAL, map_location=device,
-                       weights_only=True)
+    state = load_state(Path(weights) if weights else Path(out_dir) / FINAL, device)
     model.load_state_dict(state)
     return _place(model, device, job.train.channels_last).eval()
 
