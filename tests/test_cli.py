@@ -94,3 +94,23 @@ def test_propagate_refuses_an_unknown_policy_and_a_folder_of_other_settings(tmp_
     assert "copy" in printed and "d=1" in printed and (out / "accuracy.csv").is_file()
     assert main(smoke + ["--policy", "motion-only"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["train-seg", "--iters", "0"], "--iters"), (["train-seg", "--lr", "0"], "--lr"),
+    (["train-denoiser", "--iters", "0"], "--iters"), (["synth", "--records", "0", "--out", "w"], "--records"),
+    (["propagate", "--batch", "-3"], "--batch"), (["propagate", "--seed", "-1"], "--seed"),
+    (["table1", "--seeds", "0", "-1"], "--seeds"), (["synth", "--workers", "-1", "--out", "w"], "--workers"),
+    (["train-seg", "--iters", "many"], "--iters"),
+])
+def test_a_value_given_is_used_or_refused_never_read_as_not_given(argv, option, capsys, tmp_path,
+                                                                  monkeypatch):
+    from wrp.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # refused before any work

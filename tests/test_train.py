@@ -201,3 +201,14 @@ def test_a_crafted_checkpoint_is_refused_naming_the_file_and_never_runs_code(tmp
         with pytest.raises(ValueError, match=r"model\.pt is not a checkpoint wrp loads.*delete it"):
             load_model(job, out)
     assert not marker.exists()
+
+
+def test_a_run_resumed_after_its_last_iteration_still_reports_its_speed(tmp_path):
+    """Killed after training (e.g. during the stage's final evaluation), the rerun resumes at the last
+    iteration: nothing to train, and the speed it trained at is still reported, not None."""
+    from wrp.train import train
+
+    job = _job(iters=3, every=1)
+    first = train(job, tmp_path, progress=False)
+    again = train(job, tmp_path, progress=False)
+    assert again["resumed_from"] == 3 and again["images_per_s"] == first["images_per_s"] is not None

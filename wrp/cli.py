@@ -26,6 +26,27 @@ from wrp.synthetic import HELD_OUT_STYLE, STYLES
 INPUT_ERRORS = (ValueError, FileNotFoundError)
 
 
+def _number(kind: type, low: float, inclusive: bool = True) -> Any:
+    """An argparse type: a ``kind`` number ≥ ``low`` (> ``low`` when not ``inclusive``). A value
+    given is a value used: 0 is never read as "not given", it is used or refused here."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} must be {'≥' if inclusive else '>'} {low:g}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT = _number(int, 1)  # iterations, records, processes, batch sizes, …
+SEED = _number(int, 0)
+POSITIVE = _number(float, 0, inclusive=False)  # learning rates, frame rates
+
+
 def _run(args: argparse.Namespace, **overrides: Any) -> Run:
     """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
     ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
@@ -111,8 +132,9 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
         print(f"wrp train-seg: error: {exc}", file=sys.stderr)
         return 2
     metrics = json.loads((folder / "metrics.json").read_text())
+    rate = metrics.get("images_per_s")
     print(f"validation mIoU {metrics['miou']:.2f} on {metrics['images']} labelled frames; "
-          f"{metrics['images_per_s']:.1f} training images/s")
+          + (f"{rate:.1f} training images/s" if rate is not None else "training speed not recorded"))
     print(f"model, log and metrics → {folder}")
     return 0
 
@@ -283,12 +305,12 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     parser.add_argument("--dataset", default=None, metavar="DIR",
                         help="a tree prepared by data_scripts/prepare_*.py (default: the synthetic world)")
     if seed:
-        parser.add_argument("--seed", type=int, default=0,
+        parser.add_argument("--seed", type=SEED, default=0,
                             help="the synthetic world, its split and the models' initial weights")
     parser.add_argument("--style", default=None, choices=list(STYLES),
                         help="the synthetic world's look and layout (default: the profile's, street); "
                              f"{HELD_OUT_STYLE} is the held-out style of the world family")
-    parser.add_argument("--nproc", type=int, default=1,
+    parser.add_argument("--nproc", type=COUNT, default=1,
                         help="processes (torchrun) for each training job on this machine")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -298,27 +320,27 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     """A table's grid and the budget of its cells (read back by :func:`table_run`)."""
     from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
 
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+    parser.add_argument("--seeds", type=SEED, nargs="+", default=None,
                         help="default: the profile's table_seeds")
     if table == 1:
         parser.add_argument("--arch", action="append", choices=list(ARCHS),
                             help="repeatable; default: the profile's table_archs")
         parser.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
                             help="repeatable; default all (baseline must be among them)")
-        parser.add_argument("--k", type=int,
+        parser.add_argument("--k", type=COUNT,
                             help="semantic-only and warp-refine labels from frames within ±k of their "
                                  "labelled frame (default: the profile's k; motion-only keeps ±2)")
-        parser.add_argument("--world-seed", type=int,
+        parser.add_argument("--world-seed", type=SEED,
                             help="train every cell on this seed's world and labels, --seeds then being "
                                  "the segmenters' training seeds (the paper's protocol)")
     else:
         parser.add_argument("--row", action="append", choices=list(TABLE2_ROWS),
                             help="repeatable; default all")
-    parser.add_argument("--cell-iters", type=int,
+    parser.add_argument("--cell-iters", type=COUNT,
                         help="iterations of every cell (default: the profile's table_iters)")
-    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--cell-crop", type=COUNT, nargs=2, metavar=("H", "W"),
                         help="training crop of every cell (default: the profile's table_crop)")
-    parser.add_argument("--world-fps", type=float, metavar="FPS",
+    parser.add_argument("--world-fps", type=POSITIVE, metavar="FPS",
                         help="render the synthetic world at FPS frames per second (default: the "
                              "profile's, 35): at 10 a partition's frames show more new street")
 
@@ -347,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these notebooks, by number or name (e.g. --only 01,03)")
     rep.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (JSON values: -p seed=3 -p device=cpu)")
-    rep.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+    rep.add_argument("--timeout", type=COUNT, default=None, metavar="SECONDS",
                      help="per-cell time limit (default: the profile's)")
     rep.add_argument("--keep-going", action="store_true",
                      help="run the remaining notebooks after one fails")
@@ -365,14 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", required=True, type=Path, help="folder to write the world into")
     syn.add_argument("--profile", default="demo", choices=profile_names(),
                      help="sizes: resolution, records, frames per record (default: demo)")
-    syn.add_argument("--seed", type=int, default=0, help="the world is a function of this seed")
+    syn.add_argument("--seed", type=SEED, default=0, help="the world is a function of this seed")
     syn.add_argument("--style", default=None, choices=list(STYLES),
                      help=f"look and layout (default: street; {HELD_OUT_STYLE} is the held-out style)")
-    syn.add_argument("--records", type=int, default=None, help="the world's record count (default: the "
+    syn.add_argument("--records", type=COUNT, default=None, help="the world's record count (default: the "
                      "profile's train + val records)")
-    syn.add_argument("--motion-blur", type=int, default=1, metavar="N",
+    syn.add_argument("--motion-blur", type=COUNT, default=1, metavar="N",
                      help="average N sub-frame renders per image (1 = no blur)")
-    syn.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    syn.add_argument("--workers", type=COUNT, default=None, help="processes (default: one per core)")
     syn.add_argument("--as-frames", type=Path, default=None, metavar="DIR",
                      help="also write the world as a folder of frames for `wrp prepare-frames`: "
                           "DIR/frames/<record>/<frame>.png and DIR/labels/<record>/<frame>.png")
@@ -392,21 +414,22 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", type=Path, required=True, metavar="TREE", help="folder for the prepared tree")
     pre.add_argument("--dataset-name", default="own", metavar="NAME",
                      help="the dataset's name in splits/dataset.json (default: own)")
-    pre.add_argument("--partition-length", type=int, default=21, metavar="N",
+    pre.add_argument("--partition-length", type=COUNT, default=21, metavar="N",
                      help="frames per partition (default: 21, the paper's)")
-    pre.add_argument("--labelled", type=int, default=None, metavar="I",
+    pre.add_argument("--labelled", type=SEED, default=None, metavar="I",
                      help="position of the labelled frame in a partition, 0-based (default: the centre)")
     pre.add_argument("--val", type=float, default=0.2, metavar="SHARE",
                      help="validation videos: a share (at least one video each side) or a count ≥ 1 "
                           "(default: 0.2)")
-    pre.add_argument("--seed", type=int, default=0, help="seed of the random split by video")
+    pre.add_argument("--seed", type=SEED, default=0, help="seed of the random split by video")
     pre.add_argument("--label-format", default="label-ids", choices=["label-ids", "train-ids"],
                      help="label PNGs hold official Cityscapes label ids (default) or train ids 0..18 "
                           "with 255 = ignore (converted to label ids)")
     pre.add_argument("--link", default="copy", choices=["copy", "hardlink", "symlink"],
                      help="PNG frames: copy them (default) or link them to save disk (JPEGs are converted)")
     pre.add_argument("--dry-run", action="store_true", help="check, say what would be written, write nothing")
-    pre.add_argument("--workers", type=int, default=1, help="threads that convert and copy files (default 1)")
+    pre.add_argument("--workers", type=COUNT, default=1,
+                     help="threads that convert and copy files (default 1)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bars")
     pre.set_defaults(func=_cmd_prepare_frames)
 
@@ -419,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="architecture (default: MSA-HRNet-OCR, the paper's g_ψ)")
     seg.add_argument("--backbone", default=None, help="timm backbone (default: the profile's)")
     seg.add_argument("--loss", default=None, choices=["ce", "rmi", "rll"], help="main loss (default ce)")
-    seg.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
-    seg.add_argument("--lr", type=float, default=None, help="override the base learning rate")
+    seg.add_argument("--iters", type=COUNT, default=None, help="override the profile's iterations")
+    seg.add_argument("--lr", type=POSITIVE, default=None, help="override the base learning rate")
     add_run_options(seg)
     seg.set_defaults(func=_cmd_train_seg)
 
@@ -429,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the cyclic warped labels of the human-labelled training frames "
         "(t → t±p → t, every cycle length of the profile, both directions) and train Ω with RMI on "
         "them, with g_ψ frozen. Scores Ω on the held-out records' cycles. Cached; resumes.")
-    den.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
-    den.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    den.add_argument("--cycle-lengths", type=int, nargs="+", metavar="P",
+    den.add_argument("--iters", type=COUNT, default=None, help="override the profile's iterations")
+    den.add_argument("--lr", type=POSITIVE, default=None, help="override the base learning rate")
+    den.add_argument("--cycle-lengths", type=COUNT, nargs="+", metavar="P",
                      help="cycle lengths p of t → t±p → t (default: the profile's cycle_lengths)")
     add_run_options(den)
     den.set_defaults(func=_cmd_train_denoiser)
@@ -448,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--flow", default="dis", choices=["dis", "farneback", "true"],
                       help="motion estimator (default DIS; 'true' is the synthetic world's oracle)")
     prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
-    prop.add_argument("--batch", type=int, default=8, help="clips propagated together")
+    prop.add_argument("--batch", type=COUNT, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
     add_run_options(prop)
     prop.set_defaults(func=_cmd_propagate)

@@ -332,7 +332,9 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
     save(cfg.iters, final=True)
     if distributed:
         dist.barrier()
-    images_per_s = [row["images_per_s"] for row in log if row["iteration"] > start]
+    # a run resumed at its last iteration (killed after training) reports the speed it trained at
+    images_per_s = ([row["images_per_s"] for row in log if row["iteration"] > start]
+                    or [row["images_per_s"] for row in log])
     return {"iterations": cfg.iters, "resumed_from": start, "final_loss": log[-1]["loss"] if log else None,
             "images_per_s": float(np.median(images_per_s)) if images_per_s else None,
             "checkpoint": str(out / FINAL)}
