@@ -212,3 +212,18 @@ def test_a_run_resumed_after_its_last_iteration_still_reports_its_speed(tmp_path
     first = train(job, tmp_path, progress=False)
     again = train(job, tmp_path, progress=False)
     assert again["resumed_from"] == 3 and again["images_per_s"] == first["images_per_s"] is not None
+
+
+def test_a_job_file_naming_code_outside_the_registry_is_refused_naming_the_file(tmp_path):
+    from wrp.train import job_from_file
+
+    marker = tmp_path / "code-ran"
+    data = _job().to_json()
+    data["model"] = {"name": "os:system", "kwargs": {"command": f"touch {marker}"}}
+    path = atomic_write_json(tmp_path / "job.json", data)
+    with pytest.raises(ValueError, match=r"job\.json names builder 'os:system'"):
+        job_from_file(path).model.build()
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken\.json is not a readable job file"):
+        job_from_file(tmp_path / "broken.json")
+    assert not marker.exists()

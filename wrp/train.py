@@ -378,7 +378,19 @@ def read_log(out_dir: str | Path) -> list[dict[str, float]]:
 
 
 def job_from_file(path: str | Path) -> Job:
-    return Job.from_json(json.loads(Path(path).read_text()))
+    """The job a stage's ``job.json`` describes; a file that is not one, or that names a builder
+    outside :data:`BUILDERS`, is refused naming the file (a job file never chooses code to run)."""
+    try:
+        job = Job.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable job file ({type(exc).__name__}: {exc}); delete its "
+                         "stage folder to build the stage again") from None
+    for builder in (job.model, job.data, job.loss):
+        if builder.name not in BUILDERS:
+            raise ValueError(f"{path} names builder {builder.name!r}, which is not one of wrp's "
+                             f"({', '.join(sorted(BUILDERS))}); a job file never chooses code to run — "
+                             "delete its stage folder to build the stage again")
+    return job
 
 
 # ---------------------------------------------------------------------------------------------
