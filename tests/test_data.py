@@ -206,3 +206,29 @@ def test_clip_true_flow_is_read_back(world):
     assert isinstance(clip, Clip)
     flow, valid = clip.true_flow(5, "backward")
     assert flow.shape == (32, 64, 2) and valid.dtype == bool and valid.mean() > 0.5
+
+
+def test_a_dataset_whose_labels_are_train_ids_is_refused_with_the_fix(tmp_path):
+    """Train ids 0..18 are valid label ids too, so no single file gives them away; the dataset does:
+    mostly void ids 0..6 and never an id of 19..33."""
+    import cv2
+
+    from wrp.data import DatasetError, FrameRef, SplitConfig, build_manifest
+
+    rng = np.random.default_rng(0)
+    for seq in range(2):
+        for frame in range(3):
+            ref = FrameRef("train", "town", f"{seq:06d}", frame)
+            ref.image(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(ref.image(tmp_path)), rng.integers(0, 255, (16, 32, 3), dtype=np.uint8))
+            if frame == 1:
+                train_ids = np.zeros((16, 32), np.uint8)  # road, sidewalk, building as train ids
+                train_ids[:5], train_ids[5:9] = 2, 1
+                ref.label(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(ref.label(tmp_path)), train_ids)
+    with pytest.raises(DatasetError, match=r"look like train ids.*--label-format train-ids"):
+        build_manifest(tmp_path, SplitConfig(partition_length=3, val=1, seed=0))
+    with_ignore = FrameRef("train", "town", "000000", 1).label(tmp_path)
+    cv2.imwrite(str(with_ignore), np.full((16, 32), 255, np.uint8))
+    with pytest.raises(DatasetError, match=r"255 is the ignore value of \*train ids\*"):
+        build_manifest(tmp_path, SplitConfig(partition_length=3, val=1, seed=0))

@@ -109,9 +109,12 @@ def read_label_ids(path: str | Path) -> np.ndarray:
         )
     unknown = np.unique(label[LABEL_TO_TRAIN[label] == _UNKNOWN])
     if unknown.size:
+        hint = (" 255 is the ignore value of *train ids*: these labels look like train ids — write them "
+                "as label ids (wrp.data.write_label_ids, or wrp prepare-frames --label-format train-ids)"
+                if 255 in unknown.tolist() and int(label.max(initial=0, where=label != 255)) <= 18 else "")
         raise DatasetError(
             f"label {path} holds ids {unknown.tolist()} that are not Cityscapes label ids (0..33); "
-            "map them to official ids (cityscapesscripts.helpers.labels) before use"
+            "map them to official ids (cityscapesscripts.helpers.labels) before use." + hint
         )
     return label
 
@@ -374,8 +377,10 @@ def build_manifest(root: str | Path, config: SplitConfig = SplitConfig(), check:
     train = [p for r in ids if r not in val_ids for p in partitions[r]]
     val = [p for r in ids if r in val_ids for p in partitions[r]]
     if check:
-        for part in train + val:
-            _check_partition(root, part)
+        parts = train + val
+        counts = sum((_check_partition(root, part) for part in parts), np.zeros(256, np.int64))
+        if parts:
+            _check_label_ids_per_dataset(counts, parts[0].frames[parts[0].labelled].label(root))
     return Manifest(root, config, train, val, {"short_records": short})
 
 
@@ -393,6 +398,25 @@ def _check_partition(root: Path, part: Partition) -> None:
     if label.shape != size:
         raise DatasetError(f"label {label_path} is {label.shape[1]}×{label.shape[0]} but its image is "
                            f"{size[1]}×{size[0]}")
+    return np.bincount(label.ravel(), minlength=256)
+
+
+def _check_label_ids_per_dataset(counts: np.ndarray, example: Path) -> None:
+    """Train ids (0..18) and label ids (0..33) overlap, so a file cannot tell them apart; a dataset
+    can. Label-id files of street scenes hold the ids of vegetation, sky, persons, cars (19..33),
+    which train-id files never hold, and only a little of the void ids 0..6 (ego vehicle, out of
+    ROI, …), which are road, sidewalk, building, … as train ids. Refuse a dataset that looks like
+    train ids."""
+    total = int(counts.sum())
+    if total == 0:
+        return
+    void_share = float(counts[:7].sum()) / total
+    if counts[19:34].sum() == 0 and void_share > 0.5:
+        raise DatasetError(
+            f"the labels of this dataset (e.g. {example}) look like train ids, not label ids: "
+            f"{100 * void_share:.0f}% of their pixels are void ids 0..6 (road, sidewalk, building, … as "
+            "train ids) and none holds an id of 19..33 (vegetation, sky, person, car, …). Write them as "
+            "label ids (wrp.data.write_label_ids, or wrp prepare-frames --label-format train-ids)")
 
 
 # ---------------------------------------------------------------------------------------------
