@@ -114,3 +114,15 @@ def test_a_value_given_is_used_or_refused_never_read_as_not_given(argv, option, 
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_a_second_propagate_into_an_out_being_written_is_refused_before_any_work(tmp_path, isolated_runs,
+                                                                                 capsys):
+    from wrp.cli import main
+    from wrp.io import exclusive_folder
+
+    out = tmp_path / "labels"
+    with exclusive_folder(out, "wrp propagate"):  # another run is writing it
+        assert main(["propagate", "--profile", "smoke", "--out", str(out), "--no-progress"]) == 2
+    assert f"{out} is being written by another wrp propagate" in capsys.readouterr().err
+    assert not isolated_runs.exists()  # nothing was built

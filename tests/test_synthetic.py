@@ -172,3 +172,30 @@ def test_wrp_synth_command_writes_a_world(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "w" / "world.json").is_file() and "1 records × 9 frames" in out.stdout
+
+
+def test_a_partial_world_of_another_config_is_refused_not_mixed(tmp_path):
+    from wrp.io import atomic_write_json
+    from wrp.synthetic import config_json
+
+    small = SynthConfig(height=32, width=64, records=2, frames_per_record=3, seed=0)
+    out = tmp_path / "w"
+    atomic_write_json(out / ".progress" / "config.json", config_json(small))  # a run killed half-way
+    with pytest.raises(FileExistsError, match="holds part of another synthetic world"):
+        generate_world(SynthConfig(height=32, width=64, records=2, frames_per_record=3, seed=1), out,
+                       workers=1, progress=False)
+    generate_world(small, out, workers=1, progress=False)  # the same settings resume it
+    assert (out / "world.json").is_file() and not list(out.rglob(".*.tmp"))
+
+
+def test_a_second_synth_into_a_folder_being_written_is_refused(tmp_path):
+    from wrp.io import exclusive_folder
+
+    out = tmp_path / "w"
+    with exclusive_folder(out / ".progress", "wrp synth"):  # another run is writing it
+        cmd = [sys.executable, "-m", "wrp", "synth", "--profile", "smoke", "--records", "1",
+               "--out", str(out), "--no-progress"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"wrp synth: error: {out / '.progress'} is being written by another wrp synth" in done.stderr
+    assert not (out / "leftImg8bit_sequence").exists()

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from wrp import __version__
-from wrp.io import atomic_write_json
+from wrp.io import FolderBusy, atomic_write_json
 from wrp.metrics import mean_std
 from wrp.profiles import PROFILES, Run, profile_names, profiles_table
 from wrp.runtime import runs_dir
 from wrp.synthetic import HELD_OUT_STYLE, STYLES
 
-INPUT_ERRORS = (ValueError, FileNotFoundError)
+INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FolderBusy)
 
 
 def _number(kind: type, low: float, inclusive: bool = True) -> Any:
@@ -106,7 +106,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             from wrp.prepare import tree_to_frames
 
             as_frames = tree_to_frames(out, args.as_frames, progress=not args.no_progress)
-    except (ValueError, FileExistsError) as exc:
+    except INPUT_ERRORS as exc:
         print(f"wrp synth: error: {exc}", file=sys.stderr)
         return 2
     frames = config.records * config.frames_per_record

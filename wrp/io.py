@@ -7,6 +7,7 @@ through these helpers: write to a temporary file in the same folder, flush to di
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -16,9 +17,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def _file_mode() -> int:
+    """The mode a new file gets under the process's umask (0644 under 0022), as ``open`` gives it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` on success."""
+    """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` on success.
+    The file gets the mode the umask gives new files (a lab can share what wrp writes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -26,6 +35,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _file_mode())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -63,6 +73,39 @@ def atomic_write_png(path: str | os.PathLike[str], array: Any) -> Path:
     if not ok:
         raise OSError(f"could not encode a PNG for {path}")
     return atomic_write_bytes(path, data.tobytes())
+
+
+LOCK_FILE = ".wrp.lock"
+
+
+class FolderBusy(RuntimeError):
+    """Another process is writing the folder (see :func:`exclusive_folder`)."""
+
+
+@contextmanager
+def exclusive_folder(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
+    """Hold ``folder`` for one writer: a second run into it — of any settings — is refused at once
+    with :class:`FolderBusy` naming the folder and the holder's process id, instead of mixing its
+    files with the first one's. The lock is the kernel's (``flock``): it ends with the process,
+    however that ends, so a killed run never leaves the folder locked."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise FolderBusy(f"{folder} is being written by another {what} (process {holder}); wait for it "
+                             "to finish, or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield folder
+    finally:
+        handle.close()  # releases the lock
 
 
 def _jsonable(value: Any) -> Any:

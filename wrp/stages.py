@@ -27,7 +27,7 @@ import numpy as np
 from wrp.cache import Stage
 from wrp.data import PREPARED_FILE, Manifest, SplitConfig, build_manifest, human_samples, read_prepared
 from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
-from wrp.io import atomic_save, atomic_write_json
+from wrp.io import atomic_save, atomic_write_json, exclusive_folder
 from wrp.launch import launch
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
@@ -344,7 +344,9 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     run resumes without redoing finished frames), ``speed.json`` (frames/s per policy) and, where
     the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
     coverage per policy and distance, and ``report.json``: the frames/s and Ω's warning when its
-    label-free check failed (:func:`train_denoiser`). ``out`` replaces the cached stage folder.
+    label-free check failed (:func:`train_denoiser`). ``out`` replaces the cached stage folder; it
+    is held for this run alone from the start (:func:`wrp.io.exclusive_folder`), and a folder holding
+    labels of other settings is refused.
     """
     policies = tuple(policies or POLICIES)
     unknown = [p for p in policies if p not in POLICIES]
@@ -353,6 +355,14 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     check_inpaint(inpaint)
+    if out is not None:
+        with exclusive_folder(Path(out), "wrp propagate"):
+            return _propagate(run, split, policies, flow, batch, confidence, inpaint, Path(out))
+    return _propagate(run, split, policies, flow, batch, confidence, inpaint, None)
+
+
+def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch: int, confidence: bool,
+               inpaint: str, out: Path | None) -> Path:
     manifest = manifest_for(run)
     seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
@@ -390,7 +400,11 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     recorded = folder / "propagation.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != json.loads(json.dumps(config)):
+    try:
+        before = json.loads(recorded.read_text()) if recorded.is_file() else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{recorded} is damaged ({exc}); delete {folder} and propagate again") from None
+    if before is not None and before != json.loads(json.dumps(config)):
         raise ValueError(f"{folder} holds labels propagated with other settings (see {recorded}); "
                          "choose another --out or delete that folder")
     atomic_write_json(recorded, config)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ import numpy as np
 
 from wrp.cache import ADDED_LATER, canonical_config
 from wrp.data import CLASS_NAMES, LABEL_TO_TRAIN, FrameRef, read_image, read_label
-from wrp.io import atomic_save, atomic_write_json, atomic_write_png
+from wrp.io import atomic_save, atomic_write_json, atomic_write_png, exclusive_folder
 from wrp.runtime import progress_bar
 
 # The world's stage key is its config and this version: bump it when a change of the code renders
@@ -780,19 +779,40 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
                    progress: bool = True) -> Path:
     """Write the whole world under ``out``; resumes record by record after a kill.
 
-    ``world.json`` is written last: its presence means the world is complete.
+    ``world.json`` is written last: its presence means the world is complete. While it writes,
+    ``out`` is held for this run alone (:func:`wrp.io.exclusive_folder`), and the config of the
+    records already written is kept beside them (``.progress/config.json``): a run of another config
+    into the same folder, concurrent or after a kill, is refused instead of mixing two worlds.
     """
 
     out = Path(out)
     world_file = out / "world.json"
-    if world_file.is_file():
-        existing = json.loads(world_file.read_text())
-        if existing.get("config") != config_json(config):
-            raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
-                                  "choose another --out or delete that folder")
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    with exclusive_folder(out / ".progress", "wrp synth"):
+        if world_file.is_file():
+            try:
+                existing = json.loads(world_file.read_text())
+            except json.JSONDecodeError as exc:
+                raise FileExistsError(f"{world_file} is damaged ({exc}); delete {out} and render the world "
+                                      "again") from None
+            if existing.get("config") != config_json(config):
+                raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
+                                      "choose another --out or delete that folder")
+            return out
+        started = out / ".progress" / "config.json"
+        if started.is_file() and json.loads(started.read_text()) != config_json(config):
+            raise FileExistsError(f"{out} holds part of another synthetic world (its config: {started}); "
+                                  "resume it with the same settings, or choose another --out")
+        atomic_write_json(started, config_json(config))
+        for stray in out.rglob(".*.tmp"):  # half-written files of a run killed mid-write
+            stray.unlink(missing_ok=True)
+        _generate(config, out, workers, progress)
+        for stray in out.rglob(".*.tmp"):
+            stray.unlink(missing_ok=True)
+    return out
+
+
+def _generate(config: SynthConfig, out: Path, workers: int | None, progress: bool) -> None:
+    world_file = out / "world.json"
     jobs = [(config, str(out), r) for r in range(config.records)]
     workers = workers or min(os.cpu_count() or 1, config.records, 8)
     bar = progress_bar(total=config.records, desc="synthetic world (records)", unit="record",
@@ -826,9 +846,7 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
                 "position in frame t-1; forward: → t+1; valid_*.png 255 where the point is seen in both",
         "class_pixel_share": share,
         "records": summaries,
-        "seconds": round(time.time() - started, 1),
     })
-    return out
 
 
 def load_frames(root: str | Path, record: int, frames: list[int],
