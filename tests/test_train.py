@@ -227,3 +227,31 @@ def test_a_job_file_naming_code_outside_the_registry_is_refused_naming_the_file(
     with pytest.raises(ValueError, match=r"broken\.json is not a readable job file"):
         job_from_file(tmp_path / "broken.json")
     assert not marker.exists()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_child_dies_with_the_run_that_started_it_however_the_run_dies(tmp_path):
+    """torchrun and the world's renderer run through ``run_child``: SIGKILL the run, and its child
+    stops too instead of writing into the stage on its own."""
+    code = "from wrp.runtime import run_child; run_child(['sleep', '300'])"
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    deadline, children = time.time() + 60, []
+    while time.time() < deadline and not children:
+        listing = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout
+        children = [int(pid) for pid in listing.split()]
+        time.sleep(0.2)
+    assert children, "the child never started"
+    time.sleep(0.5)  # the child has become `sleep`
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_running(pid) for pid in children):
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in children)

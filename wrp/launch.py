@@ -14,12 +14,12 @@ in the launching process beyond wrp's own travel on the worker's command line, n
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from wrp.io import atomic_write_json
+from wrp.runtime import run_child
 from wrp.train import BUILDERS, Job, job_from_file, register_builder, train
 
 _WRP_BUILDERS = dict(BUILDERS)  # wrp's own, as this module first saw them
@@ -55,9 +55,9 @@ def launch(job: Job, out_dir: str | Path, nproc: int = 1, nnodes: int = 1, node_
     job_file = atomic_write_json(out / "job.json", job.to_json())
     cmd = torchrun_command(job_file, out, nproc, nnodes, node_rank, rdzv_endpoint)
     print("[wrp] " + " ".join(cmd), flush=True)
-    done = subprocess.run(cmd)
-    if done.returncode != 0:
-        raise RuntimeError(f"torchrun exited with {done.returncode}; its log is above. A rerun resumes "
+    code = run_child(cmd)
+    if code != 0:
+        raise RuntimeError(f"torchrun exited with {code}; its log is above. A rerun resumes "
                            f"from the last checkpoint in {out}")
     return json.loads((out / "result.json").read_text())
 

@@ -83,3 +83,33 @@ def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)
+
+
+# Run by a child before it becomes ``cmd``: ask the kernel for SIGTERM when the parent dies (Linux;
+# it survives the exec), and stop at once if the parent is already gone.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(143)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def run_child(cmd: list[str], **kwargs: Any) -> int:
+    """Run ``cmd`` to completion and return its exit code; the child (``torchrun``, the world's
+    renderer) is told to stop when this process dies, however it dies (on Linux through the
+    parent-death signal), so a killed run leaves no orphaned workers writing into its stage."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], **kwargs)
+    try:
+        return child.wait()
+    except BaseException:  # KeyboardInterrupt, SystemExit: stop the child before going
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from wrp.policies import (
     write_accuracy_csv,
 )
 from wrp.profiles import Run
+from wrp.runtime import run_child
 from wrp.synthetic import WORLD_VERSION, SynthConfig, config_json
 from wrp.train import Builder, Job, TrainConfig, evaluate, job_from_file, load_model
 
@@ -77,9 +77,9 @@ def world_for(run: Run) -> Path:
         cmd = [sys.executable, "-m", "wrp.synthetic", json.dumps(config_json(config)), str(out)]
         if not run.progress:
             cmd.append("--no-progress")
-        done = subprocess.run(cmd)
-        if done.returncode != 0:
-            raise RuntimeError(f"rendering the synthetic world into {out} failed (exit {done.returncode}); "
+        code = run_child(cmd)
+        if code != 0:
+            raise RuntimeError(f"rendering the synthetic world into {out} failed (exit {code}); "
                                "its error is above. A rerun resumes with the records already written")
         return {"frames": config.records * config.frames_per_record}
 
