@@ -275,3 +275,22 @@ def test_synth_as_frames_round_trips_through_prepare_frames(tmp_path, capsys):
     (folder / "frames" / "other").mkdir()
     with pytest.raises(DatasetError, match="holds videos that .* lacks \\(other\\)"):
         tree_to_frames(world, folder, progress=False)
+
+
+def test_editing_a_label_of_a_prepared_tree_changes_the_stages_that_read_it(tmp_path, isolated_runs):
+    """A finished run must not be reused once its data changed: the manifest's key (and so every
+    stage after it) holds a fingerprint of the tree's labels and frames."""
+    from wrp.profiles import Run
+    from wrp.stages import manifest_for
+
+    frames, labels = make_frames(tmp_path)
+    tree = tmp_path / "tree"
+    prepare(frames, labels, tree)
+    run = Run.create("smoke", dataset=tree, device="cpu", progress=False)
+    first = manifest_for(run)
+    assert manifest_for(run) == first  # unchanged data: reused
+    label = next((tree / "gtFine").rglob("*_gtFine_labelIds.png"))
+    edited = read_label_ids(label)
+    edited[0, 0] = 26 if edited[0, 0] != 26 else 7
+    cv2.imwrite(str(label), edited)
+    assert manifest_for(run) != first

@@ -21,6 +21,7 @@ Two views keep the method honest:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -557,6 +558,22 @@ class PreparedDataset:
                     "added or removed after preparation — re-run the prepare script"
                 )
         return manifest
+
+
+def tree_fingerprint(root: str | Path) -> str:
+    """A digest of what a prepared tree holds: every label's bytes (``gtFine/``) and every frame's
+    name and size (``leftImg8bit_sequence/``). Stages that read a tree key on it, so editing a label
+    or replacing frames makes them run again instead of reusing results of the old data. Cheap
+    enough for Cityscapes: labels are small, frames are only listed."""
+    root = Path(root)
+    digest = hashlib.sha1()
+    for path in sorted((root / LABEL_DIR).rglob("*.png")):
+        digest.update(f"{path.relative_to(root)}\0".encode())
+        digest.update(hashlib.sha1(path.read_bytes()).digest())
+    for path in sorted((root / IMAGE_DIR).rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0".encode())
+    return digest.hexdigest()
 
 
 def read_prepared(root: str | Path) -> PreparedDataset:

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from wrp.cache import Stage
-from wrp.data import PREPARED_FILE, Manifest, SplitConfig, build_manifest, human_samples, read_prepared
+from wrp.data import (
+    PREPARED_FILE,
+    Manifest,
+    SplitConfig,
+    build_manifest,
+    human_samples,
+    read_prepared,
+    tree_fingerprint,
+)
 from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
 from wrp.io import atomic_save, atomic_write_json, exclusive_folder
 from wrp.launch import launch
@@ -111,7 +119,7 @@ def _prepared_manifest(dataset: Path) -> Path:
     root = Path(dataset).resolve()
     splits = hashlib.sha1(b"".join((root / "splits" / f"{s}.txt").read_bytes() for s in ("train", "val")))
     config = {"prepared": str(root), "info": json.loads((root / PREPARED_FILE).read_text()),
-              "splits": splits.hexdigest()}
+              "splits": splits.hexdigest(), "content": tree_fingerprint(root)}
 
     def build(out: Path) -> dict[str, int]:
         manifest = prepared.manifest()
