@@ -369,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these notebooks, by number or name (e.g. --only 01,03)")
     rep.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (JSON values: -p seed=3 -p device=cpu)")
-    rep.add_argument("--timeout", type=COUNT, default=None, metavar="SECONDS",
-                     help="per-cell time limit (default: the profile's)")
+    rep.add_argument("--timeout", type=SEED, default=None, metavar="SECONDS",
+                     help="per-cell time limit; 0: none (default: the profile's — 600 s for smoke, "
+                          "none for demo and paper: a slow machine gets a slow run, and a rerun resumes)")
     rep.add_argument("--keep-going", action="store_true",
                      help="run the remaining notebooks after one fails")
     rep.add_argument("--log-output", action="store_true",

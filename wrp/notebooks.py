@@ -287,6 +287,7 @@ def reproduce(
 
     executed_dir = Path(executed_dir) if executed_dir else runs_dir() / profile / "notebooks"
     cell_timeout = timeout if timeout is not None else PROFILES[profile].cell_timeout_s
+    cell_timeout = cell_timeout or None  # 0: no limit
     results: list[NotebookResult] = []
     failed = False
     for nb in notebooks:
@@ -340,6 +341,10 @@ def _execute(
     except Exception as exc:  # noqa: BLE001 - reported per notebook, the caller decides
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", None) or (str(exc).strip().splitlines() or [repr(exc)])[-1]
+        if "Timeout" in ename or "timed out" in evalue.lower():
+            evalue += (f" — a cell ran past the {cell_timeout} s limit. The stages it ran keep what "
+                       "they finished: rerun with a longer --timeout SECONDS (or --timeout 0 for none) "
+                       "and it resumes where it stopped")
         return NotebookResult(nb.stem, "failed", time.time() - started, executed, output_dir,
                               error=f"{ename}: {evalue} (see {executed})")
     finally:
