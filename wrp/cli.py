@@ -318,7 +318,7 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
 
 def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     """A table's grid and the budget of its cells (read back by :func:`table_run`)."""
-    from wrp.tables import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
+    from wrp.paper import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
 
     parser.add_argument("--seeds", type=SEED, nargs="+", default=None,
                         help="default: the profile's table_seeds")
@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _policies() -> tuple[str, ...]:
-    from wrp.policies import POLICIES
+    from wrp.paper import POLICIES
 
     return POLICIES
 

@@ -7,6 +7,8 @@ Cityscapes val split unless the entry says otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 # Supplementary Table 1: training with different labelling policies, mean of 3 seeds,
 # no coarse labels, no Mapillary pre-training. Motion-only uses frames ±2.
 TABLE1_POLICIES = ("baseline", "motion-only", "semantic-only", "warp-refine")
@@ -56,3 +58,22 @@ def table1_markdown() -> str:
                   for p in TABLE1_POLICIES]
         rows.append(f"| {model} | {cells['backbone']} | " + " | ".join(values) + " |")
     return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# How the tables' rows and columns map to this implementation (wrp.tables trains them; the
+# command line offers them as choices without loading any model code)
+# ---------------------------------------------------------------------------------------------
+POLICIES = ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine")  # wrp.policies
+
+ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
+
+# Table 2's rows: (loss, generated policy, ±k of the generated labels, iteration share, LR factor)
+TABLE2_ROWS: dict[str, dict[str, Any]] = {
+    "Baseline B, under-trained (1/3 iterations, LR / 8)": {"loss": "ce", "policy": None, "k": None,
+                                                          "iters_share": 1 / 3, "lr_factor": 1 / 8},
+    "Baseline B": {"loss": "ce", "policy": None, "k": None, "iters_share": 1.0, "lr_factor": 1.0},
+    "B + RLL": {"loss": "rll", "policy": None, "k": None, "iters_share": 1.0, "lr_factor": 1.0},
+    "B + RLL + D^m_3": {"loss": "rll", "policy": "motion-only", "k": 3, "iters_share": 1.0,
+                        "lr_factor": 1.0},
+}

@@ -35,10 +35,10 @@ from wrp.io import atomic_write_png, atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
 from wrp.models import CachedSegmenter
 from wrp.motion import FlowEstimator
+from wrp.paper import POLICIES
 from wrp.propagation import WarpInpainted, warp_inpaint
 from wrp.runtime import progress_bar
 
-POLICIES = ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine")
 NEEDS_SEGMENTER = frozenset({"semantic-only", "warp-inpaint", "warp-refine"})
 INPAINT = ("motion", "semantic")  # what Ω's input holds where motion fails (see ``Propagator``)
 

@@ -24,24 +24,11 @@ import numpy as np
 from wrp.data import Manifest, read_label
 from wrp.io import atomic_write_text
 from wrp.metrics import mean_std
-from wrp.paper import TABLE1, TABLE2
+from wrp.paper import ARCHS, TABLE1, TABLE1_POLICIES, TABLE2, TABLE2_ROWS
 from wrp.profiles import Profile, Run
 from wrp.stages import MOTION_ONLY_K, manifest_for, train_cell, true_label
 from wrp.train import job_from_file, load_model, predict
 from wrp.viz import confusable_changes
-
-ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
-TABLE1_POLICIES = ("baseline", "motion-only", "semantic-only", "warp-refine")
-
-# Table 2's rows: (loss, generated policy, ±k of the generated labels, iteration share, LR factor)
-TABLE2_ROWS: dict[str, dict[str, Any]] = {
-    "Baseline B, under-trained (1/3 iterations, LR / 8)": {"loss": "ce", "policy": None, "k": None,
-                                                          "iters_share": 1 / 3, "lr_factor": 1 / 8},
-    "Baseline B": {"loss": "ce", "policy": None, "k": None, "iters_share": 1.0, "lr_factor": 1.0},
-    "B + RLL": {"loss": "rll", "policy": None, "k": None, "iters_share": 1.0, "lr_factor": 1.0},
-    "B + RLL + D^m_3": {"loss": "rll", "policy": "motion-only", "k": 3, "iters_share": 1.0,
-                        "lr_factor": 1.0},
-}
 
 
 def neighbour_change(run: Run, distances: list[int] | None = None) -> dict[int, float]:
