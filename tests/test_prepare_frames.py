@@ -125,7 +125,7 @@ def test_the_command_line_prepares_and_says_what_to_run_next(tmp_path, capsys):
     assert main(["prepare-frames", str(frames), str(labels), "--out", str(tmp_path / "other"),
                  "--partition-length", str(LENGTH), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wrp prepare-frames: error: frame ") and "drive_b/frame8.png" in err
+    assert err.startswith("wrp: error: frame ") and "drive_b/frame8.png" in err
     assert not (tmp_path / "other").exists()
 
 

@@ -197,5 +197,5 @@ def test_a_second_synth_into_a_folder_being_written_is_refused(tmp_path):
                "--out", str(out), "--no-progress"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"wrp synth: error: {out / '.progress'} is being written by another wrp synth" in done.stderr
+    assert f"wrp: error: {out / '.progress'} is being written by another wrp synth" in done.stderr
     assert not (out / "leftImg8bit_sequence").exists()

@@ -261,7 +261,7 @@ def test_budget_options_reach_the_profile_and_bad_values_are_refused(isolated_ru
         with pytest.raises(ValueError, match=why):
             _table_run(*bad)
         assert main(["table1", "--profile", "smoke", "--no-progress", *bad]) == 2
-        assert "wrp table1: error:" in capsys.readouterr().err
+        assert "wrp: error:" in capsys.readouterr().err
     assert not (isolated_runs / "stages").exists(), "a bad budget is refused before any stage runs"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wrp import __version__
+from wrp.data import DatasetError
 from wrp.io import FolderBusy, atomic_write_json
 from wrp.metrics import mean_std
 from wrp.profiles import PROFILES, Run, profile_names, profiles_table
@@ -79,8 +81,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                             keep_going=args.keep_going, log_output=args.log_output,
                             progress_bar=not args.no_progress)
     except ReproduceError as exc:
-        print(f"wrp reproduce: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     print()
     print(format_results(results))
     print()
@@ -107,8 +108,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
             as_frames = tree_to_frames(out, args.as_frames, progress=not args.no_progress)
     except INPUT_ERRORS as exc:
-        print(f"wrp synth: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     frames = config.records * config.frames_per_record
     print(f"synthetic world: {config.records} records × {config.frames_per_record} frames "
           f"({frames} frames, {config.height}×{config.width}) → {out}")
@@ -129,8 +129,7 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
     try:
         folder = train_segmenter(_run(args), args.arch, **overrides)
     except INPUT_ERRORS as exc:
-        print(f"wrp train-seg: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     metrics = json.loads((folder / "metrics.json").read_text())
     rate = metrics.get("images_per_s")
     print(f"validation mIoU {metrics['miou']:.2f} on {metrics['images']} labelled frames; "
@@ -147,8 +146,7 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     try:
         folder = train_denoiser(_run(args, cycle_lengths=cycles), **overrides)
     except INPUT_ERRORS as exc:
-        print(f"wrp train-denoiser: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     metrics = json.loads((folder / "metrics.json").read_text())
     held, chosen = metrics["held_out"], metrics["selection"]
     opened = sum(t < 1 for t in chosen["gate"]["valid"] + chosen["gate"]["unexplained"])
@@ -170,8 +168,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
         folder = propagate(_run(args), args.split, policies, flow=args.flow, batch=args.batch,
                            confidence=args.confidence, out=args.out)
     except INPUT_ERRORS as exc:
-        print(f"wrp propagate: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     speed = json.loads((folder / "speed.json").read_text())
     print("frames/s: " + ", ".join(f"{p} {v['frames_per_s']:.1f}" for p, v in speed.items()))
     print(f"labels in {folder / 'labels'}")
@@ -230,8 +227,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
             checks = {}
             bars = {tables.table2_arch(run.profile): results}
     except INPUT_ERRORS as exc:
-        print(f"wrp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     name = args.command
     title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): validation mIoU, "
              f"mean ± std over seeds {seeds}, dots = single seeds")
@@ -264,8 +260,7 @@ def _cmd_prepare_frames(args: argparse.Namespace) -> int:
                              seed=args.seed, label_format=args.label_format, link=args.link,
                              dry_run=args.dry_run, progress=not args.no_progress, workers=args.workers)
     except INPUT_ERRORS as exc:
-        print(f"wrp prepare-frames: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     if not args.dry_run:
         tree = shlex.quote(str(out))
         print(f"next: wrp propagate --dataset {tree}   # g_ψ, Ω, then each policy's labels of the val videos")
@@ -276,9 +271,7 @@ def _cmd_prepare_frames(args: argparse.Namespace) -> int:
 def _cmd_profiles(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in profile_names()]
     if unknown:
-        print(f"wrp profiles: error: unknown profile(s) {', '.join(unknown)}; "
-              f"choose from: {', '.join(profile_names())}", file=sys.stderr)
-        return 2
+        return _error(f"unknown profile(s) {', '.join(unknown)}; choose from: {', '.join(profile_names())}")
     print(profiles_table(args.names or None))
     return 0
 
@@ -346,7 +339,7 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wrp",
         usage="wrp [-h] [--version] COMMAND ...",
         description="Warp-Refine Propagation (Ganeshan et al., ICCV 2021): auto-label video for\n"
@@ -514,13 +507,44 @@ def _policies() -> tuple[str, ...]:
     return POLICIES
 
 
+def _error(exc: BaseException | str) -> int:
+    """Report a failure as one line, ``wrp: error: …``, on stderr; returns the exit code 2."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"  # read-only folder, disk full, …: the file it hit
+    else:
+        text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    print("wrp: error: " + " ".join(text.split()), file=sys.stderr)
+    return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with wrp's one-line errors: ``wrp: error: argument --iters: 0 must be ≥ 1 (…)``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.split()[-1] if self.prog.split()[-1] != "wrp" else ""
+        self.exit(_error(f"{message} (wrp {command + ' ' if command else ''}--help lists the options)"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("wrp: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (*INPUT_ERRORS, DatasetError, OSError) as exc:
+        if os.environ.get("WRP_DEBUG"):
+            raise
+        return _error(exc)
+    except Exception as exc:  # noqa: BLE001 - one line for the user; WRP_DEBUG=1 shows where
+        if os.environ.get("WRP_DEBUG"):
+            raise
+        _error(f"{type(exc).__name__}: {exc} (run with WRP_DEBUG=1 to see where)")
+        return 1
 
 
 if __name__ == "__main__":
