@@ -188,7 +188,11 @@ def list_stages(root: Path | None = None) -> list[StageInfo]:
     for name_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for key_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
             done_file = key_dir / DONE_FILE
-            seconds = json.loads(done_file.read_text()).get("seconds") if done_file.is_file() else None
+            try:
+                seconds = json.loads(done_file.read_text()).get("seconds") if done_file.is_file() else None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{done_file} is damaged ({exc}); delete {key_dir} to build that stage "
+                                 "again") from None
             size = sum(p.stat().st_size for p in key_dir.rglob("*") if p.is_file())
             found.append(StageInfo(name_dir.name, key_dir.name, key_dir, done_file.is_file(), seconds, size))
     return found

@@ -531,6 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    for option in ("policy", "arch", "row", "seeds", "cycle_lengths"):
+        values = getattr(args, option, None) or []
+        if len(set(values)) != len(values):
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            return _error(f"--{option.replace('_', '-')} {', '.join(twice)} given more than once; "
+                          "give each value once")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -588,6 +588,10 @@ def read_prepared(root: str | Path) -> PreparedDataset:
                            "SplitConfig(...))") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path} is not valid JSON ({exc}); re-run the prepare script") from None
+    missing = [k for k in ("dataset", "partition_length", "labelled", "split_mode") if k not in info]
+    if missing:
+        raise DatasetError(f"{path} lacks {', '.join(missing)}; re-run the prepare script (or "
+                           "wrp prepare-frames) that wrote it")
     if info.get("label_format", "cityscapes") not in LABEL_FORMATS:
         raise DatasetError(f"{path}: unknown label_format {info.get('label_format')!r}; expected one of "
                            f"{LABEL_FORMATS}")

@@ -16,6 +16,7 @@ copies under ``runs/<profile>/notebooks/``, and reads back each ``metrics.json``
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -282,6 +283,20 @@ def reproduce(
             f"unknown parameter(s) {', '.join(unknown)}; the selected notebooks accept: "
             f"{', '.join(accepted)}"
         )
+    for name, value in parameters.items():  # a value of the declared default's type; seeds ≥ 0
+        source = next(p[name] for p in declared.values() if name in p)  # the default as written
+        try:
+            default = ast.literal_eval(source) if isinstance(source, str) else source
+        except (ValueError, SyntaxError):
+            continue  # computed in the notebook (e.g. from the environment): nothing to compare
+        kind = type(default)
+        if default is not None and kind in (int, float, str) and not (
+                isinstance(value, kind) and not isinstance(value, bool)
+                or kind is float and isinstance(value, int) and not isinstance(value, bool)):
+            raise ReproduceError(f"-p {name}={value!r}: {name} takes a{'n' if kind is int else ''} "
+                                 f"{kind.__name__} (default {default!r})")
+        if name in ("seed", "nproc") and isinstance(value, int) and value < (0 if name == "seed" else 1):
+            raise ReproduceError(f"-p {name}={value}: {name} must be ≥ {0 if name == 'seed' else 1}")
     if warning := kernel_warning():
         print(f"[wrp] warning: {warning}", file=sys.stderr)
 

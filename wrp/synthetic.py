@@ -786,17 +786,12 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
     """
 
     out = Path(out)
-    world_file = out / "world.json"
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; give --out a folder")
+    if _finished(config, out):
+        return out
     with exclusive_folder(out / ".progress", "wrp synth"):
-        if world_file.is_file():
-            try:
-                existing = json.loads(world_file.read_text())
-            except json.JSONDecodeError as exc:
-                raise FileExistsError(f"{world_file} is damaged ({exc}); delete {out} and render the world "
-                                      "again") from None
-            if existing.get("config") != config_json(config):
-                raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
-                                      "choose another --out or delete that folder")
+        if _finished(config, out):  # another run finished it while this one waited
             return out
         started = out / ".progress" / "config.json"
         if started.is_file() and json.loads(started.read_text()) != config_json(config):
@@ -809,6 +804,22 @@ def generate_world(config: SynthConfig, out: str | Path, workers: int | None = N
         for stray in out.rglob(".*.tmp"):
             stray.unlink(missing_ok=True)
     return out
+
+
+def _finished(config: SynthConfig, out: Path) -> bool:
+    """True when ``out`` holds the finished world of ``config``; an error when it holds another's."""
+    world_file = out / "world.json"
+    if not world_file.is_file():
+        return False
+    try:
+        existing = json.loads(world_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise FileExistsError(f"{world_file} is damaged ({exc}); delete {out} and render the world again"
+                              ) from None
+    if existing.get("config") != config_json(config):
+        raise FileExistsError(f"{out} already holds a different synthetic world (see {world_file}); "
+                              "choose another --out or delete that folder")
+    return True
 
 
 def _generate(config: SynthConfig, out: Path, workers: int | None, progress: bool) -> None:
