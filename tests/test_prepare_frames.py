@@ -294,3 +294,16 @@ def test_editing_a_label_of_a_prepared_tree_changes_the_stages_that_read_it(tmp_
     edited[0, 0] = 26 if edited[0, 0] != 26 else 7
     cv2.imwrite(str(label), edited)
     assert manifest_for(run) != first
+
+
+def test_a_preparation_into_a_folder_being_written_is_refused(tmp_path):
+    from wrp.io import FolderBusy, exclusive_folder
+
+    frames, labels = make_frames(tmp_path)
+    tree = tmp_path / "tree"
+    with exclusive_folder(tree, "preparation"):  # another preparation is writing it
+        with pytest.raises(FolderBusy, match="is being written by another preparation"):
+            prepare(frames, labels, tree)
+    assert not (tree / "splits").exists()
+    prepare(frames, labels, tree)  # alone, it goes through
+    assert read_prepared(tree).manifest().counts()["train_partitions"] > 0

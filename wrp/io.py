@@ -75,9 +75,6 @@ def atomic_write_png(path: str | os.PathLike[str], array: Any) -> Path:
     return atomic_write_bytes(path, data.tobytes())
 
 
-LOCK_FILE = ".wrp.lock"
-
-
 class FolderBusy(RuntimeError):
     """Another process is writing the folder (see :func:`exclusive_folder`)."""
 
@@ -85,27 +82,23 @@ class FolderBusy(RuntimeError):
 @contextmanager
 def exclusive_folder(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
     """Hold ``folder`` for one writer: a second run into it — of any settings — is refused at once
-    with :class:`FolderBusy` naming the folder and the holder's process id, instead of mixing its
-    files with the first one's. The lock is the kernel's (``flock``): it ends with the process,
-    however that ends, so a killed run never leaves the folder locked."""
+    with :class:`FolderBusy` naming the folder, instead of mixing its files with the first one's.
+    The lock is the kernel's (``flock`` on the folder itself, no lock file): it ends with the
+    process however that ends, so a killed run never leaves the folder locked."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file; give a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_FILE, "a+")
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise FolderBusy(f"{folder} is being written by another {what} (process {holder}); wait for it "
-                             "to finish, or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            raise FolderBusy(f"{folder} is being written by another {what}; wait for it to finish, or "
+                             "choose another --out") from None
         yield folder
     finally:
-        handle.close()  # releases the lock
+        os.close(fd)  # releases the lock
 
 
 def _jsonable(value: Any) -> Any:

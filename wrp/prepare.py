@@ -59,7 +59,7 @@ from wrp.data import (
     read_prepared,
     scan_records,
 )
-from wrp.io import atomic_write_bytes
+from wrp.io import FolderBusy, atomic_write_bytes, exclusive_folder
 from wrp.runtime import progress_bar
 
 _UNKNOWN = 254  # LABEL_TO_TRAIN's mark for a value that is no Cityscapes label id
@@ -417,10 +417,19 @@ def execute(prep: Preparation, out: str | Path, dry_run: bool = False, link: str
     """Write a preparation (or, with ``dry_run``, say what would be written), report, verify.
 
     Returns the report as a dict: the counts, the tally per kind of file and, after verification,
-    the manifest counts of the written tree.
+    the manifest counts of the written tree. While it writes, ``out`` is held for this run alone
+    (:func:`wrp.io.exclusive_folder`): two preparations started together into one folder cannot
+    both pass the options check and mix their files.
     """
-    stream = stream or sys.stdout
     out = Path(out)
+    if dry_run:
+        return _execute(prep, out, dry_run, link, progress, verify, workers, stream or sys.stdout)
+    with exclusive_folder(out, "preparation"):
+        return _execute(prep, out, dry_run, link, progress, verify, workers, stream or sys.stdout)
+
+
+def _execute(prep: Preparation, out: Path, dry_run: bool, link: str, progress: bool, verify: bool,
+             workers: int, stream: TextIO) -> dict[str, Any]:
     check_same_options(out, prep)
     # dataset.json first (it holds the options a later run is checked against), the record lists
     # last: a tree whose splits/train.txt exists was written completely.
@@ -502,8 +511,8 @@ def run_main(prepare: Callable[[Sequence[str] | None], Any], argv: Sequence[str]
     """Run a script's ``prepare(argv)``; a DatasetError becomes one line on stderr and exit code 1."""
     try:
         prepare(argv)
-    except DatasetError as exc:
-        print(f"DatasetError: {exc}", file=sys.stderr)
+    except (DatasetError, FolderBusy) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
