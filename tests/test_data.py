@@ -232,3 +232,15 @@ def test_a_dataset_whose_labels_are_train_ids_is_refused_with_the_fix(tmp_path):
     cv2.imwrite(str(with_ignore), np.full((16, 32), 255, np.uint8))
     with pytest.raises(DatasetError, match=r"255 is the ignore value of \*train ids\*"):
         build_manifest(tmp_path, SplitConfig(partition_length=3, val=1, seed=0))
+
+
+def test_a_palette_label_png_is_read_as_its_ids(tmp_path):
+    from PIL import Image
+
+    from wrp.data import read_label_ids
+
+    ids = np.array([[7, 8, 26], [23, 21, 0]], np.uint8)
+    image = Image.fromarray(ids, mode="P")
+    image.putpalette([(i * 37) % 256 for i in range(768)])  # colours unrelated to the ids
+    image.save(tmp_path / "label.png")
+    assert np.array_equal(read_label_ids(tmp_path / "label.png"), ids)

@@ -263,3 +263,27 @@ def test_a_propagation_killed_with_sigkill_resumes_to_identical_files(smoke_clip
     assert f"'skipped': {partial}" in done.stdout
     assert _files(whole) == {k: v for k, v in _files(killed).items() if k in _files(whole)}
     assert set(_files(whole)) == set(_files(killed))
+
+
+def test_a_frame_or_label_whose_size_changed_after_the_manifest_is_named(smoke_clips, tmp_path):
+    import dataclasses
+
+    import cv2
+
+    from wrp.data import DatasetError, write_label_ids
+
+    manifest, _ = smoke_clips
+    clip = manifest.clips("val")[0]
+    smaller = tmp_path / "replaced_leftImg8bit.png"
+    cv2.imwrite(str(smaller), cv2.resize(cv2.imread(str(clip.images[clip.labelled + 1])), (40, 20)))
+    images = list(clip.images)
+    images[clip.labelled + 1] = smaller
+    changed = dataclasses.replace(clip, images=tuple(images))
+    with pytest.raises(DatasetError, match=r"replaced_leftImg8bit\.png is 40×20 but the label"):
+        propagate_clips([changed], "motion-only", tmp_path / "labels", Propagator(make_estimator("dis")), 1,
+                        progress=False)
+    propagate_clips([clip], "copy", tmp_path / "copy", Propagator(make_estimator("dis")), 1, progress=False)
+    write_label_ids(label_file(tmp_path / "copy", "copy", clip.frames[clip.labelled + 1]),
+                    np.zeros((20, 40), np.uint8))
+    with pytest.raises(DatasetError, match=r"is 40×20; the dataset changed after propagating"):
+        propagation_accuracy([clip], manifest.ground_truth("val"), tmp_path / "copy", ["copy"], 1)

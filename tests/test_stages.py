@@ -117,3 +117,16 @@ def test_atomic_json_converts_numpy_and_paths(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": np.arange(3), "p": tmp_path})
     data = json.loads((tmp_path / "m.json").read_text())
     assert data == {"a": 0.5, "b": [0, 1, 2], "p": str(tmp_path)}
+
+
+def test_files_written_atomically_take_the_mode_the_umask_gives(tmp_path):
+    import os
+
+    from wrp.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "shared.txt", "a lab shares this\n")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -255,3 +255,21 @@ def test_a_child_dies_with_the_run_that_started_it_however_the_run_dies(tmp_path
     while time.time() < deadline and any(_running(pid) for pid in children):
         time.sleep(0.2)
     assert not any(_running(pid) for pid in children)
+
+
+def test_a_truncated_or_foreign_model_file_is_refused_naming_it(tmp_path):
+    from wrp.train import load_model, train
+
+    job = _job(iters=2)
+    train(job, tmp_path, progress=False)
+    model = tmp_path / "model.pt"
+    whole = model.read_bytes()
+    model.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"model\.pt is not a checkpoint wrp loads"):
+        load_model(job, tmp_path)
+    torch.save({"conv.weight": torch.zeros(1)}, model)  # weights of something else
+    with pytest.raises(ValueError, match=r"model\.pt holds weights of another model"):
+        load_model(job, tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt is not a checkpoint wrp loads"):
+        train(job, tmp_path, progress=False)

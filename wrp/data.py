@@ -95,6 +95,14 @@ def _imread(path: str | Path, kind: str, flags: int) -> np.ndarray:
     return array
 
 
+def _palette_png(path: str | Path) -> bool:
+    """True for a PNG whose pixels are palette indices (colour type 3): a label drawn by a tool
+    that stores ids as a palette, which is an id map all the same."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[25] == 3
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; DatasetError naming the file when it is missing or cannot be decoded."""
     return cv2.cvtColor(_imread(path, "image", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -103,6 +111,11 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_label_ids(path: str | Path) -> np.ndarray:
     """(H, W) uint8 official Cityscapes label ids, checked against the label definitions."""
     label = _imread(path, "label", cv2.IMREAD_UNCHANGED)
+    if label.ndim == 3 and _palette_png(path):  # OpenCV expands a palette to colours: read the indices
+        from PIL import Image
+
+        with Image.open(path) as image:
+            label = np.asarray(image, dtype=np.uint8)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise DatasetError(
             f"label {path} has shape {label.shape} and dtype {label.dtype}; expected a single-channel "

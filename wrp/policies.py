@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wrp.data import CLASS_NAMES, NUM_CLASSES, read_label, write_label_ids
+from wrp.data import CLASS_NAMES, NUM_CLASSES, DatasetError, read_label, write_label_ids
 from wrp.denoiser import Gate, pack_inputs, refine
 from wrp.io import atomic_write_png, atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
@@ -91,10 +91,16 @@ class Propagator:
         if policy == "copy":
             return copy_label(self, items, [], None)
         images, read = [], {}  # a step's source frame was the previous step's target: read each once
-        for clip, s, t, _, _ in items:
+        for clip, s, t, label, _ in items:
             source = self._targets.get(clip.images[s])
             read[clip.images[t]] = target = clip.image(t)
-            images.append((clip.image(s) if source is None else source, target))
+            source = clip.image(s) if source is None else source
+            for path, shape in ((clip.images[s], source.shape[:2]), (clip.images[t], target.shape[:2])):
+                if shape != label.shape:  # e.g. a frame replaced after the manifest was cached
+                    raise DatasetError(f"{path} is {shape[1]}×{shape[0]} but the label it propagates is "
+                                       f"{label.shape[1]}×{label.shape[0]}; every frame of {clip.clip_id} "
+                                       "must have its labelled frame's size")
+            images.append((source, target))
         self._targets = read
         targets = torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for _, t in images])
         return STEPS[policy](self, items, images, targets)
@@ -266,8 +272,12 @@ def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies,
                 if not 1 <= d <= k:
                     continue
                 path = label_file(Path(labels_root), policy, clip.frames[pos])
-                truth = ground_truth.label(clip.clip_id, pos)
-                confs[d] += confusion_matrix(read_label(path), truth, num_classes)
+                truth, ids = ground_truth.label(clip.clip_id, pos), read_label(path)
+                if truth.shape != ids.shape:
+                    raise DatasetError(f"the true label of {clip.frames[pos].stem} is {truth.shape[1]}×"
+                                       f"{truth.shape[0]} but {path} is {ids.shape[1]}×{ids.shape[0]}; "
+                                       "the dataset changed after propagating: propagate again")
+                confs[d] += confusion_matrix(ids, truth, num_classes)
         for d, conf in confs.items():
             if conf.sum() == 0:
                 continue

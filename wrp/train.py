@@ -367,8 +367,14 @@ def load_model(job: Job, out_dir: str | Path, device: str = "cpu", weights: str 
     """The trained model of a finished run, in eval mode (NHWC where the run trained so);
     ``weights`` (e.g. one of its ``snapshots/``) instead of its final ``model.pt``."""
     model = job.model.build()
-    state = load_state(Path(weights) if weights else Path(out_dir) / FINAL, device)
-    model.load_state_dict(state)
+    path = Path(weights) if weights else Path(out_dir) / FINAL
+    state = load_state(path, device)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} holds weights of another model than its job.json describes ({first}); "
+                         "delete its stage folder to train it again") from None
     return _place(model, device, job.train.channels_last).eval()
 
 
