@@ -141,3 +141,73 @@ def test_bad_input_is_one_error_line_naming_it_and_leaves_nothing_behind(tmp_pat
 
 def test_there_are_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+# ---------------------------------------------------------------------------------------------
+# Two conflicting runs into one folder at the same moment
+# ---------------------------------------------------------------------------------------------
+REFUSALS = ("is being written by another", "holds part of another", "already holds a different",
+            "propagated with other settings")
+
+
+def _race(tmp_path: Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    env = {**os.environ, "WRP_RUNS": str(tmp_path / "runs"), "WRP_HOME": str(REPO), "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "wrp", *argv], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in commands]
+    outs = [p.communicate(timeout=600) for p in procs]
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err)
+            for p, (out, err) in zip(procs, outs, strict=True)]
+
+
+def _tree(root: Path, pattern: str = "*") -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob(pattern))
+            if p.is_file() and ".progress" not in p.parts}
+
+
+def test_two_synth_runs_of_two_seeds_into_one_folder_give_one_world_not_a_mix(tmp_path):
+    seeds = ("0", "1")
+    base = ["synth", "--profile", "smoke", "--records", "2", "--no-progress", "--seed"]
+    done = _race(tmp_path, [base + [s, "--out", "world"] for s in seeds])
+    winners = [i for i, d in enumerate(done) if d.returncode == 0]
+    assert len(winners) == 1, [d.stderr for d in done]
+    loser = done[1 - winners[0]]
+    assert loser.returncode == 2 and any(r in loser.stderr for r in REFUSALS), loser.stderr
+    alone = _race(tmp_path, [base + [seeds[winners[0]], "--out", "alone"]])[0]
+    assert alone.returncode == 0, alone.stderr
+    assert _tree(tmp_path / "world") == _tree(tmp_path / "alone")
+
+
+def test_two_propagate_runs_of_two_flows_into_one_out_give_one_label_set_not_a_mix(tmp_path):
+    flows = ("dis", "farneback")
+    base = ["propagate", "--profile", "smoke", "--policy", "motion-only", "--no-progress", "--flow"]
+    done = _race(tmp_path, [base + [f, "--out", "labels"] for f in flows])
+    winners = [i for i, d in enumerate(done) if d.returncode == 0]
+    assert len(winners) == 1, [d.stderr for d in done]
+    loser = done[1 - winners[0]]
+    assert loser.returncode == 2 and any(r in loser.stderr for r in REFUSALS), loser.stderr
+    alone = _race(tmp_path, [base + [flows[winners[0]], "--out", "alone"]])[0]
+    assert alone.returncode == 0, alone.stderr
+    labels, lone = _tree(tmp_path / "labels", "*.png"), _tree(tmp_path / "alone", "*.png")
+    assert labels and labels == lone
+    accuracy = [(tmp_path / folder / "accuracy.csv").read_bytes() for folder in ("labels", "alone")]
+    assert accuracy[0] == accuracy[1]
+
+
+@pytest.mark.parametrize("errno, reason", [(30, "Read-only file system"), (28, "No space left on device"),
+                                           (13, "Permission denied")])
+def test_a_folder_that_cannot_be_written_is_one_error_line_naming_the_file(tmp_path, monkeypatch, capsys,
+                                                                            errno, reason):
+    """Root ignores permissions (so CI cannot make a read-only folder): the write itself fails."""
+    import tempfile
+
+    from wrp.cli import main
+
+    def refuse(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own keyword
+        raise OSError(errno, reason, str(dir))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setenv("WRP_RUNS", str(tmp_path / "runs"))
+    assert main(["synth", "--profile", "smoke", "--records", "1", "--out", str(tmp_path / "w"),
+                 "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wrp: error: {tmp_path / 'w' / '.progress'}: {reason}"]
