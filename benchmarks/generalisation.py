@@ -101,7 +101,10 @@ def _median(values: list[float]) -> float:
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     worlds: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
+    order = list(STYLES)  # the styles in the family's order, then the prepared trees
+    for r in sorted(results, key=lambda r: (r["world"] not in order,
+                                            order.index(r["world"]) if r["world"] in order else 0,
+                                            r["world"], r["seed"])):
         worlds.setdefault(r["world"], []).append(r)
     out = {}
     for world, runs in worlds.items():
@@ -192,24 +195,30 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
 
 def _figure(summary: dict[str, Any], path: Path) -> None:
     worlds = list(summary)
-    fig, axes = plt.subplots(1, len(worlds), figsize=(4.2 * len(worlds), 3.6), squeeze=False, sharey=True)
+    cols = min(3, len(worlds))
+    rows = -(-len(worlds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.5 * rows + 0.6), squeeze=False, sharey=True)
     colours = {"copy": "#999999", "motion-only": "#1f77b4", "semantic-only": "#9467bd",
                "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728"}
-    for ax, world in zip(axes[0], worlds, strict=True):
+    for ax, world in zip(axes.flat, worlds, strict=False):
         s = summary[world]
         ds = list(range(1, s["k"] + 1))
         for p in s["policies"]:
             ax.plot(ds, [s["miou"][f"{p}|{d}"] for d in ds], label=p, color=colours.get(p, "black"),
                     lw=2.2 if p == "warp-refine" else 1.2, ls="--" if p == ALONE else "-",
                     marker="o" if p == "warp-refine" else None, ms=3)
-        held = " (held out)" if world == HELD_OUT_STYLE else ""
-        ax.set_title(f"{world}{held}, seeds {s['seeds']}", fontsize=10)
+        held = " (held-out style)" if world == HELD_OUT_STYLE else ""
+        ax.set_title(f"{world}{held}, seed{'s' if len(s['seeds']) > 1 else ''} "
+                     f"{', '.join(map(str, s['seeds']))}", fontsize=10)
         ax.set_xlabel("distance d from the labelled frame")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mIoU (%) of propagated labels")
-    axes[0][-1].legend(fontsize=8, loc="lower left")
-    fig.suptitle("Label policies on every world of the family (median over seeds; "
-                 "dashed: Ω without its gate)", fontsize=11)
+    for ax in axes.flat[len(worlds):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mIoU (%) of propagated labels")
+    axes.flat[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("Accuracy of propagated labels on every world of the family (median over seeds)\n"
+                 "dashed: Ω alone — its last snapshot, no gate", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
