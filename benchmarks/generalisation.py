@@ -83,6 +83,9 @@ def _omega_alone(run: Run, denoiser: Path) -> list[dict[str, Any]]:
 def measure(run: Run, world: str) -> dict[str, Any]:
     denoiser = train_denoiser(run)
     folder = propagate(run, "val", POLICIES)
+    if not (folder / "accuracy.csv").is_file():
+        raise SystemExit(f"{world}: {run.dataset} has no label for every frame of its validation records; "
+                         "this benchmark scores every propagated frame and needs them")
     omega = json.loads((denoiser / "metrics.json").read_text())
     omega["selection"].pop("snapshots", None)
     return {"world": world, "seed": run.seed, "dataset": str(run.dataset) if run.dataset else None,
@@ -244,6 +247,8 @@ def main() -> None:
         name, sep, folder = spec.partition("=")
         if not (name and sep and folder):
             parser.error(f"--dataset {spec!r}: write NAME=DIR")
+        if name in STYLES:
+            parser.error(f"--dataset {spec!r}: {name} is a style of the synthetic world; name it otherwise")
         worlds.append((name, {"dataset": folder}))
     for world, where in worlds:
         for seed in args.seeds:

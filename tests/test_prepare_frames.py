@@ -307,3 +307,17 @@ def test_a_preparation_into_a_folder_being_written_is_refused(tmp_path):
     assert not (tree / "splits").exists()
     prepare(frames, labels, tree)  # alone, it goes through
     assert read_prepared(tree).manifest().counts()["train_partitions"] > 0
+
+
+def test_a_palette_label_is_read_as_its_ids(tmp_path):
+    from PIL import Image
+
+    frames, labels = make_frames(tmp_path)
+    path = label_path(labels, "drive_b", LENGTH // 2)
+    ids = read_label_ids(path)
+    image = Image.fromarray(ids, mode="P")
+    image.putpalette([(i * 53) % 256 for i in range(768)])
+    image.save(path)
+    tree = tmp_path / "tree"
+    prepare(frames, labels, tree)
+    assert np.array_equal(read_label_ids(layout_ref(tree, "drive_b", LENGTH // 2).label(tree)), ids)

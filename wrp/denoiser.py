@@ -401,14 +401,16 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
 
 def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: Sequence[int],
                       thresholds: Sequence[float] = GATE_THRESHOLDS, batch: int = 8,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Choose Ω's weights and :class:`Gate` on cyclic labels of held-out training records — no
     label beyond the human-labelled frames — and make them the stage's ``model.pt``.
 
     Every snapshot of the training run (``snapshots/``) is scored on the cyclic samples of
-    ``clips`` with the gate that suits it best; the closed gate — no label changed — is always a
-    candidate, so the choice is never worse than Ω's input on these records. Returns the choice and
-    every snapshot's score (for ``metrics.json``)."""
+    ``clips`` with the gate that suits it best; the closed gate — no label changed, Ω only filling
+    pixels its input leaves without a label — is always a candidate, so the choice is never worse
+    than Ω's input on these records wherever the input has a label. A (class, motion explains the
+    pixel or not) group Ω never proposes there stays closed. Returns the choice and every
+    snapshot's score (for ``metrics.json``)."""
     folder = Path(folder)
     data = CyclicDataset(samples, hflip=False)
     wanted = set(int(c) for c in clips)
@@ -422,11 +424,11 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
     snapshots = sorted((folder / SNAPSHOTS).glob("*.pt")) or [folder / FINAL]
     scores, best = [], None
     for path in progress_bar(snapshots, desc="choose Ω's snapshot and gate", disable=not progress):
-        pred, conf = _predictions(load_model(job, folder, weights=path), data, batch)
+        pred, conf = _predictions(load_model(job, folder, device, weights=path), data, batch)
         gate, value = _choose_gate(pred, conf, inputs, valid, truth, thresholds, K)
         alone = mean_iou(confusion_matrix(pred, truth, K))
         scores.append({"snapshot": path.name, "gated_miou": round(value, 3), "alone_miou": round(alone, 3)})
-        if best is None or value > best[1] + 1e-9:
+        if best is None or value >= best[1] - 1e-9:  # a tie: the longer-trained snapshot
             best = (path, value, gate)
     path, value, gate = best
     if path != folder / FINAL:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,22 @@ from typing import Any, BinaryIO
 
 
 def _file_mode() -> int:
-    """The mode a new file gets under the process's umask (0644 under 0022), as ``open`` gives it."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The mode a new file gets under the process's umask (0644 under 0022), as ``open`` gives it.
+    The umask is read, not set: setting it to read it would race with other threads writing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _UMASK_LOCK:  # no /proc: read it the old way, one thread at a time
+        mask = os.umask(0o022)
+        os.umask(mask)
     return 0o666 & ~mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -96,6 +109,16 @@ def exclusive_folder(folder: str | os.PathLike[str], what: str) -> Iterator[Path
         except BlockingIOError:
             raise FolderBusy(f"{folder} is being written by another {what}; wait for it to finish, or "
                              "choose another --out") from None
+        except OSError:  # a file system that cannot lock a folder (e.g. NFS): a lock file inside it
+            os.close(fd)
+            fd = os.open(folder / ".wrp.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FolderBusy(f"{folder} is being written by another {what}; wait for it to finish, "
+                                 "or choose another --out") from None
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot lock this folder ({exc.strerror})", str(folder)) from None
         yield folder
     finally:
         os.close(fd)  # releases the lock

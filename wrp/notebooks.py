@@ -356,7 +356,7 @@ def _execute(
     except Exception as exc:  # noqa: BLE001 - reported per notebook, the caller decides
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", None) or (str(exc).strip().splitlines() or [repr(exc)])[-1]
-        if "Timeout" in ename or "timed out" in evalue.lower():
+        if cell_timeout and ("Timeout" in ename or "timed out" in evalue.lower()):
             evalue += (f" — a cell ran past the {cell_timeout} s limit. The stages it ran keep what "
                        "they finished: rerun with a longer --timeout SECONDS (or --timeout 0 for none) "
                        "and it resumes where it stopped")

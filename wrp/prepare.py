@@ -54,6 +54,7 @@ from wrp.data import (
     DatasetError,
     FrameRef,
     Record,
+    decode_label_png,
     partition_record,
     png_size,
     read_prepared,
@@ -205,7 +206,7 @@ def encode_png(array: np.ndarray, where: str) -> bytes:
 
 def decode_label_ids(data: bytes, where: str) -> np.ndarray:
     """(H, W) uint8 official Cityscapes label ids from PNG bytes, every value checked."""
-    label = decode_image(data, where, cv2.IMREAD_UNCHANGED)
+    label = decode_label_png(data, where)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise DatasetError(f"label {where} has shape {label.shape} and dtype {label.dtype}; expected a "
                            "single-channel 8-bit PNG of Cityscapes label ids (not the colour image)")
@@ -589,13 +590,13 @@ def user_label_ids(path: Path, label_format: str = "label-ids") -> np.ndarray:
         raise DatasetError(f"label {path} is not a PNG; save labels as single-channel PNGs (a lossy "
                            "format such as JPEG changes the ids)")
     try:
-        label = decode_image(path.read_bytes(), str(path), cv2.IMREAD_UNCHANGED)
+        label = decode_label_png(path.read_bytes(), str(path))
     except (OSError, DatasetError):
         raise DatasetError(f"cannot read label {path} (corrupt or not an image); save it again") from None
     ids = "label ids" if label_format == "label-ids" else "train ids 0..18 (255 = ignore)"
     if label.ndim != 2 or label.dtype != np.uint8:
         raise DatasetError(f"label {path} has shape {label.shape} and dtype {label.dtype}; expected a "
-                           f"single-channel 8-bit PNG of Cityscapes {ids} (not a colour or palette image)")
+                           f"single-channel 8-bit PNG of Cityscapes {ids} (not a colour image)")
     if label_format == "train-ids":
         return map_ids(label, _TRAIN_IDS, str(path), "Cityscapes train (0..18, 255 = ignore)")
     try:

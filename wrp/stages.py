@@ -272,7 +272,7 @@ def denoiser_job(run: Run, samples: Path, segmenter: Path, iters: int | None = N
                train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                                  base_lr=base_lr if base_lr is not None else base_lr_for(run),
                                  seed=run.seed, device=run.device, checkpoint_every=max(1, iters // 10),
-                                 snapshot_every=max(1, iters // 8)))
+                                 snapshot_every=max(1, -(-iters // 8))))
 
 
 def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
@@ -294,8 +294,12 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
 
     def build(out: Path) -> dict[str, Any]:
         result = launch(job, out, nproc=run.nproc, progress=run.progress)
-        clips = held or sorted({int(m[0]) for m in np.load(samples)["meta"]})
-        selection = select_refinement(job, out, samples, clips, progress=run.progress)
+        if held:
+            clips = held
+        else:
+            with np.load(samples) as arrays:
+                clips = sorted({int(m[0]) for m in arrays["meta"]})
+        selection = select_refinement(job, out, samples, clips, progress=run.progress, device=run.device)
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
         gate = Gate(**selection["gate"])

@@ -882,7 +882,12 @@ def config_json(config: SynthConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # python -m wrp.synthetic CONFIG_JSON OUT [--no-progress]
+    import signal
     import sys
+
+    # stopped (e.g. its parent died: wrp.runtime.run_child), leave through SystemExit so the worker
+    # pool is terminated too instead of finishing records on its own
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     cfg = json.loads(sys.argv[1])
     cfg["speed"] = tuple(cfg["speed"])

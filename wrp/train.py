@@ -282,10 +282,8 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
     def save(iteration: int, final: bool = False) -> None:
         if rank != 0:
             return
-        state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), "iteration": iteration, "log": log}
-        atomic_save(out / CHECKPOINT, lambda f: torch.save(state, f))
-        _write_log(out / "log.csv", log)
+        # the weights of this iteration first, the checkpoint that moves past it last: a kill in
+        # between resumes at this iteration again and writes them again
         snapshot = cfg.snapshot_every and (iteration % cfg.snapshot_every == 0 or final)
         if final or snapshot:
             weights = {k: v.contiguous() for k, v in _unwrap(model).state_dict().items()}  # NCHW
@@ -293,6 +291,10 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
                 atomic_save(out / SNAPSHOTS / f"{iteration:07d}.pt", lambda f: torch.save(weights, f))
             if final:
                 atomic_save(out / FINAL, lambda f: torch.save(weights, f))
+        state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict(), "iteration": iteration, "log": log}
+        atomic_save(out / CHECKPOINT, lambda f: torch.save(state, f))
+        _write_log(out / "log.csv", log)
 
     bar = progress_bar(total=cfg.iters, initial=start, desc="train", disable=not progress or rank != 0,
                dynamic_ncols=True)
@@ -356,7 +358,14 @@ def load_state(path: str | Path, device: str = "cpu") -> Any:
     strings, lists and dicts — a file that asks to run code is refused, never executed)."""
     try:
         return torch.load(Path(path), map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+    except RuntimeError as exc:  # a damaged archive reads as one; out of memory and others are not ours
+        if not any(m in str(exc) for m in ("PytorchStreamReader", "central directory", "Invalid magic",
+                                           "unpickl", "weights_only")):
+            raise
+        raise ValueError(f"{path} is not a checkpoint wrp loads: damaged, or holding more than tensors, "
+                         "numbers and strings, which wrp never unpickles; delete it to train that stage "
+                         "again") from None
+    except (pickle.UnpicklingError, EOFError) as exc:
         raise ValueError(f"{path} is not a checkpoint wrp loads: damaged, or holding more than tensors, "
                          f"numbers and strings, which wrp never unpickles ({type(exc).__name__}); delete it "
                          "to train that stage again") from None
@@ -393,9 +402,10 @@ def job_from_file(path: str | Path) -> Job:
                          "stage folder to build the stage again") from None
     for builder in (job.model, job.data, job.loss):
         if builder.name not in BUILDERS:
-            raise ValueError(f"{path} names builder {builder.name!r}, which is not one of wrp's "
-                             f"({', '.join(sorted(BUILDERS))}); a job file never chooses code to run — "
-                             "delete its stage folder to build the stage again")
+            raise ValueError(f"{path} names builder {builder.name!r}, which is not registered here "
+                             f"({', '.join(sorted(BUILDERS))}); a job file never chooses code to run: "
+                             "register it first (wrp.train.register_builder), or delete the stage folder "
+                             "to build the stage again")
     return job
 
 
