@@ -287,3 +287,54 @@ def test_a_frame_or_label_whose_size_changed_after_the_manifest_is_named(smoke_c
                     np.zeros((20, 40), np.uint8))
     with pytest.raises(DatasetError, match=r"is 40×20; the dataset changed after propagating"):
         propagation_accuracy([clip], manifest.ground_truth("val"), tmp_path / "copy", ["copy"], 1)
+
+
+def test_the_shards_of_a_split_are_the_one_process_batches_dealt_in_turn():
+    from wrp.shards import batches_of
+
+    for count, batch, world in ((10, 3, 2), (7, 8, 3), (16, 4, 4), (5, 1, 2)):
+        shards = [batches_of(count, batch, r, world) for r in range(world)]
+        dealt = sorted((b for shard in shards for b in shard), key=lambda b: b.start)
+        one = [list(range(s, min(s + batch, count))) for s in range(0, count, batch)]
+        assert [list(b) for b in dealt] == one
+
+
+SHARDED = ["propagate", "--profile", "smoke", "--no-progress", "--split", "train", "--batch", "1",
+           "--policy", "motion-only", "--policy", "warp-refine", "--confidence"]
+
+
+def test_propagate_in_two_processes_writes_the_files_of_one(isolated_runs, tmp_path):
+    """wrp propagate --nproc 2 (torchrun, CPU workers) against --nproc 1: every label and confidence
+    file and the accuracy table byte-identical."""
+    import json
+
+    from wrp.cli import main
+
+    assert main(SHARDED + ["--out", str(tmp_path / "one")]) == 0
+    assert main(SHARDED + ["--out", str(tmp_path / "two"), "--nproc", "2"]) == 0
+    one, two = _files(tmp_path / "one" / "labels"), _files(tmp_path / "two" / "labels")
+    assert one and one == two
+    accuracy = [(tmp_path / out / "accuracy.csv").read_bytes() for out in ("one", "two")]
+    assert accuracy[0] == accuracy[1]
+    speed = json.loads((tmp_path / "two" / "speed.json").read_text())
+    assert speed["warp-refine"]["processes"] == 2 and speed["warp-refine"]["frames"] > 0
+    ranks = sorted((tmp_path / "two" / "shards" / "warp-refine").glob("rank*.json"))
+    assert [json.loads(p.read_text())["frames"] > 0 for p in ranks] == [True, True]  # both ranks labelled
+
+    # a rank killed mid-run: the run fails, and run again it ends with the same files
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "wrp", *SHARDED, "--out", str(killed), "--nproc", "2"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, victim = time.time() + 300, None
+    while time.time() < deadline and victim is None and proc.poll() is None:
+        if list((killed / "labels" / "warp-refine").rglob("*.png")):
+            listing = subprocess.run(["pgrep", "-f", "wrp.shards"], capture_output=True, text=True).stdout
+            pids = [int(p) for p in listing.split() if int(p) != os.getpid()]
+            victim = pids[-1] if pids else None
+        time.sleep(0.05)
+    assert victim is not None, "no rank was caught labelling"
+    os.kill(victim, signal.SIGKILL)
+    assert proc.wait(timeout=300) != 0
+    assert main(SHARDED + ["--out", str(killed), "--nproc", "2"]) == 0
+    assert _files(killed / "labels") == one

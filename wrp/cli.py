@@ -53,9 +53,10 @@ POSITIVE = _number(float, 0, inclusive=False)  # learning rates, frame rates
 def _run(args: argparse.Namespace, **overrides: Any) -> Run:
     """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
     ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
+    nproc = overrides.pop("nproc", None) or getattr(args, "nproc", 1)
     overrides = {"style": getattr(args, "style", None), **overrides}
     return Run.create(args.profile, dataset=getattr(args, "dataset", None), seed=getattr(args, "seed", 0),
-                      device=args.device, nproc=getattr(args, "nproc", 1), progress=not args.no_progress,
+                      device=args.device, nproc=nproc, progress=not args.no_progress,
                       **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -166,8 +167,8 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 
     policies = tuple(args.policy) if args.policy else POLICIES
     try:
-        folder = propagate(_run(args), args.split, policies, flow=args.flow, batch=args.batch,
-                           confidence=args.confidence, out=args.out)
+        folder = propagate(_run(args, nproc=args.train_nproc), args.split, policies, flow=args.flow,
+                           batch=args.batch, confidence=args.confidence, out=args.out, procs=args.nproc)
     except INPUT_ERRORS as exc:
         return _error(exc)
     speed = json.loads((folder / "speed.json").read_text())
@@ -292,7 +293,7 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labelling: bool = False) -> None:
     """The options every training, propagation and table command shares: they make its :class:`Run`."""
     parser.add_argument("--profile", default="demo", choices=profile_names(),
                         help="size preset for data, models and iterations (default: demo)")
@@ -304,8 +305,14 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     parser.add_argument("--style", default=None, choices=list(STYLES),
                         help="the synthetic world's look and layout (default: the profile's, street); "
                              f"{HELD_OUT_STYLE} is the held-out style of the world family")
-    parser.add_argument("--nproc", type=COUNT, default=1,
-                        help="processes (torchrun) for each training job on this machine")
+    if labelling:  # wrp propagate: processes label, the models it trains first have their own
+        parser.add_argument("--nproc", type=COUNT, default=1,
+                            help="processes (torchrun) that label the frames: the same files as one")
+        parser.add_argument("--train-nproc", type=COUNT, default=1,
+                            help="processes (torchrun) for training g_ψ and Ω, if they are not cached")
+    else:
+        parser.add_argument("--nproc", type=COUNT, default=1,
+                            help="processes (torchrun) for each training job on this machine")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -468,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
     prop.add_argument("--batch", type=COUNT, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
-    add_run_options(prop)
+    add_run_options(prop, labelling=True)
     prop.set_defaults(func=_cmd_propagate)
 
     for table, text, description in (

@@ -25,9 +25,9 @@ from wrp.train import BUILDERS, Job, job_from_file, register_builder, train
 _WRP_BUILDERS = dict(BUILDERS)  # wrp's own, as this module first saw them
 
 
-def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
-                     rdzv_endpoint: str | None = None, rdzv_id: str = "wrp") -> list[str]:
-    """The ``torchrun`` command line for ``nproc`` processes per node on ``nnodes`` nodes."""
+def torchrun_prefix(nproc: int, nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None,
+                    rdzv_id: str = "wrp") -> list[str]:
+    """``torchrun`` with ``nproc`` processes per node on ``nnodes`` nodes, before the module it runs."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
     if nnodes == 1:
         cmd.append("--standalone")
@@ -36,6 +36,13 @@ def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1,
             raise ValueError("several nodes need rdzv_endpoint='HOST:PORT' of the first node")
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
                 f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}"]
+    return cmd
+
+
+def torchrun_command(job_file: Path, out_dir: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     rdzv_endpoint: str | None = None, rdzv_id: str = "wrp") -> list[str]:
+    """The ``torchrun`` command line that trains ``job_file`` into ``out_dir``."""
+    cmd = torchrun_prefix(nproc, nnodes, node_rank, rdzv_endpoint, rdzv_id)
     extra = [f"--builder={name}={target}" for name, target in BUILDERS.items()
              if _WRP_BUILDERS.get(name) != target]
     return cmd + ["-m", "wrp.launch", str(job_file), str(out_dir), *extra]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from wrp.data import (
 )
 from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
 from wrp.io import atomic_save, atomic_write_json, exclusive_folder
-from wrp.launch import launch
+from wrp.launch import launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
 from wrp.motion import make_estimator
@@ -348,7 +349,7 @@ def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "d
 
 def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
               batch: int = 8, confidence: bool = False, inpaint: str = DEFAULT_INPAINT,
-              out: str | Path | None = None) -> Path:
+              out: str | Path | None = None, procs: int = 1) -> Path:
     """Stage ``propagation`` (``wrp propagate``): label every frame within ±k of the labelled frames
     of ``split`` with each policy, training (or reusing) ``g_ψ`` and Ω as the policies need.
 
@@ -358,7 +359,8 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     coverage per policy and distance, and ``report.json``: the frames/s and Ω's warning when its
     label-free check failed (:func:`train_denoiser`). ``out`` replaces the cached stage folder; it
     is held for this run alone from the start (:func:`wrp.io.exclusive_folder`), and a folder holding
-    labels of other settings is refused.
+    labels of other settings is refused. ``procs`` > 1 labels in that many processes under
+    ``torchrun`` (:mod:`wrp.shards`), with the same files as one process.
     """
     policies = tuple(policies or POLICIES)
     unknown = [p for p in policies if p not in POLICIES]
@@ -367,14 +369,16 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     check_inpaint(inpaint)
+    if procs < 1:
+        raise ValueError(f"procs={procs} must be ≥ 1")
     if out is not None:
         with exclusive_folder(Path(out), "wrp propagate"):
-            return _propagate(run, split, policies, flow, batch, confidence, inpaint, Path(out))
-    return _propagate(run, split, policies, flow, batch, confidence, inpaint, None)
+            return _propagate(run, split, policies, flow, batch, confidence, inpaint, Path(out), procs)
+    return _propagate(run, split, policies, flow, batch, confidence, inpaint, None, procs)
 
 
 def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch: int, confidence: bool,
-               inpaint: str, out: Path | None) -> Path:
+               inpaint: str, out: Path | None, procs: int) -> Path:
     manifest = manifest_for(run)
     seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
@@ -390,8 +394,15 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
         speed_path = folder / "speed.json"
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
         for policy in policies:
-            result = propagate_clips(clips, policy, folder / "labels", propagator, k, batch, confidence,
-                                     run.progress)
+            if procs > 1:
+                result = _sharded(folder, policy, procs, {
+                    "manifest": str(manifest), "split": split, "policy": policy, "flow": flow,
+                    "inpaint": inpaint, "k": k, "batch": batch, "confidence": confidence,
+                    "labels": str(folder / "labels"), "device": run.device,
+                    "segmenter": str(seg) if seg else None, "denoiser": str(den) if den else None})
+            else:
+                result = propagate_clips(clips, policy, folder / "labels", propagator, k, batch, confidence,
+                                         run.progress)
             if result["frames"]:  # a policy finished before a resume keeps its first timing
                 rate = result["frames"] / max(result["seconds"], 1e-9)
                 speed[policy] = {**result, "frames_per_s": round(rate, 2)}
@@ -422,6 +433,28 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
     atomic_write_json(recorded, config)
     build(folder)
     return folder
+
+
+def _sharded(folder: Path, policy: str, procs: int, job: dict[str, Any]) -> dict[str, Any]:
+    """One policy's labels in ``procs`` processes under torchrun (:mod:`wrp.shards`); the ranks'
+    reports merged: frames written and skipped, and the wall time of the whole run."""
+    job_file = atomic_write_json(folder / "shards" / f"{policy}.json", job)
+    reports = folder / "shards" / policy
+    for old in reports.glob("rank*.json"):  # a report of an earlier, killed run is not this run's
+        old.unlink()
+    tic = time.perf_counter()
+    print(f"[wrp] propagate {policy}: {procs} processes (torchrun)", flush=True)
+    code = run_child([*torchrun_prefix(procs), "-m", "wrp.shards", str(job_file)])
+    seconds = time.perf_counter() - tic
+    if code != 0:
+        raise RuntimeError(f"labelling with {policy} in {procs} processes failed (torchrun exit {code}); "
+                           f"its log is above. A rerun resumes from the labels in {folder / 'labels'}")
+    ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
+    if len(ranks) != procs:
+        raise RuntimeError(f"{procs - len(ranks)} of {procs} labelling processes reported nothing in "
+                           f"{reports}")
+    return {"frames": sum(r["frames"] for r in ranks), "skipped": sum(r["skipped"] for r in ranks),
+            "seconds": round(seconds, 3), "processes": procs}
 
 
 def _has_every_frame_labelled(clips, truth) -> bool:
