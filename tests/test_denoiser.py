@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, processes
 from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
 from wrp.denoiser import CyclicDataset, Denoiser, make_cyclic_samples, pack_inputs
 from wrp.losses import SegmentationLoss
@@ -329,8 +329,8 @@ def test_propagate_in_two_processes_writes_the_files_of_one(isolated_runs, tmp_p
     deadline, victim = time.time() + 300, None
     while time.time() < deadline and victim is None and proc.poll() is None:
         if list((killed / "labels" / "warp-refine").rglob("*.png")):
-            listing = subprocess.run(["pgrep", "-f", "wrp.shards"], capture_output=True, text=True).stdout
-            pids = [int(p) for p in listing.split() if int(p) != os.getpid()]
+            pids = [pid for pid, _, cmd in processes()
+                    if "wrp.shards" in cmd and "torch.distributed" not in cmd and pid != os.getpid()]
             victim = pids[-1] if pids else None
         time.sleep(0.05)
     assert victim is not None, "no rank was caught labelling"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, processes
 from wrp.io import atomic_write_json
 from wrp.launch import launch, torchrun_command
 from wrp.train import BUILDERS, Builder, Job, TrainConfig, global_batches, poly_lr, read_log, register_builder
@@ -244,8 +244,7 @@ def test_a_child_dies_with_the_run_that_started_it_however_the_run_dies(tmp_path
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     deadline, children = time.time() + 60, []
     while time.time() < deadline and not children:
-        listing = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout
-        children = [int(pid) for pid in listing.split()]
+        children = [pid for pid, ppid, _ in processes() if ppid == parent.pid]
         time.sleep(0.2)
     assert children, "the child never started"
     time.sleep(0.5)  # the child has become `sleep`
