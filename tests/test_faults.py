@@ -164,50 +164,30 @@ def _tree(root: Path, pattern: str = "*") -> dict[str, bytes]:
             if p.is_file() and ".progress" not in p.parts}
 
 
-def test_two_synth_runs_of_two_seeds_into_one_folder_give_one_world_not_a_mix(tmp_path):
-    seeds = ("0", "1")
-    base = ["synth", "--profile", "smoke", "--records", "2", "--no-progress", "--seed"]
-    done = _race(tmp_path, [base + [s, "--out", "world"] for s in seeds])
+def _one_wins(tmp_path: Path, base: list[str], option: str, values: tuple[str, str], out: str) -> str:
+    """Start ``base`` with each of two ``values`` of ``option`` into ``out`` at once: exactly one
+    finishes, the other is refused with a clear message; the winner also runs alone into ``alone``.
+    Returns the winning value."""
+    done = _race(tmp_path, [base + [option, v, "--out", out] for v in values])
     winners = [i for i, d in enumerate(done) if d.returncode == 0]
     assert len(winners) == 1, [d.stderr for d in done]
     loser = done[1 - winners[0]]
     assert loser.returncode == 2 and any(r in loser.stderr for r in REFUSALS), loser.stderr
-    alone = _race(tmp_path, [base + [seeds[winners[0]], "--out", "alone"]])[0]
+    alone = _race(tmp_path, [base + [option, values[winners[0]], "--out", "alone"]])[0]
     assert alone.returncode == 0, alone.stderr
+    return values[winners[0]]
+
+
+def test_two_synth_runs_of_two_seeds_into_one_folder_give_one_world_not_a_mix(tmp_path):
+    _one_wins(tmp_path, ["synth", "--profile", "smoke", "--records", "2", "--no-progress"], "--seed",
+              ("0", "1"), "world")
     assert _tree(tmp_path / "world") == _tree(tmp_path / "alone")
 
 
 def test_two_propagate_runs_of_two_flows_into_one_out_give_one_label_set_not_a_mix(tmp_path):
-    flows = ("dis", "farneback")
-    base = ["propagate", "--profile", "smoke", "--policy", "motion-only", "--no-progress", "--flow"]
-    done = _race(tmp_path, [base + [f, "--out", "labels"] for f in flows])
-    winners = [i for i, d in enumerate(done) if d.returncode == 0]
-    assert len(winners) == 1, [d.stderr for d in done]
-    loser = done[1 - winners[0]]
-    assert loser.returncode == 2 and any(r in loser.stderr for r in REFUSALS), loser.stderr
-    alone = _race(tmp_path, [base + [flows[winners[0]], "--out", "alone"]])[0]
-    assert alone.returncode == 0, alone.stderr
+    _one_wins(tmp_path, ["propagate", "--profile", "smoke", "--policy", "motion-only", "--no-progress"],
+              "--flow", ("dis", "farneback"), "labels")
     labels, lone = _tree(tmp_path / "labels", "*.png"), _tree(tmp_path / "alone", "*.png")
     assert labels and labels == lone
     accuracy = [(tmp_path / folder / "accuracy.csv").read_bytes() for folder in ("labels", "alone")]
     assert accuracy[0] == accuracy[1]
-
-
-@pytest.mark.parametrize("errno, reason", [(30, "Read-only file system"), (28, "No space left on device"),
-                                           (13, "Permission denied")])
-def test_a_folder_that_cannot_be_written_is_one_error_line_naming_the_file(tmp_path, monkeypatch, capsys,
-                                                                            errno, reason):
-    """Root ignores permissions (so CI cannot make a read-only folder): the write itself fails."""
-    import tempfile
-
-    from wrp.cli import main
-
-    def refuse(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own keyword
-        raise OSError(errno, reason, str(dir))
-
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    monkeypatch.setenv("WRP_RUNS", str(tmp_path / "runs"))
-    assert main(["synth", "--profile", "smoke", "--records", "1", "--out", str(tmp_path / "w"),
-                 "--no-progress", "--workers", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"wrp: error: {tmp_path / 'w' / '.progress'}: {reason}"]

@@ -32,7 +32,7 @@ from wrp.models import normalise, ocr_features
 from wrp.motion import ClipFlowCache
 from wrp.propagation import cyclic_warped_labels, one_hot
 from wrp.runtime import progress_bar
-from wrp.train import FINAL, SNAPSHOTS, Job, job_from_file, load_model
+from wrp.train import FINAL, SNAPSHOTS, Job, job_from_file, load_model, load_state
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -422,9 +422,13 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
     valid = a["valid"][data.rows].astype(bool)
     before = mean_iou(confusion_matrix(inputs, truth, K))
     snapshots = sorted((folder / SNAPSHOTS).glob("*.pt")) or [folder / FINAL]
-    scores, best = [], None
+    scores, best, model = [], None, None
     for path in progress_bar(snapshots, desc="choose Ω's snapshot and gate", disable=not progress):
-        pred, conf = _predictions(load_model(job, folder, device, weights=path), data, batch)
+        if model is None:  # Ω (and the frozen g_ψ inside it) is built once; each snapshot is weights
+            model = load_model(job, folder, device, weights=path)
+        else:
+            model.load_state_dict(load_state(path, device))
+        pred, conf = _predictions(model, data, batch)
         gate, value = _choose_gate(pred, conf, inputs, valid, truth, thresholds, K)
         alone = mean_iou(confusion_matrix(pred, truth, K))
         scores.append({"snapshot": path.name, "gated_miou": round(value, 3), "alone_miou": round(alone, 3)})
