@@ -141,7 +141,7 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_denoiser(args: argparse.Namespace) -> int:
-    from wrp.stages import train_denoiser
+    from wrp.stages import denoiser_summary, train_denoiser
 
     overrides = {k: v for k, v in (("iters", args.iters), ("base_lr", args.lr)) if v is not None}
     cycles = tuple(args.cycle_lengths) if args.cycle_lengths else None
@@ -149,15 +149,8 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
         folder = train_denoiser(_run(args, cycle_lengths=cycles), **overrides)
     except INPUT_ERRORS as exc:
         return _error(exc)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    held, chosen = metrics["held_out"], metrics["selection"]
-    opened = sum(t < 1 for t in chosen["gate"]["valid"] + chosen["gate"]["unexplained"])
-    print(f"chosen on {chosen['samples']} cyclic labels of held-out training records: snapshot "
-          f"{chosen['snapshot']}, gate open for {opened} of {2 * len(chosen['gate']['valid'])} "
-          f"(class, motion explains / not) groups; mIoU {chosen['input_miou']:.2f} → "
-          f"{chosen['chosen_miou']:.2f}")
-    print(f"validation records' cyclic labels: mIoU {held['cyclic']:.2f} before Ω, {held['refined']:.2f} "
-          f"after; model in {folder}")
+    print(denoiser_summary(folder))
+    print(f"model in {folder}")
     return 0
 
 

@@ -328,6 +328,20 @@ def denoiser_warning(folder: Path) -> str | None:
     return json.loads((Path(folder) / "metrics.json").read_text()).get("warning")
 
 
+def denoiser_summary(folder: Path) -> str:
+    """What a finished Ω stage chose and what its label-free check says, in three lines (what
+    ``wrp train-denoiser`` and notebook 03 print)."""
+    metrics = json.loads((Path(folder) / "metrics.json").read_text())
+    held, chosen = metrics["held_out"], metrics["selection"]
+    gate = chosen["gate"]["valid"] + chosen["gate"]["unexplained"]
+    return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
+            f"(class, motion explains the pixel or not) groups\n"
+            f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
+            f"{chosen['input_miou']:.2f} → {chosen['chosen_miou']:.2f}\n"
+            f"validation records' cyclic labels: mIoU {held['cyclic']:.2f} before Ω, "
+            f"{held['refined']:.2f} after")
+
+
 def denoiser_gate(folder: Path) -> Gate | None:
     """The gate chosen with a finished Ω stage (``None`` for a stage that chose none)."""
     selection = json.loads((Path(folder) / "metrics.json").read_text()).get("selection")
