@@ -582,6 +582,9 @@ class PreparedDataset:
         return manifest
 
 
+_LABEL_DIGESTS: dict[tuple[str, int, int], bytes] = {}  # (path, size, mtime) → digest of its bytes
+
+
 def tree_fingerprint(root: str | Path) -> str:
     """A digest of what a prepared tree holds: every label's bytes (``gtFine/``) and every frame's
     name and size (``leftImg8bit_sequence/``). Stages that read a tree key on it, so editing a label
@@ -591,7 +594,11 @@ def tree_fingerprint(root: str | Path) -> str:
     digest = hashlib.sha1()
     for path in sorted((root / LABEL_DIR).rglob("*.png")):
         digest.update(f"{path.relative_to(root)}\0".encode())
-        digest.update(hashlib.sha1(path.read_bytes()).digest())
+        stat = path.stat()  # a label is read again only when it changed since this process read it
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _LABEL_DIGESTS:
+            _LABEL_DIGESTS[key] = hashlib.sha1(path.read_bytes()).digest()
+        digest.update(_LABEL_DIGESTS[key])
     for path in sorted((root / IMAGE_DIR).rglob("*")):
         if path.is_file():
             digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0".encode())
