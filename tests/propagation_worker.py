@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from wrp import policies
 from wrp.data import Manifest
 from wrp.denoiser import Denoiser
 from wrp.models import SMALL_BACKBONES, CachedSegmenter, build_model
@@ -31,13 +32,13 @@ def main() -> None:
     omega = Denoiser(ngf=8, ocr_channels=32).eval()
     propagator = Propagator(make_estimator("dis"), CachedSegmenter(seg), omega)
     if args.delay:
-        step = propagator.step
+        step = policies.STEPS["warp-refine"]
 
-        def slow(policy, items):
+        def slow(*step_args):
             time.sleep(args.delay)
-            return step(policy, items)
+            return step(*step_args)
 
-        propagator.step = slow
+        policies.STEPS["warp-refine"] = slow
     clips = Manifest.load(manifest_for(Run.create("smoke", progress=False))).clips("val")
     print(propagate_clips(clips, "warp-refine", args.out, propagator, k=4, batch=1, confidence=True,
                           progress=False))

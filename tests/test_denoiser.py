@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,14 +290,90 @@ def test_a_frame_or_label_whose_size_changed_after_the_manifest_is_named(smoke_c
         propagation_accuracy([clip], manifest.ground_truth("val"), tmp_path / "copy", ["copy"], 1)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_frame_that_cannot_be_read_is_named_whoever_reads_it(smoke_clips, tmp_path, workers):
+    import dataclasses
+
+    from wrp.data import DatasetError
+
+    clip = smoke_clips[0].clips("val")[0]
+    broken = tmp_path / "broken_leftImg8bit.png"
+    broken.write_bytes(b"not a png")
+    images = list(clip.images)
+    images[clip.labelled - 2] = broken
+    with pytest.raises(DatasetError, match=r"broken_leftImg8bit\.png"):
+        propagate_clips([dataclasses.replace(clip, images=tuple(images))], "motion-only", tmp_path / "labels",
+                        Propagator(make_estimator("dis")), 3, progress=False, workers=workers)
+    # every label computed before the bad frame is kept: the labelled frame, +1..+3, then −1
+    assert len(list((tmp_path / "labels").rglob("*.png"))) == 5
+
+
+def test_the_pipeline_writes_the_files_of_one_thread(smoke_clips, tmp_path):
+    """Worker threads, a writer thread and batches dealt to several calls (as ranks do) change no
+    byte of any label or confidence map, for every policy, with and without a gate."""
+    from wrp.denoiser import Gate
+    from wrp.pipeline import StageClock
+
+    clips = smoke_clips[0].clips("val") * 3  # three "clips": batches of 2 make two groups
+    torch.manual_seed(0)
+    seg, omega = CachedSegmenter(_segmenter().eval()), Denoiser(ngf=8, ocr_channels=32).eval()
+    for gate in (None, Gate(valid=(0.4,) * NUM_CLASSES, unexplained=(0.2,) * NUM_CLASSES)):
+        propagator = Propagator(make_estimator("dis"), seg, omega, gate=gate)
+        for policy in POLICIES if gate is None else ("warp-refine",):
+            root = tmp_path / f"{policy}-{gate is None}"
+            clock = StageClock()
+            one = propagate_clips(clips, policy, root / "one", propagator, 3, 2, True, False, workers=0)
+            piped = propagate_clips(clips, policy, root / "piped", propagator, 3, 2, True, False, workers=2,
+                                    clock=clock)
+            for group in (1, 0):  # batches in other calls and order, as two ranks label them
+                propagate_clips(clips, policy, root / "dealt", propagator, 3, 2, True, False, workers=1,
+                                groups=[group])
+            assert one["frames"] == piped["frames"] > 0
+            assert _files(root / "one") == _files(root / "piped") == _files(root / "dealt"), policy
+            if policy == "warp-refine":
+                assert {"decode", "flow", "warp", "g_ψ", "Ω", "write"} <= set(clock.seconds)
+
+
+def test_a_failing_disk_stops_a_threaded_run_with_the_file_named(smoke_clips, tmp_path):
+    """The writer thread's error reaches the run: the OSError of the one-thread run, naming the file."""
+    blocker = tmp_path / "labels"
+    blocker.write_text("a file where the labels folder should be")
+    clips = smoke_clips[0].clips("val")
+    for workers in (0, 2):
+        with pytest.raises(OSError, match="labels"):
+            propagate_clips(clips, "motion-only", blocker, Propagator(make_estimator("dis")), 2,
+                            progress=False, workers=workers)
+
+
+def test_worker_threads_follow_the_cores_and_the_device():
+    from wrp.pipeline import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers("cpu", 1) == max(0, min(4, cores - 1))
+    assert default_workers("cuda", 1) >= 1  # DIS must run beside a GPU
+    assert default_workers("cpu", cores * 4) == 0
+
+
+def test_nodes_need_a_rendezvous_and_a_rank_among_them():
+    from wrp.launch import Nodes
+
+    assert Nodes(2, 1, "node0:29500").count == 2
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        Nodes(2, 0)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        Nodes(2, 0, "node0")
+    with pytest.raises(ValueError, match="0 ≤ rank < nodes"):
+        Nodes(2, 2, "node0:29500")
+
+
+
 def test_the_shards_of_a_split_are_the_one_process_batches_dealt_in_turn():
-    from wrp.shards import batches_of
+    from wrp.shards import groups_of
 
     for count, batch, world in ((10, 3, 2), (7, 8, 3), (16, 4, 4), (5, 1, 2)):
-        shards = [batches_of(count, batch, r, world) for r in range(world)]
-        dealt = sorted((b for shard in shards for b in shard), key=lambda b: b.start)
-        one = [list(range(s, min(s + batch, count))) for s in range(0, count, batch)]
-        assert [list(b) for b in dealt] == one
+        shards = [groups_of(count, batch, r, world) for r in range(world)]
+        assert sorted(g for shard in shards for g in shard) == list(range(-(-count // batch)))
+        assert all(g % world == r for r, shard in enumerate(shards) for g in shard)
 
 
 SHARDED = ["propagate", "--profile", "smoke", "--no-progress", "--split", "train", "--batch", "1",
@@ -311,7 +388,7 @@ def test_propagate_in_two_processes_writes_the_files_of_one(isolated_runs, tmp_p
     from wrp.cli import main
 
     assert main(SHARDED + ["--out", str(tmp_path / "one")]) == 0
-    assert main(SHARDED + ["--out", str(tmp_path / "two"), "--nproc", "2"]) == 0
+    assert main(SHARDED + ["--out", str(tmp_path / "two"), "--nproc", "2", "--workers", "2"]) == 0
     one, two = _files(tmp_path / "one" / "labels"), _files(tmp_path / "two" / "labels")
     assert one and one == two
     accuracy = [(tmp_path / out / "accuracy.csv").read_bytes() for out in ("one", "two")]
@@ -338,3 +415,18 @@ def test_propagate_in_two_processes_writes_the_files_of_one(isolated_runs, tmp_p
     assert proc.wait(timeout=300) != 0
     assert main(SHARDED + ["--out", str(killed), "--nproc", "2"]) == 0
     assert _files(killed / "labels") == one
+
+    # two nodes — here two launchers on one machine: the first runs the command, the other joins it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = ["--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    joiner = subprocess.Popen([sys.executable, "-m", "wrp", "propagate", *nodes, "--node-rank", "1"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert main(SHARDED + ["--out", str(tmp_path / "nodes"), *nodes]) == 0
+        assert joiner.wait(timeout=300) == 0, joiner.stdout.read()
+    finally:
+        joiner.kill()
+    assert _files(tmp_path / "nodes" / "labels") == one
+    assert json.loads((tmp_path / "nodes" / "speed.json").read_text())["warp-refine"]["processes"] == 2

@@ -155,13 +155,20 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
 
 
 def _cmd_propagate(args: argparse.Namespace) -> int:
+    from wrp.launch import Nodes
     from wrp.policies import POLICIES, read_accuracy
-    from wrp.stages import propagate
+    from wrp.stages import join_propagation, propagate
 
     policies = tuple(args.policy) if args.policy else POLICIES
     try:
+        nodes = Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint)
+        if nodes.rank > 0:  # the first node has the job; this one lends its processes
+            join_propagation(args.nproc, nodes)
+            print(f"node {nodes.rank}: shards written; node 0 merges the speeds and scores the labels")
+            return 0
         folder = propagate(_run(args, nproc=args.train_nproc), args.split, policies, flow=args.flow,
-                           batch=args.batch, confidence=args.confidence, out=args.out, procs=args.nproc)
+                           batch=args.batch, confidence=args.confidence, out=args.out, procs=args.nproc,
+                           workers=args.workers, nodes=nodes)
     except INPUT_ERRORS as exc:
         return _error(exc)
     speed = json.loads((folder / "speed.json").read_text())
@@ -300,7 +307,16 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labellin
                              f"{HELD_OUT_STYLE} is the held-out style of the world family")
     if labelling:  # wrp propagate: processes label, the models it trains first have their own
         parser.add_argument("--nproc", type=COUNT, default=1,
-                            help="processes (torchrun) that label the frames: the same files as one")
+                            help="processes (torchrun) per node that label the frames: the same files as one")
+        parser.add_argument("--workers", type=SEED, default=None,
+                            help="threads per process that read frames and estimate flow ahead of the "
+                                 "device (default: from the cores; 0: all in one thread)")
+        parser.add_argument("--nnodes", type=COUNT, default=1, help="machines labelling together (torchrun)")
+        parser.add_argument("--node-rank", type=SEED, default=0,
+                            help="this machine's rank: 0 runs the full command, the others only "
+                                 "--nnodes, --node-rank, --rdzv-endpoint and --nproc")
+        parser.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                            help="where the machines meet: a free port on the first one")
         parser.add_argument("--train-nproc", type=COUNT, default=1,
                             help="processes (torchrun) for training g_ψ and Ω, if they are not cached")
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,25 @@ from wrp.runtime import run_child
 from wrp.train import BUILDERS, Job, job_from_file, register_builder, train
 
 _WRP_BUILDERS = dict(BUILDERS)  # wrp's own, as this module first saw them
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """The machines of a ``torchrun`` run: ``count`` nodes, this one ``rank`` (0: the first, which
+    coordinates), meeting at ``rdzv_endpoint`` ``HOST:PORT`` (on the first node) when ``count`` > 1."""
+
+    count: int = 1
+    rank: int = 0
+    rdzv_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.rank < self.count:
+            raise ValueError(f"node rank {self.rank} of {self.count} nodes: need 0 ≤ rank < nodes")
+        if self.count > 1:
+            host, _, port = (self.rdzv_endpoint or "").rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"rdzv_endpoint={self.rdzv_endpoint!r}: several nodes meet at HOST:PORT, "
+                                 "a free port on the first node (e.g. node0.cluster:29500)")
 
 
 def torchrun_prefix(nproc: int, nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None,

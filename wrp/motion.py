@@ -115,6 +115,11 @@ class FlowEstimator:
     def between(self, clip, target: int, source: int) -> np.ndarray:
         return self(clip.image(target), clip.image(source))
 
+    def for_thread(self) -> FlowEstimator:
+        """An estimator that another thread may use beside this one (the labelling pipeline's
+        workers): this one when it keeps no state between calls, else an independent copy."""
+        return self
+
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -138,6 +143,9 @@ class DISFlow(FlowEstimator):
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         return self._dis.calc(_grey(target), _grey(source), None)
+
+    def for_thread(self) -> DISFlow:
+        return DISFlow(self.preset)  # OpenCV's DIS object keeps buffers: one per thread
 
 
 class FarnebackFlow(FlowEstimator):
@@ -219,6 +227,9 @@ class ClipFlowCache(FlowEstimator):
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         return self.inner(target, source)
+
+    def for_thread(self) -> ClipFlowCache:
+        return ClipFlowCache(self.inner.for_thread())
 
     def between(self, clip, target: int, source: int) -> np.ndarray:
         if clip.clip_id != self._clip:

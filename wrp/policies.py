@@ -18,25 +18,27 @@ frame against a dataset that labels every frame.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from wrp.data import CLASS_NAMES, NUM_CLASSES, DatasetError, read_label, write_label_ids
+from wrp.data import CLASS_NAMES, NUM_CLASSES, DatasetError, read_label
 from wrp.denoiser import Gate, pack_inputs, refine
-from wrp.io import atomic_write_png, atomic_write_text
+from wrp.io import atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
 from wrp.models import CachedSegmenter
 from wrp.motion import FlowEstimator
 from wrp.paper import POLICIES
-from wrp.propagation import WarpInpainted, warp_inpaint
+from wrp.pipeline import NEEDS, LabelWriter, PlannedStep, StageClock, StepFrames, step_inputs
+from wrp.propagation import warp_inpaint_batch
 from wrp.runtime import progress_bar
 
 NEEDS_SEGMENTER = frozenset({"semantic-only", "warp-inpaint", "warp-refine"})
@@ -48,14 +50,11 @@ def check_inpaint(inpaint: str) -> None:
         raise ValueError(f"inpaint={inpaint!r}; use one of {INPAINT}")
 
 
-Labelled = tuple[np.ndarray, np.ndarray | None]  # (H, W) train ids, (H, W) confidence 0..1 or None
-
-
 @dataclass
 class Propagator:
     """The cues a policy may use: a motion estimator, ``g_ψ`` (a
     :class:`~wrp.models.CachedSegmenter`) and Ω (a :class:`~wrp.denoiser.Denoiser`) — the last two
-    only for the policies that use them.
+    only for the policies that use them — and the device the labels are computed on.
 
     ``inpaint`` — what Ω's input label holds where motion cannot explain a pixel (out of view,
     failed forward–backward check): ``"motion"``, the motion's own guess, with the validity
@@ -64,6 +63,9 @@ class Propagator:
 
     ``gate`` — where Ω's label may replace its input (:class:`~wrp.denoiser.Gate`, chosen with Ω
     on held-out records by ``wrp.stages.train_denoiser``); ``None``: everywhere, as in the paper.
+
+    ``amp`` — on a CUDA device, ``g_ψ`` and Ω run under automatic mixed precision (float16); the
+    CPU always computes in float32.
     """
 
     estimator: FlowEstimator
@@ -72,7 +74,7 @@ class Propagator:
     device: str = "cpu"
     inpaint: str = "motion"
     gate: Gate | None = None
-    _targets: dict = field(default_factory=dict, init=False, repr=False)  # last step's target images
+    amp: bool = True
 
     def __post_init__(self) -> None:
         check_inpaint(self.inpaint)
@@ -85,99 +87,86 @@ class Propagator:
         if policy == "warp-refine" and self.denoiser is None:
             raise ValueError("policy 'warp-refine' needs the denoiser Ω")
 
-    def step(self, policy: str, items: list[tuple]) -> list[Labelled]:
-        """One propagation step for a batch: ``items`` = (clip, source, target, label of source,
-        human label); returns (train ids of target, confidence 0..1 or None) per item."""
-        if policy == "copy":
-            return copy_label(self, items, [], None)
-        images, read = [], {}  # a step's source frame was the previous step's target: read each once
-        for clip, s, t, label, _ in items:
-            source = self._targets.get(clip.images[s])
-            read[clip.images[t]] = target = clip.image(t)
-            source = clip.image(s) if source is None else source
-            for path, shape in ((clip.images[s], source.shape[:2]), (clip.images[t], target.shape[:2])):
-                if shape != label.shape:  # e.g. a frame replaced after the manifest was cached
-                    raise DatasetError(f"{path} is {shape[1]}×{shape[0]} but the label it propagates is "
-                                       f"{label.shape[1]}×{label.shape[0]}; every frame of {clip.clip_id} "
-                                       "must have its labelled frame's size")
-            images.append((source, target))
-        self._targets = read
-        targets = torch.stack([torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for _, t in images])
-        return STEPS[policy](self, items, images, targets)
+    def precision(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the networks on a CUDA device (``amp``), float32 elsewhere."""
+        cuda = torch.device(self.device).type == "cuda"
+        return torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else contextlib.nullcontext()
 
 
-# A policy's step: (cues, items, [(source image, target image)], (B, 3, H, W) target batch) → labels
-Step = Callable[[Propagator, list[tuple], list[tuple[np.ndarray, np.ndarray]], torch.Tensor | None],
-                list[Labelled]]
+@dataclass
+class StepBatch:
+    """One propagation step of some clips, on the propagation device: ``labels`` (B, H, W) train
+    ids of the source frames (the previous step's labels), ``humans`` the labelled frames' human
+    labels, and the prepared inputs the policy needs (``wrp.pipeline.NEEDS``): ``targets`` /
+    ``sources`` (B, 3, H, W) uint8 frames, ``flow`` / ``flow_reverse`` (B, H, W, 2)."""
+
+    labels: torch.Tensor
+    humans: torch.Tensor
+    targets: torch.Tensor | None = None
+    sources: torch.Tensor | None = None
+    flow: torch.Tensor | None = None
+    flow_reverse: torch.Tensor | None = None
 
 
-def _warped(cues: Propagator, items: list[tuple], images: list[tuple[np.ndarray, np.ndarray]],
-            check: bool, semantic: torch.Tensor | None = None) -> list[WarpInpainted]:
-    """Warp each item's label onto its target frame (:func:`~wrp.propagation.warp_inpaint`);
-    ``semantic`` (B, K, H, W) probabilities fill what motion cannot explain, else the motion's guess
-    stays there (``check=False``: motion-only, no forward–backward check at all)."""
-    steps = []
-    for i, ((clip, s, t, label, _), (img_s, img_t)) in enumerate(zip(items, images, strict=True)):
-        fill = semantic[i].argmax(0).to(torch.uint8).numpy() if semantic is not None else None
-        steps.append(warp_inpaint(label, img_s, img_t, fill, flow=cues.estimator.between(clip, t, s),
-                                  flow_reverse=cues.estimator.between(clip, s, t) if check else None,
-                                  estimator=cues.estimator, check=check,
-                                  fill="ignore" if semantic is not None else "warped"))
-    return steps
+Labels = tuple[torch.Tensor, torch.Tensor | None]  # (B, H, W) uint8 train ids, (B, H, W) confidence or None
+# A policy's step: (cues, batch, clock) → the labels of the batch's target frames
+Step = Callable[[Propagator, StepBatch, StageClock], Labels]
 
 
-def _most_likely(probs: torch.Tensor) -> list[Labelled]:
-    conf, ids = probs.max(1)
-    return [(ids[i].to(torch.uint8).numpy(), conf[i].numpy()) for i in range(len(probs))]
+def _semantic(cues: Propagator, batch: StepBatch, clock: StageClock
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    with clock("g_ψ"), cues.precision():
+        probs, ocr = cues.segmenter.outputs(batch.targets)  # (B, K, H, W), (B, C, h, w)
+    return probs.float(), ocr
 
 
-def copy_label(cues: Propagator, items: list[tuple], images: list, targets: torch.Tensor | None
-               ) -> list[Labelled]:
+def copy_label(cues: Propagator, batch: StepBatch, clock: StageClock) -> Labels:
     """Every neighbour gets the human label of its labelled frame, unchanged."""
-    return [(human, None) for *_, human in items]
+    return batch.humans, None
 
 
-def motion_only(cues: Propagator, items: list[tuple], images: list, targets: torch.Tensor | None
-                ) -> list[Labelled]:
+def motion_only(cues: Propagator, batch: StepBatch, clock: StageClock) -> Labels:
     """Zhu et al.'s propagation: the previous label warped along the motion (nearest), with no
     occlusion handling; confidence 1 where the motion is consistent, 0 elsewhere."""
-    return [(st.ids, st.valid.float().numpy()) for st in _warped(cues, items, images, check=False)]
+    with clock("warp"):
+        st = warp_inpaint_batch(batch.labels, None, batch.flow, check=False, fill="warped")
+        return st.train_ids, st.valid.float()
 
 
-def semantic_only(cues: Propagator, items: list[tuple], images: list, targets: torch.Tensor
-                  ) -> list[Labelled]:
+def semantic_only(cues: Propagator, batch: StepBatch, clock: StageClock) -> Labels:
     """Self-training: ``g_ψ``'s prediction of the frame, with its probability as confidence."""
-    probs, _ = cues.segmenter.outputs(targets)
-    return _most_likely(probs.cpu())
+    conf, ids = _semantic(cues, batch, clock)[0].max(1)
+    return ids.to(torch.uint8), conf
 
 
-def warp_inpaint_only(cues: Propagator, items: list[tuple], images: list, targets: torch.Tensor
-                      ) -> list[Labelled]:
+def warp_inpaint_only(cues: Propagator, batch: StepBatch, clock: StageClock) -> Labels:
     """METHOD.md §1 alone: ``L^w_t`` — the warped label where motion explains the pixel, ``g_ψ``'s
     prediction where it does not."""
-    probs, _ = cues.segmenter.outputs(targets)
-    return [(st.ids, st.valid.float().numpy())
-            for st in _warped(cues, items, images, check=True, semantic=probs.cpu())]
+    probs, _ = _semantic(cues, batch, clock)
+    with clock("warp"):
+        st = warp_inpaint_batch(batch.labels, None, batch.flow, batch.flow_reverse,
+                                probs.argmax(1).to(torch.uint8), check=True)
+        return st.train_ids, st.valid.float()
 
 
-def warp_refine(cues: Propagator, items: list[tuple], images: list, targets: torch.Tensor
-                ) -> list[Labelled]:
+def warp_refine(cues: Propagator, batch: StepBatch, clock: StageClock) -> Labels:
     """Warp-Refine Propagation, one step (METHOD.md §4, supplementary eq. (1)):
     ``L^w = Ψ(L^R_prev)`` warp-inpainted onto the next frame, then
     ``L^R = Ω_λ(I_next, I^w_prev, L^w)`` with ``g_ψ``'s OCR features of ``I_next`` at Ω's
     bottleneck. ``L^R`` (and Ω's probability as confidence) is what the next step warps on.
     With a gate, ``L^R`` keeps ``L^w`` wherever Ω is not sure enough to change it."""
-    probs, ocr = cues.segmenter.outputs(targets)  # (B, K, H, W), (B, C, h, w)
-    semantic = probs.cpu() if cues.inpaint == "semantic" else None
-    steps = _warped(cues, items, images, check=True, semantic=semantic)
-    labels, valid = torch.stack([st.label for st in steps]), torch.stack([st.valid for st in steps])
-    refined = refine(cues.denoiser, pack_inputs(targets, torch.stack([st.image for st in steps]), labels,
-                                                valid), ocr).cpu()
-    if cues.gate is None:
-        return _most_likely(refined)
-    inputs = torch.from_numpy(np.stack([st.ids for st in steps]))
-    ids, conf = cues.gate.apply(refined, inputs, valid)
-    return [(ids[i].to(torch.uint8).numpy(), conf[i].numpy()) for i in range(len(refined))]
+    probs, ocr = _semantic(cues, batch, clock)
+    semantic = probs.argmax(1).to(torch.uint8) if cues.inpaint == "semantic" else None
+    with clock("warp"):
+        st = warp_inpaint_batch(batch.labels, batch.sources, batch.flow, batch.flow_reverse, semantic,
+                                check=True, fill="ignore" if semantic is not None else "warped")
+    with clock("Ω"), cues.precision():
+        refined = refine(cues.denoiser, pack_inputs(batch.targets, st.image, st.label, st.valid), ocr).float()
+        if cues.gate is None:
+            conf, ids = refined.max(1)
+            return ids.to(torch.uint8), conf
+        ids, conf = cues.gate.apply(refined, st.train_ids, st.valid)
+        return ids.to(torch.uint8), conf
 
 
 STEPS: dict[str, Step] = {"copy": copy_label, "motion-only": motion_only, "semantic-only": semantic_only,
@@ -193,70 +182,115 @@ def label_file(labels_root: Path, policy: str, frame) -> Path:
     return frame.label(Path(labels_root) / policy)
 
 
-def _confidence_file(label: Path) -> Path:
-    return label.with_name(label.name.replace("_gtFine_labelIds.png", "_confidence.png"))
-
-
 def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Propagator, k: int,
-                    batch: int = 8, confidence: bool = False, progress: bool = True) -> dict[str, float]:
+                    batch: int = 8, confidence: bool = False, progress: bool = True, *, workers: int = 0,
+                    groups: Sequence[int] | None = None, clock: StageClock | None = None) -> dict[str, Any]:
     """Write ``policy``'s label of every frame within ±``k`` of each clip's labelled frame.
 
     From the labelled frame outwards, in both time directions, each step starts from the label
-    the policy gave the previous frame (warp-refine recurses on its own refined output). Every
-    file is written atomically; a frame whose file exists is read back instead of recomputed, so
-    a killed run resumes where it stopped and ends with the same files. Clips are processed
-    ``batch`` at a time (one ``g_ψ`` / Ω forward per step for the batch).
-    Returns ``{"frames": written, "skipped": found, "seconds": …}``.
+    the policy gave the previous frame (warp-refine recurses on its own refined output). Clips are
+    processed ``batch`` at a time (one ``g_ψ`` / Ω forward per step for the batch); ``groups``
+    selects some of those batches by index (``wrp.shards`` deals them to processes), all by default.
+
+    ``workers`` > 0 runs the labelling as a pipeline (``wrp.pipeline``): that many threads read
+    the frames and estimate the flows ahead of the device, and another writes the files; 0 does
+    everything in this thread, in order. The files are the same either way.
+
+    Every file is written atomically; a frame whose file exists is read back instead of recomputed,
+    so a killed run resumes where it stopped and ends with the same files. Returns
+    ``{"frames": written, "skipped": found, "seconds": …, "stages": {stage: seconds}}`` (the
+    stages of ``wrp.pipeline.STAGES`` and ``wait``, the time spent waiting for prepared inputs, as
+    measured by ``clock``; the workers' stages are summed over the workers).
     """
     propagator.check(policy)
+    if workers < 0:
+        raise ValueError(f"workers={workers} must be ≥ 0")
     root = Path(labels_root)
-    total = sum(min(k, c.labelled) + min(k, len(c) - 1 - c.labelled) + 1 for c in clips)
-    bar = progress_bar(total=total, desc=f"propagate {policy}", unit="frame", disable=not progress)
+    clock = clock or StageClock()
+    device = propagator.device
+    cuda = torch.device(device).type == "cuda"
+    all_groups = [clips[start:start + batch] for start in range(0, len(clips), batch)]
+    chosen = list(range(len(all_groups))) if groups is None else list(groups)
+    plan, exists = _plan(all_groups, chosen, k, lambda clip, pos: label_file(root, policy, clip.frames[pos]))
+    if policy == "copy":
+        plan = []  # copy needs no frames
+    frames = StepFrames(all_groups, plan, propagator.estimator, NEEDS[policy], pin=cuda and workers > 0)
+    inputs = step_inputs(frames, workers)
+    bar = progress_bar(total=len(exists), desc=f"propagate {policy}", unit="frame", disable=not progress)
     written = skipped = 0
     tic = time.perf_counter()
+    with LabelWriter(confidence, clock, threaded=workers > 0) as writer, torch.inference_mode():
+        def save(clip, pos: int, ids: torch.Tensor, conf: torch.Tensor | None) -> None:
+            writer.put(label_file(root, policy, clip.frames[pos]), ids.cpu().numpy(),
+                       None if conf is None else conf.cpu().numpy())
 
-    def save(clip, pos: int, ids: np.ndarray, conf: np.ndarray | None) -> None:
-        path = label_file(root, policy, clip.frames[pos])
-        if confidence and conf is not None:
-            atomic_write_png(_confidence_file(path), np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8))
-        write_label_ids(path, ids)  # the label last: its presence marks the frame done
-
-    for start in range(0, len(clips), batch):
-        group = clips[start:start + batch]
-        humans = [c.label(c.labelled) for c in group]
-        for clip, human in zip(group, humans, strict=True):
-            path = label_file(root, policy, clip.frames[clip.labelled])
-            if path.is_file():
-                skipped += 1
-            else:
-                save(clip, clip.labelled, human, np.ones(human.shape, np.float32))
-                written += 1
-            bar.update()
-        for direction in (1, -1):
-            current = list(humans)
-            for d in range(1, k + 1):
-                todo = []
-                for j, clip in enumerate(group):
-                    pos = clip.labelled + direction * d
-                    if not 0 <= pos < len(clip) or current[j] is None:
-                        current[j] = None
+        for g in chosen:
+            group = all_groups[g]
+            humans = [torch.from_numpy(c.label(c.labelled)) for c in group]
+            for j, (clip, human) in enumerate(zip(group, humans, strict=True)):
+                if exists[g, j, clip.labelled]:
+                    skipped += 1
+                else:
+                    save(clip, clip.labelled, human, torch.ones(human.shape))
+                    written += 1
+                bar.update()
+            humans = [h.to(device) for h in humans]
+            for direction in (1, -1):
+                current = list(humans)
+                for d in range(1, k + 1):
+                    todo = []
+                    for j, clip in enumerate(group):
+                        pos = clip.labelled + direction * d
+                        if not 0 <= pos < len(clip):
+                            continue
+                        if exists[g, j, pos]:  # an earlier run's label: the next step starts from it
+                            path = label_file(root, policy, clip.frames[pos])
+                            current[j] = torch.from_numpy(read_label(path)).to(device)
+                            skipped += 1
+                            bar.update()
+                        else:
+                            todo.append(j)
+                    if not todo:
                         continue
-                    path = label_file(root, policy, clip.frames[pos])
-                    if path.is_file():
-                        current[j] = read_label(path)
-                        skipped += 1
-                        bar.update()
-                    else:
-                        todo.append((j, (clip, pos - direction, pos, current[j], humans[j])))
-                if todo:
-                    for (j, (clip, _, pos, _, _)), (ids, conf) in zip(
-                            todo, propagator.step(policy, [item for _, item in todo]), strict=True):
-                        save(clip, pos, ids, conf)
-                        current[j] = ids
+                    step = StepBatch(torch.stack([current[j] for j in todo]),
+                                     torch.stack([humans[j] for j in todo]))
+                    if policy != "copy":
+                        with clock("wait"):
+                            item = next(inputs)
+                        if "error" in item:
+                            raise DatasetError(item["error"])
+                        for name in NEEDS[policy]:
+                            setattr(step, name, item[name].to(device, non_blocking=True))
+                        for stage, seconds in item["seconds"].items():
+                            clock.add(stage, seconds)
+                    ids, conf = STEPS[policy](propagator, step, clock)
+                    for i, j in enumerate(todo):
+                        save(group[j], group[j].labelled + direction * d, ids[i],
+                             None if conf is None else conf[i])
+                        current[j] = ids[i]
                         written += 1
                         bar.update()
     bar.close()
-    return {"frames": written, "skipped": skipped, "seconds": round(time.perf_counter() - tic, 3)}
+    return {"frames": written, "skipped": skipped, "seconds": round(time.perf_counter() - tic, 3),
+            "stages": clock.report()}
+
+
+def _plan(groups, chosen: list[int], k: int, path_of) -> tuple[list[PlannedStep], dict[tuple, bool]]:
+    """The steps to compute — per batch of clips, direction and distance, the clips whose label
+    file does not exist yet — and, for every frame within ±k, whether its file exists."""
+    plan, exists = [], {}
+    for g in chosen:
+        for j, clip in enumerate(groups[g]):
+            for pos in range(max(0, clip.labelled - k), min(len(clip), clip.labelled + k + 1)):
+                exists[g, j, pos] = path_of(clip, pos).is_file()
+        for direction in (1, -1):
+            for d in range(1, k + 1):
+                todo = tuple(j for j, clip in enumerate(groups[g])
+                             if 0 <= (pos := clip.labelled + direction * d) < len(clip)
+                             and not exists[g, j, pos])
+                if todo:
+                    plan.append(PlannedStep(g, direction, d, todo))
+    return plan, exists
 
 
 def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies, k: int,

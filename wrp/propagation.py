@@ -27,33 +27,46 @@ Segmenter = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) → (K, H,
 
 
 def one_hot(label: np.ndarray | torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """(H, W) train ids → (K, H, W) float32 one-hot; ignore pixels get an all-zero vector."""
-    ids = torch.as_tensor(np.asarray(label), dtype=torch.int64)
+    """(H, W) or (B, H, W) train ids → (K, H, W) or (B, K, H, W) float32 one-hot, on the label's
+    device; ignore pixels get an all-zero vector."""
+    ids = torch.as_tensor(label if isinstance(label, torch.Tensor) else np.asarray(label)).long()
     known = ids < num_classes
-    out = torch.zeros((num_classes,) + tuple(ids.shape), dtype=torch.float32)
-    out.scatter_(0, torch.where(known, ids, 0)[None], known[None].float())
+    shape = tuple(ids.shape[:-2]) + (num_classes,) + tuple(ids.shape[-2:])
+    out = torch.zeros(shape, dtype=torch.float32, device=ids.device)
+    out.scatter_(-3, torch.where(known, ids, 0).unsqueeze(-3), known.unsqueeze(-3).float())
     return out
 
 
 def to_ids(scores: torch.Tensor | np.ndarray) -> np.ndarray:
     """(K, H, W) one-hot or scores → (H, W) uint8 train ids; all-zero pixels → 255 (unlabelled)."""
-    scores = torch.as_tensor(scores)
-    ids = scores.argmax(0).to(torch.uint8)
-    ids[scores.abs().sum(0) == 0] = IGNORE_INDEX
-    return ids.numpy()
+    return ids_of(torch.as_tensor(scores)[None])[0].cpu().numpy()
+
+
+def ids_of(scores: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) one-hot or scores → (B, H, W) uint8 train ids on their device; all-zero → 255."""
+    ids = scores.argmax(1).to(torch.uint8)
+    ids[scores.abs().sum(1) == 0] = IGNORE_INDEX
+    return ids
 
 
 @dataclass
 class WarpInpainted:
-    """The output of one warp-inpaint step onto frame t+1."""
+    """The output of warp-inpaint onto frame t+1, of one frame (or of a batch: fields with the batch
+    dimension first)."""
 
-    label: torch.Tensor  # (K, H, W) one-hot L^w_t; all-zero where nothing could be said
-    image: torch.Tensor  # (3, H, W) float32 I^w_t: frame t warped onto frame t+1, 0..255
+    train_ids: torch.Tensor  # (H, W) uint8 L^w_t as train ids; 255 where nothing could be said
+    image: torch.Tensor | None  # (3, H, W) float32 I^w_t: frame t warped onto frame t+1, 0..255
     valid: torch.Tensor  # (H, W) bool: the motion explains the pixel (in view, consistent)
+    num_classes: int = NUM_CLASSES
+
+    @property
+    def label(self) -> torch.Tensor:
+        """(K, H, W) float32 one-hot L^w_t, all-zero where nothing could be said (Ω's input)."""
+        return one_hot(self.train_ids, self.num_classes)
 
     @property
     def ids(self) -> np.ndarray:
-        return to_ids(self.label)
+        return self.train_ids.cpu().numpy()
 
 
 def warp_inpaint(
@@ -78,29 +91,57 @@ def warp_inpaint(
     forward–backward check (``check=False`` keeps only the out-of-view test).
     ``fill``: what invalid pixels get when there is no semantic prediction — ``"ignore"``
     (unlabelled) or ``"warped"`` (the motion's guess anyway, as the motion-only baseline does).
+    One frame of :func:`warp_inpaint_batch`.
     """
-    if fill not in ("ignore", "warped"):
-        raise ValueError(f"fill={fill!r}; use 'ignore' or 'warped'")
     estimator = estimator or DISFlow()
     if flow is None:
         flow = estimator(image_next, image_t)
-    label_w, inside = warp(np.ascontiguousarray(label_t), flow, mode="nearest")  # labels: nearest
-    image_w, _ = warp(np.ascontiguousarray(image_t.transpose(2, 0, 1)).astype(np.float32), flow)
+    if check and flow_reverse is None:
+        flow_reverse = estimator(image_t, image_next)
+    semantic = None
+    if semantic_next is not None:
+        sem = np.asarray(semantic_next)
+        semantic = torch.as_tensor(sem if sem.ndim == 2 else to_ids(sem))[None]
+    out = warp_inpaint_batch(
+        torch.as_tensor(np.ascontiguousarray(label_t))[None],
+        torch.from_numpy(np.ascontiguousarray(image_t.transpose(2, 0, 1)))[None],
+        torch.as_tensor(flow)[None], None if flow_reverse is None else torch.as_tensor(flow_reverse)[None],
+        semantic, check=check, fill=fill, num_classes=num_classes)
+    return WarpInpainted(out.train_ids[0], out.image[0], out.valid[0], num_classes)
+
+
+def warp_inpaint_batch(labels: torch.Tensor, images: torch.Tensor | None, flow: torch.Tensor,
+                       flow_reverse: torch.Tensor | None = None, semantic: torch.Tensor | None = None, *,
+                       check: bool = True, fill: str = "ignore", num_classes: int = NUM_CLASSES
+                       ) -> WarpInpainted:
+    """:func:`warp_inpaint` of a batch, on the tensors' device (the labelling pipeline's step).
+
+    ``labels``: (B, H, W) train ids of the source frames; ``images``: (B, 3, H, W) source frames,
+    0..255 (``None``: the warped image is not needed, and ``WarpInpainted.image`` is ``None``);
+    ``flow``: (B, H, W, 2) backward flows of the targets, ``flow_reverse`` the forward ones (needed
+    when ``check``); ``semantic``: (B, H, W) train ids that fill what motion cannot explain.
+    Returns a :class:`WarpInpainted` whose fields carry the batch dimension first.
+    """
+    if fill not in ("ignore", "warped"):
+        raise ValueError(f"fill={fill!r}; use 'ignore' or 'warped'")
+    label_w, inside = warp(labels[:, None], flow, mode="nearest")  # labels: nearest
+    image_w = warp(images.float(), flow)[0] if images is not None else None
     valid = inside
     if check:
         if flow_reverse is None:
-            flow_reverse = estimator(image_t, image_next)
+            raise ValueError("the forward–backward check needs flow_reverse")
         valid = valid & forward_backward_valid(flow, flow_reverse)
-    hot = one_hot(label_w, num_classes)
-    invalid = ~valid
-    if semantic_next is None:
-        if fill == "ignore":
-            hot[:, invalid] = 0
-    else:
-        sem = np.asarray(semantic_next)
-        fill = one_hot(sem if sem.ndim == 2 else to_ids(sem), num_classes)
-        hot[:, invalid] = fill[:, invalid]
-    return WarpInpainted(hot, image_w, valid)
+    unlabelled = torch.tensor(IGNORE_INDEX, dtype=torch.uint8, device=label_w.device)
+
+    def known(ids: torch.Tensor) -> torch.Tensor:  # ids of no class (e.g. 255) → 255
+        return torch.where(ids < num_classes, ids.to(torch.uint8), unlabelled)
+
+    ids = known(label_w[:, 0])
+    if semantic is not None:
+        ids = torch.where(valid, ids, known(semantic.to(ids.device)))
+    elif fill == "ignore":
+        ids = torch.where(valid, ids, unlabelled)
+    return WarpInpainted(ids, image_w, valid, num_classes)
 
 
 def warp_inpaint_step(clip, source: int, target: int, label: np.ndarray, estimator: FlowEstimator,

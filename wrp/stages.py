@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,11 @@ from wrp.data import (
 )
 from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
 from wrp.io import atomic_save, atomic_write_json, exclusive_folder
-from wrp.launch import launch, torchrun_prefix
+from wrp.launch import Nodes, launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
 from wrp.motion import make_estimator
+from wrp.pipeline import default_workers
 from wrp.policies import (
     NEEDS_SEGMENTER,
     POLICIES,
@@ -363,18 +363,24 @@ def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "d
 
 def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
               batch: int = 8, confidence: bool = False, inpaint: str = DEFAULT_INPAINT,
-              out: str | Path | None = None, procs: int = 1) -> Path:
+              out: str | Path | None = None, procs: int = 1, workers: int | None = None,
+              nodes: Nodes | None = None) -> Path:
     """Stage ``propagation`` (``wrp propagate``): label every frame within ±k of the labelled frames
     of ``split`` with each policy, training (or reusing) ``g_ψ`` and Ω as the policies need.
 
     Writes ``labels/<policy>/gtFine/<split>/<city>/…_gtFine_labelIds.png`` (atomically; a killed
-    run resumes without redoing finished frames), ``speed.json`` (frames/s per policy) and, where
-    the split has every frame's ground truth (the synthetic world), ``accuracy.csv``: mIoU and
-    coverage per policy and distance, and ``report.json``: the frames/s and Ω's warning when its
-    label-free check failed (:func:`train_denoiser`). ``out`` replaces the cached stage folder; it
-    is held for this run alone from the start (:func:`wrp.io.exclusive_folder`), and a folder holding
-    labels of other settings is refused. ``procs`` > 1 labels in that many processes under
-    ``torchrun`` (:mod:`wrp.shards`), with the same files as one process.
+    run resumes without redoing finished frames), ``speed.json`` (frames/s per policy and the
+    seconds of each stage of the pipeline) and, where the split has every frame's ground truth
+    (the synthetic world), ``accuracy.csv``: mIoU and coverage per policy and distance, and
+    ``report.json``: the frames/s and Ω's warning when its label-free check failed
+    (:func:`train_denoiser`). ``out`` replaces the cached stage folder; it is held for this run
+    alone from the start (:func:`wrp.io.exclusive_folder`), and a folder holding labels of other
+    settings is refused.
+
+    ``procs`` > 1 labels in that many processes under ``torchrun`` (:mod:`wrp.shards`), and
+    ``nodes`` on several machines, with the same files as one process. ``workers``: threads that
+    read frames and estimate flow ahead of the device in each process (``wrp.pipeline``; default
+    :func:`~wrp.pipeline.default_workers`); the files do not depend on it.
     """
     policies = tuple(policies or POLICIES)
     unknown = [p for p in policies if p not in POLICIES]
@@ -383,16 +389,39 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     check_inpaint(inpaint)
+    nodes = nodes or Nodes()
     if procs < 1:
         raise ValueError(f"procs={procs} must be ≥ 1")
+    if workers is None:
+        workers = default_workers(run.device, procs)
+    if workers < 0:
+        raise ValueError(f"workers={workers} must be ≥ 0")
+    if nodes.rank > 0:
+        raise ValueError("only the first node (node rank 0) propagates; the others join it with "
+                         "join_propagation (wrp propagate --node-rank R --nnodes N --rdzv-endpoint …)")
+    settings = (split, policies, flow, batch, confidence, inpaint)
     if out is not None:
         with exclusive_folder(Path(out), "wrp propagate"):
-            return _propagate(run, split, policies, flow, batch, confidence, inpaint, Path(out), procs)
-    return _propagate(run, split, policies, flow, batch, confidence, inpaint, None, procs)
+            return _propagate(run, *settings, Path(out), procs, workers, nodes)
+    return _propagate(run, *settings, None, procs, workers, nodes)
+
+
+def join_propagation(procs: int, nodes: Nodes) -> None:
+    """A node after the first of a several-node ``wrp propagate``: its ``procs`` ranks take the job
+    from the first node's ranks and label their shards (:mod:`wrp.shards`); the first node merges
+    the reports and scores the labels."""
+    if nodes.count < 2 or nodes.rank < 1:
+        raise ValueError(f"node rank {nodes.rank} of {nodes.count}: only nodes 1..N-1 of N ≥ 2 join a run")
+    print(f"[wrp] propagate: node {nodes.rank} of {nodes.count}, {procs} processes (torchrun)", flush=True)
+    code = run_child([*torchrun_prefix(procs, nodes.count, nodes.rank, nodes.rdzv_endpoint),
+                      "-m", "wrp.shards"])
+    if code != 0:
+        raise RuntimeError(f"labelling on node {nodes.rank} failed (torchrun exit {code}); its log is above. "
+                           "Start every node again: the run resumes from the labels written")
 
 
 def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch: int, confidence: bool,
-               inpaint: str, out: Path | None, procs: int) -> Path:
+               inpaint: str, out: Path | None, procs: int, workers: int, nodes: Nodes) -> Path:
     manifest = manifest_for(run)
     seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
@@ -404,23 +433,25 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
     def build(folder: Path) -> dict[str, Any]:
         m = Manifest.load(manifest)
         clips = m.clips(split)
-        propagator = propagator_for(seg, den, flow, run.device, inpaint)
         speed_path = folder / "speed.json"
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
-        for policy in policies:
-            if procs > 1:
-                result = _sharded(folder, policy, procs, {
-                    "manifest": str(manifest), "split": split, "policy": policy, "flow": flow,
-                    "inpaint": inpaint, "k": k, "batch": batch, "confidence": confidence,
-                    "labels": str(folder / "labels"), "device": run.device,
-                    "segmenter": str(seg) if seg else None, "denoiser": str(den) if den else None})
-            else:
-                result = propagate_clips(clips, policy, folder / "labels", propagator, k, batch, confidence,
-                                         run.progress)
+
+        def record(policy: str, result: dict[str, Any]) -> None:
             if result["frames"]:  # a policy finished before a resume keeps its first timing
                 rate = result["frames"] / max(result["seconds"], 1e-9)
-                speed[policy] = {**result, "frames_per_s": round(rate, 2)}
+                speed[policy] = {**result, "frames_per_s": round(rate, 2), "workers": workers}
                 atomic_write_json(speed_path, speed)
+
+        if procs > 1 or nodes.count > 1:
+            job = {**config, "policies": list(policies), "batch": batch, "workers": workers,
+                   "labels": str(folder / "labels"), "device": run.device}
+            for policy, result in _sharded(folder, job, procs, nodes).items():
+                record(policy, result)
+        else:
+            propagator = propagator_for(seg, den, flow, run.device, inpaint)
+            for policy in policies:
+                record(policy, propagate_clips(clips, policy, folder / "labels", propagator, k, batch,
+                                               confidence, run.progress, workers=workers))
         rates = {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
         if den is not None:
             rates["denoiser_warning"] = denoiser_warning(den)
@@ -449,26 +480,38 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
     return folder
 
 
-def _sharded(folder: Path, policy: str, procs: int, job: dict[str, Any]) -> dict[str, Any]:
-    """One policy's labels in ``procs`` processes under torchrun (:mod:`wrp.shards`); the ranks'
-    reports merged: frames written and skipped, and the wall time of the whole run."""
-    job_file = atomic_write_json(folder / "shards" / f"{policy}.json", job)
-    reports = folder / "shards" / policy
-    for old in reports.glob("rank*.json"):  # a report of an earlier, killed run is not this run's
+def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dict[str, dict[str, Any]]:
+    """Every policy's labels in ``procs`` processes per node under torchrun (:mod:`wrp.shards`);
+    per policy the ranks' reports merged: frames written and found, the wall time from the first
+    rank's start to the last one's end, and each stage's seconds summed over the ranks."""
+    reports = folder / "shards"
+    job = {**job, "reports": str(reports)}
+    job_file = atomic_write_json(reports / "job.json", job)
+    for old in reports.glob("*/rank*.json"):  # a report of an earlier, killed run is not this run's
         old.unlink()
-    tic = time.perf_counter()
-    print(f"[wrp] propagate {policy}: {procs} processes (torchrun)", flush=True)
-    code = run_child([*torchrun_prefix(procs), "-m", "wrp.shards", str(job_file)])
-    seconds = time.perf_counter() - tic
+    world = procs * nodes.count
+    where = f"{procs} processes" + (f" on each of {nodes.count} nodes" if nodes.count > 1 else "")
+    print(f"[wrp] propagate {', '.join(job['policies'])}: {where} (torchrun)", flush=True)
+    code = run_child([*torchrun_prefix(procs, nodes.count, nodes.rank, nodes.rdzv_endpoint),
+                      "-m", "wrp.shards", str(job_file)])
     if code != 0:
-        raise RuntimeError(f"labelling with {policy} in {procs} processes failed (torchrun exit {code}); "
-                           f"its log is above. A rerun resumes from the labels in {folder / 'labels'}")
-    ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
-    if len(ranks) != procs:
-        raise RuntimeError(f"{procs - len(ranks)} of {procs} labelling processes reported nothing in "
-                           f"{reports}")
-    return {"frames": sum(r["frames"] for r in ranks), "skipped": sum(r["skipped"] for r in ranks),
-            "seconds": round(seconds, 3), "processes": procs}
+        raise RuntimeError(f"labelling in {where} failed (torchrun exit {code}); its log is above. "
+                           f"A rerun resumes from the labels in {folder / 'labels'}")
+    merged = {}
+    for policy in job["policies"]:
+        ranks = [json.loads(p.read_text()) for p in sorted((reports / policy).glob("rank*.json"))]
+        if len(ranks) != world:
+            raise RuntimeError(f"{world - len(ranks)} of {world} labelling processes reported nothing "
+                               f"for {policy} in {reports / policy}")
+        stages: dict[str, float] = {}
+        for r in ranks:
+            for stage, seconds in r["stages"].items():
+                stages[stage] = round(stages.get(stage, 0.0) + seconds, 3)
+        merged[policy] = {"frames": sum(r["frames"] for r in ranks),
+                          "skipped": sum(r["skipped"] for r in ranks),
+                          "seconds": round(max(r["end"] for r in ranks) - min(r["start"] for r in ranks), 3),
+                          "processes": world, "stages": stages}
+    return merged
 
 
 def _has_every_frame_labelled(clips, truth) -> bool:
