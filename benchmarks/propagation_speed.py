@@ -39,7 +39,7 @@ from wrp.models import CachedSegmenter, build_model, model_kwargs
 from wrp.motion import make_estimator
 from wrp.pipeline import STAGES, StageClock
 from wrp.policies import Propagator, propagate_clips
-from wrp.profiles import Run
+from wrp.profiles import Run, get_profile
 from wrp.stages import manifest_for
 
 LANES = {"device": ("warp", "g_ψ", "Ω"), "workers": ("decode", "flow"), "writer": ("write",)}
@@ -112,7 +112,7 @@ def main() -> None:
         overrides = {"dataset": "synthetic", "height": height, "width": width, "train_records": 1,
                      "val_records": 1, "partitions_per_record": 1}
     tic = time.perf_counter()
-    run = Run.create(args.profile, seed=0, device="cpu", **overrides)
+    run = Run.create(get_profile(args.profile, **overrides), seed=0, device="cpu")
     prof = run.profile
     clips = Manifest.load(manifest_for(run)).clips("val")
     print(f"world ready in {time.perf_counter() - tic:.0f} s")
