@@ -168,7 +168,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
             return 0
         folder = propagate(_run(args, nproc=args.train_nproc), args.split, policies, flow=args.flow,
                            batch=args.batch, confidence=args.confidence, out=args.out, procs=args.nproc,
-                           workers=args.workers, nodes=nodes)
+                           workers=args.workers, nodes=nodes, min_confidence=args.min_confidence)
     except INPUT_ERRORS as exc:
         return _error(exc)
     speed = json.loads((folder / "speed.json").read_text())
@@ -186,10 +186,14 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     shown = [d for d in distances if d in (1, 2, 3, 5, 10) or d == distances[-1]]
     print("mIoU (%) of the propagated labels by distance from the labelled frame "
           "(unlabelled pixels count as wrong):")
-    print(f"{'policy':<15}" + "".join(f"{'d=' + str(d):>8}" for d in shown))
-    for policy in policies:
-        cells = {int(r["distance"]): r["miou"] for r in rows if r["policy"] == policy}
-        print(f"{policy:<15}" + "".join(f"{cells[d]:>8.1f}" for d in shown))
+    width = max(15, *(len(r["policy"]) + 2 for r in rows))
+    print(f"{'policy':<{width}}" + "".join(f"{'d=' + str(d):>8}" for d in shown))
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        cells = {int(r["distance"]): r for r in rows if r["policy"] == policy}
+        print(f"{policy:<{width}}" + "".join(f"{cells[d]['miou']:>8.1f}" for d in shown))
+        if "@" in policy:  # a confident variant: what it keeps, and how right that is
+            print(f"{'  pixels kept':<{width}}" + "".join(f"{cells[d]['coverage']:>8.1f}" for d in shown))
+            print(f"{'  kept: mIoU':<{width}}" + "".join(f"{cells[d]['miou_labelled']:>8.1f}" for d in shown))
     if warning:
         print(f"WARNING: {warning}")
     return 0
@@ -484,8 +488,31 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--out", default=None, help="folder for the labels (default: a cached stage)")
     prop.add_argument("--batch", type=COUNT, default=8, help="clips propagated together")
     prop.add_argument("--confidence", action="store_true", help="also write *_confidence.png maps")
+    prop.add_argument("--min-confidence", type=_unit_interval, default=None, metavar="τ",
+                      help="also write labels/<policy>@τ: the labels with pixels of confidence below τ "
+                           "unlabelled (implies --confidence; wrp assess shows the coverage–accuracy curve)")
     add_run_options(prop, labelling=True)
     prop.set_defaults(func=_cmd_propagate)
+
+    from wrp.paper import CARRIED_POLICIES
+
+    ass = commands.add_parser(
+        "assess", help="how good are the generated labels? estimated without ground truth",
+        description="Carry the label of every labelled frame with a policy to ±d frames and back, and "
+        "compare it with the human label: an estimate of the policy's quality per frame and distance "
+        "that needs no label beyond the labelled frames (quality.csv, assess.json, quality.png), with "
+        "the frames whose estimate drops most, to check first. On the synthetic world the estimate "
+        "is also scored against the truth, and the confidence of the policies is calibrated.")
+    ass.add_argument("--split", default="val", choices=["train", "val"])
+    ass.add_argument("--policy", action="append", choices=list(CARRIED_POLICIES),
+                     help="a policy to assess (repeatable; default: motion-only and warp-refine)")
+    ass.add_argument("--k", type=COUNT, default=None, help="largest distance d (default: the profile's k)")
+    ass.add_argument("--flow", default="dis", choices=["dis", "farneback", "true"],
+                     help="motion estimator (default DIS)")
+    ass.add_argument("--out", default=None, help="folder for the results (default: a cached stage)")
+    ass.add_argument("--batch", type=COUNT, default=8, help="chains of frames carried together")
+    add_run_options(ass)
+    ass.set_defaults(func=_cmd_assess)
 
     for table, text, description in (
             (1, "Table 1: segmenters trained with each label policy, mean ± std over seeds",
@@ -516,6 +543,27 @@ def build_parser() -> argparse.ArgumentParser:
     lines = [f"  {a.dest:<15} {a.help}" for a in commands._choices_actions]
     parser.epilog = "commands:\n" + "\n".join(lines) + "\n\n'wrp COMMAND --help' for the options of one."
     return parser
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from wrp.assess import assess, report
+
+    policies = tuple(args.policy) if args.policy else ("motion-only", "warp-refine")
+    try:
+        folder = assess(_run(args), args.split, policies, k=args.k, out=args.out, batch=args.batch,
+                        flow=args.flow)
+    except INPUT_ERRORS as exc:
+        return _error(exc)
+    print(report(folder))
+    print(f"quality.csv and assess.json in {folder}; figure: {folder / 'quality.png'}")
+    return 0
+
+
+def _unit_interval(text: str) -> float:
+    value = POSITIVE(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} is a probability: give a value in (0, 1]")
+    return value
 
 
 def _policies() -> tuple[str, ...]:

@@ -65,6 +65,7 @@ def table1_markdown() -> str:
 # command line offers them as choices without loading any model code)
 # ---------------------------------------------------------------------------------------------
 POLICIES = ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine")  # wrp.policies
+CARRIED_POLICIES = ("motion-only", "warp-inpaint", "warp-refine")  # labels that travel: wrp assess
 
 ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
 

@@ -27,17 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
-from wrp.data import CLASS_NAMES, NUM_CLASSES, DatasetError, read_label
+from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, DatasetError, read_label, write_label_ids
 from wrp.denoiser import Gate, pack_inputs, refine
 from wrp.io import atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
 from wrp.models import CachedSegmenter
 from wrp.motion import FlowEstimator
 from wrp.paper import POLICIES
-from wrp.pipeline import NEEDS, LabelWriter, PlannedStep, StageClock, StepFrames, step_inputs
+from wrp.pipeline import NEEDS, LabelWriter, PlannedStep, StageClock, StepFrames, confidence_file, step_inputs
 from wrp.propagation import warp_inpaint_batch
 from wrp.runtime import progress_bar
 
@@ -293,10 +294,48 @@ def _plan(groups, chosen: list[int], k: int, path_of) -> tuple[list[PlannedStep]
     return plan, exists
 
 
+def confident_labels(clips, policy: str, labels_root: str | Path, threshold: float, k: int) -> str:
+    """Write the variant ``<policy>@<τ>`` beside a policy's labels: the same labels with every pixel
+    whose confidence is below ``threshold`` left unlabelled (255, ignored by training) — from the
+    ``*_confidence.png`` maps the policy wrote (``propagate_clips(..., confidence=True)``). The
+    propagated labels themselves stay whole: each step starts from them, and a resumed run from
+    the files. A variant file that exists is kept (a killed run resumes). Returns the variant's name."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"min-confidence {threshold} must lie in (0, 1]")
+    if policy == "copy":
+        raise ValueError("the copy policy has no confidence: --min-confidence applies to the others")
+    root, name = Path(labels_root), f"{policy}@{threshold:g}"
+    for clip in clips:
+        for pos in range(max(0, clip.labelled - k), min(len(clip), clip.labelled + k + 1)):
+            target = label_file(root, name, clip.frames[pos])
+            if target.is_file():
+                continue
+            source = label_file(root, policy, clip.frames[pos])
+            conf_path = confidence_file(source)
+            if not conf_path.is_file():
+                raise FileNotFoundError(f"{conf_path} is missing: --min-confidence needs the confidence "
+                                        "maps of the labels (propagate with --confidence)")
+            ids = read_label(source)
+            confidence = read_confidence(conf_path)
+            ids[confidence < threshold] = IGNORE_INDEX
+            write_label_ids(target, ids)
+    return name
+
+
+def read_confidence(path: str | Path) -> np.ndarray:
+    """(H, W) float32 confidence 0..1 of a ``*_confidence.png`` map."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        raise DatasetError(f"{path} is not a single-channel confidence map; propagate again with "
+                           "--confidence")
+    return raw.astype(np.float32) / 255.0
+
+
 def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies, k: int,
                          num_classes: int = NUM_CLASSES) -> list[dict]:
     """mIoU, coverage and per-class IoU of each policy's labels per distance d = 1..k from the
-    labelled frame, against every frame's ground truth. Unlabelled pixels count as wrong."""
+    labelled frame, against every frame's ground truth. Unlabelled pixels count as wrong in ``miou``
+    and the per-class IoU; ``miou_labelled`` scores the labelled pixels alone."""
     rows = []
     for policy in policies:
         confs = {d: np.zeros((num_classes, num_classes + 1), np.int64) for d in range(1, k + 1)}
@@ -318,6 +357,7 @@ def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies,
             per_class = iou(conf)
             rows.append({"policy": policy, "distance": d, "miou": round(mean_iou(conf), 2),
                          "coverage": round(coverage(conf), 2),
+                         "miou_labelled": round(mean_iou(conf[:, :num_classes]), 2),
                          **{f"iou_{CLASS_NAMES[c].replace(' ', '_')}": (round(float(v) * 100, 2)
                                                                          if np.isfinite(v) else "")
                             for c, v in enumerate(per_class)}})

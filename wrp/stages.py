@@ -45,6 +45,7 @@ from wrp.policies import (
     POLICIES,
     Propagator,
     check_inpaint,
+    confident_labels,
     label_file,
     propagate_clips,
     propagation_accuracy,
@@ -364,7 +365,7 @@ def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "d
 def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
               batch: int = 8, confidence: bool = False, inpaint: str = DEFAULT_INPAINT,
               out: str | Path | None = None, procs: int = 1, workers: int | None = None,
-              nodes: Nodes | None = None) -> Path:
+              nodes: Nodes | None = None, min_confidence: float | None = None) -> Path:
     """Stage ``propagation`` (``wrp propagate``): label every frame within ±k of the labelled frames
     of ``split`` with each policy, training (or reusing) ``g_ψ`` and Ω as the policies need.
 
@@ -381,6 +382,11 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     ``nodes`` on several machines, with the same files as one process. ``workers``: threads that
     read frames and estimate flow ahead of the device in each process (``wrp.pipeline``; default
     :func:`~wrp.pipeline.default_workers`); the files do not depend on it.
+
+    ``min_confidence`` τ also writes, beside each policy's labels, ``labels/<policy>@<τ>/…``: the
+    same labels with the pixels of confidence below τ unlabelled
+    (:func:`~wrp.policies.confident_labels`; it implies ``confidence``), scored in ``accuracy.csv``
+    as a policy of its own.
     """
     policies = tuple(policies or POLICIES)
     unknown = [p for p in policies if p not in POLICIES]
@@ -399,7 +405,13 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     if nodes.rank > 0:
         raise ValueError("only the first node (node rank 0) propagates; the others join it with "
                          "join_propagation (wrp propagate --node-rank R --nnodes N --rdzv-endpoint …)")
-    settings = (split, policies, flow, batch, confidence, inpaint)
+    if min_confidence is not None:
+        if not 0.0 < min_confidence <= 1.0:
+            raise ValueError(f"min_confidence={min_confidence} must lie in (0, 1]")
+        if "copy" in policies:
+            raise ValueError("the copy policy has no confidence: leave it out with --min-confidence")
+        confidence = True
+    settings = (split, policies, flow, batch, confidence, inpaint, min_confidence)
     if out is not None:
         with exclusive_folder(Path(out), "wrp propagate"):
             return _propagate(run, *settings, Path(out), procs, workers, nodes)
@@ -421,7 +433,8 @@ def join_propagation(procs: int, nodes: Nodes) -> None:
 
 
 def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch: int, confidence: bool,
-               inpaint: str, out: Path | None, procs: int, workers: int, nodes: Nodes) -> Path:
+               inpaint: str, min_confidence: float | None, out: Path | None, procs: int, workers: int,
+               nodes: Nodes) -> Path:
     manifest = manifest_for(run)
     seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
@@ -429,6 +442,8 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
     config = {"manifest": str(manifest), "split": split, "policies": list(policies), "flow": flow,
               "inpaint": inpaint, "k": k, "segmenter": str(seg) if seg else None,
               "denoiser": str(den) if den else None, "confidence": confidence}
+    if min_confidence is not None:  # only when set: the labels of runs without it keep their stage
+        config["min_confidence"] = min_confidence
 
     def build(folder: Path) -> dict[str, Any]:
         m = Manifest.load(manifest)
@@ -452,14 +467,17 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
             for policy in policies:
                 record(policy, propagate_clips(clips, policy, folder / "labels", propagator, k, batch,
                                                confidence, run.progress, workers=workers))
+        scored = list(policies)
+        if min_confidence is not None:
+            scored += [confident_labels(clips, p, folder / "labels", min_confidence, k) for p in policies]
         rates = {"frames_per_s": {p: v["frames_per_s"] for p, v in speed.items()}}
         if den is not None:
             rates["denoiser_warning"] = denoiser_warning(den)
         atomic_write_json(folder / "report.json", rates)
         truth = m.ground_truth(split)
-        if not _has_every_frame_labelled(clips, truth):  # real data: only the labelled frames
+        if not every_frame_labelled(clips, truth):  # real data: only the labelled frames
             return {**rates, "accuracy": None}
-        write_accuracy_csv(propagation_accuracy(clips, truth, folder / "labels", policies, k),
+        write_accuracy_csv(propagation_accuracy(clips, truth, folder / "labels", scored, k),
                            folder / "accuracy.csv")
         return rates
 
@@ -514,7 +532,8 @@ def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dic
     return merged
 
 
-def _has_every_frame_labelled(clips, truth) -> bool:
+def every_frame_labelled(clips, truth) -> bool:
+    """Whether ``truth`` labels the frames of ``clips`` beyond their labelled ones (the synthetic world)."""
     clip = clips[0]
     other = 0 if clip.labelled else 1
     return truth.label_path(clip.clip_id, other).is_file()

@@ -602,3 +602,71 @@ def with_without_figure(rows: list[dict], names: tuple[str, str] = ("Baseline", 
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def quality_figure(rows: list[dict], summary: dict, title: str = ""):
+    """What ``wrp assess`` found, without ground truth: per policy, the cycle-agreement estimate
+    against the distance d (median over labelled frames, quartiles shaded; the true mIoU dashed where
+    the dataset has it), the labelled frames whose estimate drops most (to check first) and — where
+    a policy's confidence was scored — its reliability diagram and coverage–accuracy curve."""
+    import matplotlib.pyplot as plt
+
+    policies = list(summary)
+    calibrated = [p for p in policies if "reliability" in summary[p]]
+    fig = plt.figure(figsize=(12.5, 8.2 if calibrated else 4.2))
+    grid = fig.add_gridspec(2 if calibrated else 1, 3)
+    ax, text = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2])
+    for policy in policies:
+        colour = POLICY_COLOURS.get(policy)
+        distances = sorted({r["distance"] for r in rows if r["policy"] == policy})
+        values = [[r["estimate_miou"] for r in rows if r["policy"] == policy and r["distance"] == d]
+                  for d in distances]
+        low, mid, high = (np.array([np.percentile(v, q) for v in values]) for q in (25, 50, 75))
+        ax.plot(distances, mid, "o-", color=colour, lw=2.2, ms=4, label=f"{policy}: estimate")
+        ax.fill_between(distances, low, high, color=colour, alpha=0.15)
+        if "median_true" in summary[policy]:
+            true = summary[policy]["median_true"]
+            ax.plot(distances, [true[d] for d in distances], "--", color=colour, lw=1.3,
+                    label=f"{policy}: true mIoU (ρ = {summary[policy]['spearman']:.2f})")
+    ax.set_xlabel("distance d from the human-labelled frame (frames)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title("cycle agreement: t → t±d → t against the human label", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_xticks(sorted({r["distance"] for r in rows}))
+    text.axis("off")
+    lines = ["labelled frames to check first", "(largest drop of the estimate",
+             " from d = 1 to the largest d)", ""]
+    for policy in policies:
+        lines.append(f"{policy}:")
+        lines += [f"  {r['labelled_frame']}  −{r['drop']:.1f}" for r in summary[policy]["review"]]
+        lines.append("")
+    text.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=8)
+    if calibrated:
+        rel_ax, cov_ax = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
+        rel_ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+        for policy in calibrated:
+            s, colour = summary[policy], POLICY_COLOURS.get(policy)
+            bins = s["reliability"]
+            rel_ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=colour,
+                        ms=3, label=f"{policy}: ECE {s['ece']:.1f} %")
+            curve = [c for c in s["coverage_accuracy"] if c["accuracy"] is not None]
+            cov_ax.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], "-", color=colour,
+                        label=policy)
+            kept = s["keep_90"]["kept"]
+            cov_ax.plot([kept["coverage"]], [kept["accuracy"]], "o", color=colour)
+            cov_ax.annotate(f"τ={kept['threshold']:.2f}: {kept['accuracy']:.1f} %", (kept["coverage"],
+                            kept["accuracy"]), fontsize=7, xytext=(-60, -14), textcoords="offset points")
+        rel_ax.set_xlabel("confidence")
+        rel_ax.set_ylabel("share of pixels right")
+        rel_ax.set_title("reliability (true labels)", fontsize=10)
+        rel_ax.legend(fontsize=8)
+        rel_ax.grid(alpha=0.3)
+        cov_ax.set_xlabel("pixels kept (%)")
+        cov_ax.set_ylabel("kept pixels right (%)")
+        cov_ax.set_title("--min-confidence: coverage vs accuracy", fontsize=10)
+        cov_ax.invert_xaxis()
+        cov_ax.grid(alpha=0.3)
+    fig.suptitle(title or "quality of generated labels, estimated without ground truth", fontsize=11)
+    fig.tight_layout()
+    return fig
