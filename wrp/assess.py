@@ -233,10 +233,11 @@ def cycle_agreement(clips, policies: Sequence[str], propagator: Propagator, k: i
                         ids, conf = labels[d - 1]
                         ids = ids.cpu().numpy()
                         true = frame_scores(ids, truth)[0]
-                        if conf is not None:
+                        if conf is not None:  # as the confidence map holds it: 8 bits
                             scored = truth != IGNORE_INDEX
+                            quantised = np.rint(conf.float().cpu().numpy() * 255) / 255
                             reliability.setdefault((policy, d), Reliability()).add(
-                                conf.float().cpu().numpy()[scored], ids[scored] == truth[scored], rng)
+                                quantised[scored], ids[scored] == truth[scored], rng)
                     per_d.setdefault(d, []).append((estimate, agree, true))
             for d, values in sorted(per_d.items()):
                 est, agree, true = (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
@@ -363,7 +364,8 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
         summary = summarise(rows, reliability)
         write_quality_csv(rows, folder / "quality.csv")
         atomic_write_json(folder / "assess.json", {"config": config, "policies": summary})
-        where = "the synthetic world" if run.dataset is None else str(run.dataset)
+        where = (f"the synthetic world ({run.profile.style}, seed {run.seed})" if run.dataset is None
+                 else str(run.dataset))
         save_figure(quality_figure(rows, summary, f"quality of generated labels on {where} ({split}), "
                                    "estimated without ground truth"), folder / "quality.png")
         return {"records": len(clips)}
@@ -375,6 +377,23 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
         folder.mkdir(parents=True, exist_ok=True)
         build(folder)
     return folder
+
+
+def read_quality(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of an assessment folder's ``quality.csv`` (numbers as numbers) and its summary per
+    policy (``assess.json``, distances as ints) — what :func:`wrp.viz.quality_figure` draws."""
+    folder = Path(folder)
+    with open(folder / "quality.csv", newline="") as handle:
+        rows = [{**r, "distance": int(r["distance"]), "estimate_miou": float(r["estimate_miou"]),
+                 "agreement": float(r["agreement"]),
+                 "true_miou": float(r["true_miou"]) if r["true_miou"] != "" else ""}
+                for r in csv.DictReader(handle)]
+    summary = json.loads((folder / "assess.json").read_text())["policies"]
+    for s in summary.values():
+        for key in ("median_estimate", "median_true"):
+            if key in s:
+                s[key] = {int(d): v for d, v in s[key].items()}
+    return rows, summary
 
 
 def report(folder: str | Path) -> str:
@@ -401,4 +420,4 @@ def report(folder: str | Path) -> str:
 
 
 __all__ = ["CARRIED", "check_policies", "frame_scores", "Reliability", "carry", "cycle_agreement",
-           "spearman", "summarise", "write_quality_csv", "assess", "report"]
+           "spearman", "summarise", "write_quality_csv", "assess", "read_quality", "report"]
