@@ -410,10 +410,13 @@ def report(folder: str | Path) -> str:
                          + "  ".join(f"d={d}: {s['median_true'][d]:.1f}" for d in distances)
                          + f"   Spearman ρ (record × distance) = {s['spearman']:.2f}")
         if "ece" in s:
-            keep = s["keep_90"]
-            lines.append(f"{'':>{len(policy)}}  confidence: ECE {s['ece']:.1f} %; keeping the 90 % most "
-                         f"confident pixels (τ = {keep['threshold']:.2f}) raises their accuracy from "
-                         f"{keep['all']['accuracy']:.1f} to {keep['kept']['accuracy']:.1f} %")
+            for name, where in (("keep_90", "all distances"), ("keep_90_at_k", f"d = {distances[-1]}")):
+                keep = s[name]
+                kept, right = keep["kept"], f"{keep['all']['accuracy']:.1f} → {keep['kept']['accuracy']:.1f}"
+                pad = " " * len(policy)
+                lines.append(f"{pad}  {where}: --min-confidence {keep['threshold']:.2f} (nearest to keeping "
+                             f"90 %) keeps {kept['coverage']:.1f} % of the pixels, right {right} %")
+            lines.append(f"{'':>{len(policy)}}  confidence against the truth: ECE {s['ece']:.1f} %")
         lines.append(f"{'':>{len(policy)}}  check first: "
                      + ", ".join(f"{r['labelled_frame']} (−{r['drop']:.1f})" for r in s["review"]))
     return "\n".join(lines)
