@@ -288,6 +288,12 @@ def test_a_frame_or_label_whose_size_changed_after_the_manifest_is_named(smoke_c
                     np.zeros((20, 40), np.uint8))
     with pytest.raises(DatasetError, match=r"is 40×20; the dataset changed after propagating"):
         propagation_accuracy([clip], manifest.ground_truth("val"), tmp_path / "copy", ["copy"], 1)
+    # a label an earlier run left, of another size: named, with what to do
+    write_label_ids(label_file(tmp_path / "resumed", "motion-only", clip.frames[clip.labelled + 1]),
+                    np.zeros((20, 40), np.uint8))
+    with pytest.raises(DatasetError, match=r"is 40×20 but the label it continues is .*delete it"):
+        propagate_clips([clip], "motion-only", tmp_path / "resumed", Propagator(make_estimator("dis")), 2,
+                        progress=False)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -52,6 +52,7 @@ from wrp.viz import quality_figure, save_figure
 
 CARRIED = CARRIED_POLICIES  # the policies whose label travels (the estimate carries it there and back)
 BINS = 10  # confidence bins of the reliability diagram
+QUALITY_FIELDS = ["record", "labelled_frame", "policy", "distance", "estimate_miou", "agreement", "true_miou"]
 
 
 def check_policies(policies: Sequence[str]) -> None:
@@ -105,8 +106,10 @@ class Reliability:
         return out
 
     def ece(self) -> float:
-        """Expected calibration error (%): Σ_b (n_b / n) · |accuracy_b − confidence_b|."""
+        """Expected calibration error (%): Σ_b (n_b / n) · |accuracy_b − confidence_b|; NaN without pixels."""
         n = self.counts.sum()
+        if n == 0:
+            return float("nan")
         used = self.counts > 0
         acc = self.correct[used] / self.counts[used]
         mean_conf = self.confidence[used] / self.counts[used]
@@ -250,7 +253,7 @@ def cycle_agreement(clips, policies: Sequence[str], propagator: Propagator, k: i
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation (ties get their mean rank)."""
+    """Spearman's rank correlation (ties get their mean rank) over the pairs where both are finite."""
     def ranks(values: Sequence[float]) -> np.ndarray:
         values = np.asarray(values, dtype=np.float64)
         order = np.argsort(values, kind="stable")
@@ -261,7 +264,10 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
             out[tied] = out[tied].mean()
         return out
 
-    rx, ry = ranks(x), ranks(y)
+    pairs = np.array([(a, b) for a, b in zip(x, y, strict=True) if np.isfinite(a) and np.isfinite(b)])
+    if len(pairs) < 2:
+        return float("nan")
+    rx, ry = ranks(pairs[:, 0]), ranks(pairs[:, 1])
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -276,7 +282,7 @@ def summarise(rows: list[dict[str, Any]], reliability: dict[tuple[str, int], Rel
     drops most from d = 1 to the largest d (the frames a person should check first)."""
     out: dict[str, Any] = {}
     for policy in dict.fromkeys(r["policy"] for r in rows):
-        mine = [r for r in rows if r["policy"] == policy]
+        mine = [r for r in rows if r["policy"] == policy and np.isfinite(r["estimate_miou"])]
         distances = sorted({r["distance"] for r in mine})
         known = [r for r in mine if r["true_miou"] != ""]
         by_record: dict[str, dict[int, float]] = {}
@@ -297,7 +303,7 @@ def summarise(rows: list[dict[str, Any]], reliability: dict[tuple[str, int], Rel
             summary["median_true"] = {
                 d: round(float(np.median([r["true_miou"] for r in known if r["distance"] == d])), 2)
                 for d in distances}
-        parts = {d: r for (p, d), r in reliability.items() if p == policy}
+        parts = {d: r for (p, d), r in reliability.items() if p == policy and r.counts.sum()}
         if parts:
             rel = Reliability.merged(list(parts.values()))
             far = parts[max(parts)]
@@ -318,7 +324,7 @@ def write_quality_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """``quality.csv``: record, labelled frame, policy, distance, estimate (mIoU, agreement) and,
     where known, the true mIoU — atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=QUALITY_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(path, buffer.getvalue())
@@ -356,6 +362,9 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
     def build(folder: Path) -> dict[str, Any]:
         m = Manifest.load(manifest)
         clips = m.clips(split)
+        if not clips:
+            raise ValueError(f"the {split} split of {manifest} holds no partition to assess; choose the "
+                             "other split (--split)")
         truth = m.ground_truth(split)
         truth = truth if every_frame_labelled(clips, truth) else None
         propagator = propagator_for(seg, den, flow, run.device, inpaint)
@@ -410,11 +419,12 @@ def report(folder: str | Path) -> str:
                          + "  ".join(f"d={d}: {s['median_true'][d]:.1f}" for d in distances)
                          + f"   Spearman ρ (record × distance) = {s['spearman']:.2f}")
         if "ece" in s:
-            for name, where in (("keep_90", "all distances"), ("keep_90_at_k", f"d = {distances[-1]}")):
+            for name in ("keep_90", "keep_90_at_k"):
                 keep = s[name]
+                where = f"d = {keep['distance']}" if "distance" in keep else "all distances"
                 kept, right = keep["kept"], f"{keep['all']['accuracy']:.1f} → {keep['kept']['accuracy']:.1f}"
                 pad = " " * len(policy)
-                lines.append(f"{pad}  {where}: --min-confidence {keep['threshold']:.2f} (nearest to keeping "
+                lines.append(f"{pad}  {where}: --min-confidence {keep['threshold']:.4g} (nearest to keeping "
                              f"90 %) keeps {kept['coverage']:.1f} % of the pixels, right {right} %")
             lines.append(f"{'':>{len(policy)}}  confidence against the truth: ECE {s['ece']:.1f} %")
         lines.append(f"{'':>{len(policy)}}  check first: "

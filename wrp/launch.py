@@ -54,8 +54,11 @@ def torchrun_prefix(nproc: int, nnodes: int = 1, node_rank: int = 0, rdzv_endpoi
     else:
         if not rdzv_endpoint:
             raise ValueError("several nodes need rdzv_endpoint='HOST:PORT' of the first node")
+        # the first node may still be preparing (e.g. training the models a labelling run needs)
+        # when the others arrive: they wait up to an hour for it, not torchrun's minute
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
-                f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}"]
+                f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}",
+                "--rdzv_conf=join_timeout=3600,read_timeout=3600"]
     return cmd
 
 

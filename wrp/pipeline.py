@@ -163,8 +163,10 @@ def default_workers(device: str, procs: int = 1) -> int:
 
 
 def step_inputs(frames: StepFrames, workers: int) -> Iterator[dict[str, Any]]:
-    """The items of ``frames`` in order; ``workers`` > 0 prepares them in that many threads, up to
-    two steps ahead each. ``workers=0`` prepares each one when it is asked for.
+    """The items of ``frames`` in order; ``workers`` > 0 prepares them in that many threads, at
+    most ``workers + 1`` steps ahead (a step of 8 clips at 1024×2048 holds ~350 MB of frames and
+    flows). ``workers=0`` prepares each one when it is asked for. Close the generator when done
+    with it early (a failed run): that cancels what is queued and ends the threads.
 
     Threads, not processes: decoding (OpenCV) and DIS release the GIL, so the threads run in
     parallel with each other and with the device's work — and nothing is pickled or forked (a child
@@ -177,7 +179,7 @@ def step_inputs(frames: StepFrames, workers: int) -> Iterator[dict[str, Any]]:
         submitted = 0
         try:
             for _ in range(len(frames)):
-                while submitted < len(frames) and len(ahead) < 2 * workers:
+                while submitted < len(frames) and len(ahead) < workers + 1:
                     ahead.append(pool.submit(frames.__getitem__, submitted))
                     submitted += 1
                 yield ahead.popleft().result()
@@ -193,7 +195,8 @@ class LabelWriter:
 
     Use as a context manager: leaving it writes everything still queued (also when the run
     fails, so no computed label is lost) and raises the first error of a write (the next
-    :meth:`put` raises it too, so a failing disk stops the run).
+    :meth:`put` raises it too, so a failing disk stops the run). A write error that happens while
+    the run is failing for another reason is raised with that reason as its context.
     """
 
     def __init__(self, confidence: bool, clock: StageClock, threaded: bool = True, depth: int = 256) -> None:

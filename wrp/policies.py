@@ -197,8 +197,8 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
     the frames and estimate the flows ahead of the device, and another writes the files; 0 does
     everything in this thread, in order. The files are the same either way.
 
-    Every file is written atomically; a frame whose file exists is read back instead of recomputed,
-    so a killed run resumes where it stopped and ends with the same files. Returns
+    Every file is written atomically; a frame whose file exists when the call starts is read back
+    instead of recomputed, so a killed run resumes where it stopped and ends with the same files. Returns
     ``{"frames": written, "skipped": found, "seconds": …, "stages": {stage: seconds}}`` (the
     stages of ``wrp.pipeline.STAGES`` and ``wait``, the time spent waiting for prepared inputs, as
     measured by ``clock``; the workers' stages are summed over the workers).
@@ -211,7 +211,9 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
     device = propagator.device
     cuda = torch.device(device).type == "cuda"
     all_groups = [clips[start:start + batch] for start in range(0, len(clips), batch)]
-    chosen = list(range(len(all_groups))) if groups is None else list(groups)
+    chosen = list(range(len(all_groups))) if groups is None else sorted(set(groups))
+    if chosen and not 0 <= chosen[0] <= chosen[-1] < len(all_groups):
+        raise ValueError(f"groups {chosen} must lie in 0..{len(all_groups) - 1} (batches of {batch} clips)")
     plan, exists = _plan(all_groups, chosen, k, lambda clip, pos: label_file(root, policy, clip.frames[pos]))
     if policy == "copy":
         plan = []  # copy needs no frames
@@ -220,10 +222,11 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
     bar = progress_bar(total=len(exists), desc=f"propagate {policy}", unit="frame", disable=not progress)
     written = skipped = 0
     tic = time.perf_counter()
-    with LabelWriter(confidence, clock, threaded=workers > 0) as writer, torch.inference_mode():
+    writer = LabelWriter(confidence, clock, threaded=workers > 0)
+    with contextlib.closing(inputs), contextlib.closing(bar), writer, torch.inference_mode():
         def save(clip, pos: int, ids: torch.Tensor, conf: torch.Tensor | None) -> None:
             writer.put(label_file(root, policy, clip.frames[pos]), ids.cpu().numpy(),
-                       None if conf is None else conf.cpu().numpy())
+                       conf.cpu().numpy() if confidence and conf is not None else None)
 
         for g in chosen:
             group = all_groups[g]
@@ -247,6 +250,11 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
                         if exists[g, j, pos]:  # an earlier run's label: the next step starts from it
                             path = label_file(root, policy, clip.frames[pos])
                             current[j] = torch.from_numpy(read_label(path)).to(device)
+                            if current[j].shape != humans[j].shape:
+                                have, want = current[j].shape, humans[j].shape
+                                raise DatasetError(f"{path} is {have[1]}×{have[0]} but the label it "
+                                                   f"continues is {want[1]}×{want[0]}: delete it and "
+                                                   "propagate again")
                             skipped += 1
                             bar.update()
                         else:
@@ -260,6 +268,9 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
                             item = next(inputs)
                         if "error" in item:
                             raise DatasetError(item["error"])
+                        if plan[item["index"]] != PlannedStep(g, direction, d, tuple(todo)):
+                            raise RuntimeError(f"prepared step {plan[item['index']]} is not the step at hand")
+                        _check_size(group[todo[0]], item, tuple(step.labels.shape[-2:]))
                         for name in NEEDS[policy]:
                             setattr(step, name, item[name].to(device, non_blocking=True))
                         for stage, seconds in item["seconds"].items():
@@ -271,9 +282,18 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
                         current[j] = ids[i]
                         written += 1
                         bar.update()
-    bar.close()
     return {"frames": written, "skipped": skipped, "seconds": round(time.perf_counter() - tic, 3),
             "stages": clock.report()}
+
+
+def _check_size(clip, item: dict[str, Any], shape: tuple[int, int]) -> None:
+    """Refuse a clip whose frames are not the size of its human label, naming both files."""
+    tensor = item.get("flow", item.get("targets"))
+    size = tuple(tensor.shape[1:3]) if "flow" in item else tuple(tensor.shape[-2:])
+    if size != shape:
+        raise DatasetError(f"the frames of {clip.clip_id} (e.g. {clip.images[clip.labelled]}) are "
+                           f"{size[1]}×{size[0]} but its label {clip.human_label} is {shape[1]}×{shape[0]}; "
+                           "a label must have its frame's size")
 
 
 def _plan(groups, chosen: list[int], k: int, path_of) -> tuple[list[PlannedStep], dict[tuple, bool]]:

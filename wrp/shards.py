@@ -15,9 +15,10 @@ disjoint files (a clip belongs to one batch), each atomically.
 
 **Several nodes.** Only the first node's launcher resolves the models and writes the job; its
 workers hand it to every rank over the process group (gloo), so the other nodes' commands need no
-options but the rendezvous. The labels folder must be storage every node writes (a shared file
-system). Every rank waits for the others before it exits, so when the first node's ``torchrun``
-returns, every shard is written.
+options but the rendezvous. Every path in the job — the manifest, the models, the labels and the
+reports — must resolve on every node: shared storage (a shared ``WRP_RUNS`` and ``--out``). Every
+rank waits for the others before it exits, so when the first node's ``torchrun`` returns, every
+shard is written.
 
 **Resume.** A frame whose label file exists is read back instead of recomputed
 (:func:`wrp.policies.propagate_clips`), so a run whose rank was killed ends, when started again,
@@ -54,7 +55,10 @@ def run_shard(job: dict[str, Any], rank: int, world: int, local_rank: int = 0) -
     per policy what it did (frames written and found, seconds, stages, start and end times)."""
     device = resolve_device(job["device"])
     if device.startswith("cuda"):
+        import torch
+
         device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
     clips = Manifest.load(job["manifest"]).clips(job["split"])
     propagator = propagator_for(Path(job["segmenter"]) if job["segmenter"] else None,
                                 Path(job["denoiser"]) if job["denoiser"] else None, job["flow"], device,

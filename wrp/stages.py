@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -507,8 +508,7 @@ def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dic
     job_file = atomic_write_json(reports / "job.json", job)
     for old in reports.glob("*/rank*.json"):  # a report of an earlier, killed run is not this run's
         old.unlink()
-    world = procs * nodes.count
-    where = f"{procs} processes" + (f" on each of {nodes.count} nodes" if nodes.count > 1 else "")
+    where = f"{procs} processes" + (f" on this one of {nodes.count} nodes" if nodes.count > 1 else "")
     print(f"[wrp] propagate {', '.join(job['policies'])}: {where} (torchrun)", flush=True)
     code = run_child([*torchrun_prefix(procs, nodes.count, nodes.rank, nodes.rdzv_endpoint),
                       "-m", "wrp.shards", str(job_file)])
@@ -517,7 +517,8 @@ def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dic
                            f"A rerun resumes from the labels in {folder / 'labels'}")
     merged = {}
     for policy in job["policies"]:
-        ranks = [json.loads(p.read_text()) for p in sorted((reports / policy).glob("rank*.json"))]
+        ranks = _rank_reports(reports / policy)
+        world = ranks[0]["world"] if ranks else procs * nodes.count  # other nodes may run other --nproc
         if len(ranks) != world:
             raise RuntimeError(f"{world - len(ranks)} of {world} labelling processes reported nothing "
                                f"for {policy} in {reports / policy}")
@@ -527,9 +528,22 @@ def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dic
                 stages[stage] = round(stages.get(stage, 0.0) + seconds, 3)
         merged[policy] = {"frames": sum(r["frames"] for r in ranks),
                           "skipped": sum(r["skipped"] for r in ranks),
-                          "seconds": round(max(r["end"] for r in ranks) - min(r["start"] for r in ranks), 3),
+                          # the slowest rank's own time: the nodes' clocks need not agree
+                          "seconds": max(r["seconds"] for r in ranks),
                           "processes": world, "stages": stages}
     return merged
+
+
+def _rank_reports(folder: Path, patience: float = 30.0) -> list[dict[str, Any]]:
+    """The ranks' reports in ``folder``: as many as their own ``world`` says, waiting up to
+    ``patience`` seconds for files another node wrote to appear (a shared file system may list a
+    folder late)."""
+    deadline = time.monotonic() + patience
+    while True:
+        ranks = [json.loads(p.read_text()) for p in sorted(folder.glob("rank*.json"))]
+        if (ranks and len(ranks) >= ranks[0]["world"]) or time.monotonic() > deadline:
+            return ranks
+        time.sleep(1.0)
 
 
 def every_frame_labelled(clips, truth) -> bool:
