@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare it with the human label: an estimate of the policy's quality per frame and distance "
         "that needs no label beyond the labelled frames (quality.csv, assess.json, quality.png), with "
         "the frames whose estimate drops most, to check first. On the synthetic world the estimate "
-        "is also scored against the truth, and the confidence of the policies is calibrated.")
+        "is also scored against the truth, and so is the calibration of the policies' confidence.")
     ass.add_argument("--split", default="val", choices=["train", "val"])
     ass.add_argument("--policy", action="append", choices=list(CARRIED_POLICIES),
                      help="a policy to assess (repeatable; default: motion-only and warp-refine)")
