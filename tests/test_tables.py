@@ -137,7 +137,21 @@ def test_gains_are_judged_against_twice_the_larger_std_of_the_two_cells():
     report = gains_report(gains_over(cells, "baseline"), "Baseline", label="X: ").splitlines()
     assert len(report) == 4 and report[0].startswith("X: helps")
     assert "+4.00 mIoU over Baseline (2 std = 2.00: above the seed spread)" in report[0]
-    assert report[1].endswith("; per seed -1.00 / +2.00 / -0.50") and "per seed" not in report[3]
+    assert "; per seed -1.00 / +2.00 / -0.50; paired 95 % CI [" in report[1] and "per seed" not in report[3]
+    # noise: differences −1, 2, −0.5 → mean 0.17, sd 1.61, t_{0.975, 2} = 4.303 → ± 3.99
+    assert by["noise"]["paired_ci95"] == pytest.approx([-3.83, 4.16], abs=0.01)
+    assert by["one"]["paired_ci95"] is None
+
+
+def test_the_paired_interval_is_students_t_on_the_differences():
+    from wrp.metrics import paired_interval, t975
+
+    mean, low, high = paired_interval([1.0, 2.0, 3.0])  # sd 1, n 3: ± 4.303 / √3
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - 4.303 / 3**0.5, 2.0 + 4.303 / 3**0.5))
+    assert t975(30) == 2.042 and t975(40) == pytest.approx(2.021, abs=0.001)
+    assert t975(1000) == pytest.approx(1.962, abs=0.001)
+    with pytest.raises(ValueError, match="≥ 2 seeds"):
+        paired_interval([1.0])
 
 
 def test_table_settings_of_a_profile_fall_back_and_are_checked():

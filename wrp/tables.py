@@ -23,7 +23,7 @@ import numpy as np
 
 from wrp.data import Manifest, read_label
 from wrp.io import atomic_write_text
-from wrp.metrics import mean_std
+from wrp.metrics import mean_std, paired_interval
 from wrp.paper import ARCHS, TABLE1, TABLE1_POLICIES, TABLE2, TABLE2_ROWS
 from wrp.profiles import Profile, Run
 from wrp.stages import MOTION_ONLY_K, manifest_for, train_cell, true_label
@@ -103,7 +103,8 @@ def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, 
     """Every column's gain over ``reference`` (mean of seeds), beside the seed spread it must beat:
     2 × the larger std of the two cells. ``verdict`` says where the gain lies (one seed: no spread).
     ``per_seed`` pairs the cells seed by seed (same world, split and labels' models): the gain each
-    seed saw, ``None`` when the cells hold different numbers of seeds."""
+    seed saw, ``None`` when the cells hold different numbers of seeds; ``paired_ci95`` the 95 %
+    t-interval of the mean paired gain (two or more paired seeds)."""
     ref_mean, ref_std = mean_std(cells[reference])
     out = []
     for column, values in cells.items():
@@ -116,10 +117,11 @@ def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, 
                    "above the seed spread" if gain > spread else
                    "below the seed spread" if gain < -spread else "within the seed spread")
         paired = len(values) == len(cells[reference])
+        per_seed = [v - r for v, r in zip(values, cells[reference], strict=True)] if paired else None
+        interval = paired_interval(per_seed)[1:] if paired and len(per_seed) > 1 else None
         out.append({"column": column, "gain": round(gain, 2), "two_std": round(spread, 2),
-                    "verdict": verdict,
-                    "per_seed": [round(v - r, 2) for v, r in zip(values, cells[reference], strict=True)]
-                    if paired else None})
+                    "verdict": verdict, "per_seed": [round(d, 2) for d in per_seed] if paired else None,
+                    "paired_ci95": [round(v, 2) for v in interval] if interval else None})
     return out
 
 
@@ -129,7 +131,9 @@ def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -
     return "\n".join(f"{label}{g['column']:<{width}}  {g['gain']:+6.2f} mIoU over {reference} "
                      f"(2 std = {g['two_std']:.2f}: {g['verdict']})"
                      + (f"; per seed {' / '.join(f'{d:+.2f}' for d in g['per_seed'])}"
-                        if g["per_seed"] and len(g["per_seed"]) > 1 else "") for g in gains)
+                        if g["per_seed"] and len(g["per_seed"]) > 1 else "")
+                     + (f"; paired 95 % CI [{g['paired_ci95'][0]:+.2f}, {g['paired_ci95'][1]:+.2f}]"
+                        if g.get("paired_ci95") else "") for g in gains)
 
 
 def table1_checks(gains: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
@@ -143,6 +147,9 @@ def table1_checks(gains: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
             refine = by["warp-refine"]
             checks[f"{arch}: warp-refine ≥ Baseline + 1.5"] = refine["gain"] >= 1.5
             checks[f"{arch}: warp-refine gain > 2 std"] = refine["gain"] > refine["two_std"]
+            if refine.get("paired_ci95"):
+                name = f"{arch}: warp-refine − Baseline, paired 95 % CI above 0"
+                checks[name] = refine["paired_ci95"][0] > 0
         if "motion-only" in by:
             checks[f"{arch}: motion-only within ±1 of Baseline"] = abs(by["motion-only"]["gain"]) <= 1.0
     return checks
