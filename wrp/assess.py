@@ -35,8 +35,9 @@ from wrp.cache import Stage
 from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
 from wrp.io import atomic_write_json, atomic_write_text, exclusive_folder
 from wrp.metrics import confusion_matrix, mean_iou
+from wrp.motion import ClipFlowCache, FlowEstimator
 from wrp.paper import CARRIED_POLICIES
-from wrp.pipeline import NEEDS, StageClock
+from wrp.pipeline import NEEDS, StageClock, confidence_png
 from wrp.policies import NEEDS_SEGMENTER, STEPS, Propagator, StepBatch
 from wrp.profiles import Run
 from wrp.runtime import progress_bar
@@ -140,14 +141,15 @@ class Reliability:
 
 
 def carry(propagator: Propagator, policy: str, chains: list[tuple[Any, list[int], torch.Tensor]],
-          batch: int = 8, clock: StageClock | None = None, cache: dict | None = None
+          batch: int = 8, clock: StageClock | None = None, flows: FlowEstimator | None = None
           ) -> list[list[tuple[torch.Tensor, torch.Tensor | None]]]:
     """Carry each chain's label along its frames with ``policy``: a chain ``(clip, [p0, p1, …],
     label of p0)`` gets the policy's label (and confidence) of p1, then p2 from p1's, and so on.
-    Returns, per chain, the (label, confidence) of every frame after the first. ``cache`` keeps the
-    frames and flows of a clip between calls (a flow between two frames is estimated once)."""
+    Returns, per chain, the (label, confidence) of every frame after the first. ``flows`` estimates
+    the motion (default the propagator's estimator; a :class:`~wrp.motion.ClipFlowCache` shared
+    between calls estimates a flow between two frames of a clip once)."""
     clock = clock or StageClock()
-    cache = {} if cache is None else cache
+    flows = flows or propagator.estimator
     needs = NEEDS[policy]
     states = [label.to(propagator.device) for _, _, label in chains]
     out: list[list[tuple[torch.Tensor, torch.Tensor | None]]] = [[] for _ in chains]
@@ -158,9 +160,8 @@ def carry(propagator: Propagator, policy: str, chains: list[tuple[Any, list[int]
             inputs: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
             for i in chunk:
                 clip, path, _ = chains[i]
-                prepared = _inputs(clip, path[step], path[step + 1], needs, propagator, cache)
-                for name, tensor in prepared.items():
-                    inputs[name].append(tensor)
+                for name in needs:
+                    inputs[name].append(_prepared(name, clip, path[step], path[step + 1], flows))
             labels = torch.stack([states[i] for i in chunk])
             step_batch = StepBatch(labels, labels, **{k: torch.stack(v).to(propagator.device)
                                                       for k, v in inputs.items()})
@@ -172,24 +173,14 @@ def carry(propagator: Propagator, policy: str, chains: list[tuple[Any, list[int]
     return out
 
 
-def _inputs(clip, source: int, target: int, needs: Sequence[str], propagator: Propagator,
-            cache: dict) -> dict[str, torch.Tensor]:
-    """One step's prepared inputs (as :class:`wrp.pipeline.StepFrames` gives them), from ``cache``."""
-    def image(pos: int) -> torch.Tensor:
-        key = (clip.clip_id, "image", pos)
-        if key not in cache:
-            cache[key] = torch.from_numpy(np.ascontiguousarray(clip.image(pos))).permute(2, 0, 1)
-        return cache[key]
-
-    def flow(a: int, b: int) -> torch.Tensor:
-        key = (clip.clip_id, "flow", a, b)
-        if key not in cache:
-            cache[key] = torch.from_numpy(propagator.estimator.between(clip, a, b))
-        return cache[key]
-
-    made = {"targets": lambda: image(target), "sources": lambda: image(source),
-            "flow": lambda: flow(target, source), "flow_reverse": lambda: flow(source, target)}
-    return {name: made[name]() for name in needs}
+def _prepared(name: str, clip, source: int, target: int, flows: FlowEstimator) -> torch.Tensor:
+    """One input of a step (``wrp.pipeline.NEEDS``) for one clip, as :class:`wrp.pipeline.StepFrames`
+    prepares it: a (3, H, W) uint8 frame or an (H, W, 2) flow."""
+    if name in ("targets", "sources"):
+        image = clip.image(target if name == "targets" else source)
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    a, b = (target, source) if name == "flow" else (source, target)
+    return torch.from_numpy(flows.between(clip, a, b))
 
 
 def cycle_agreement(clips, policies: Sequence[str], propagator: Propagator, k: int, ground_truth=None,
@@ -212,17 +203,17 @@ def cycle_agreement(clips, policies: Sequence[str], propagator: Propagator, k: i
     with torch.inference_mode():
         for clip, policy in progress_bar(jobs, desc="cycle agreement", unit="clip·policy",
                                          disable=not progress):
-            cache: dict = {}
+            flows = ClipFlowCache(propagator.estimator)  # out and back cross the same frame pairs
             human = clip.label(clip.labelled)
             t = clip.labelled
             reach = {1: min(k, len(clip) - 1 - t), -1: min(k, t)}
             paths = [[t + direction * i for i in range(reach[direction] + 1)] for direction in (1, -1)
                      if reach[direction] > 0]
             start = torch.from_numpy(human)
-            carried = carry(propagator, policy, [(clip, path, start) for path in paths], batch, cache=cache)
+            carried = carry(propagator, policy, [(clip, path, start) for path in paths], batch, flows=flows)
             backs = [(clip, path[d::-1], labels[d - 1][0])
                      for path, labels in zip(paths, carried, strict=True) for d in range(1, len(path))]
-            returned = carry(propagator, policy, backs, batch, cache=cache)
+            returned = carry(propagator, policy, backs, batch, flows=flows)
             per_d: dict[int, list[tuple[float, float, float]]] = {}
             n = 0
             for path, labels in zip(paths, carried, strict=True):
@@ -238,7 +229,7 @@ def cycle_agreement(clips, policies: Sequence[str], propagator: Propagator, k: i
                         true = frame_scores(ids, truth)[0]
                         if conf is not None:  # as the confidence map holds it: 8 bits
                             scored = truth != IGNORE_INDEX
-                            quantised = np.rint(conf.float().cpu().numpy() * 255) / 255
+                            quantised = confidence_png(conf.float().cpu().numpy()) / 255
                             reliability.setdefault((policy, d), Reliability()).add(
                                 quantised[scored], ids[scored] == truth[scored], rng)
                     per_d.setdefault(d, []).append((estimate, agree, true))

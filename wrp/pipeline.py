@@ -86,7 +86,7 @@ NEEDS = {"copy": (), "motion-only": ("flow",), "semantic-only": ("targets",),
          "warp-refine": ("targets", "sources", "flow", "flow_reverse")}
 
 
-class StepFrames(torch.utils.data.Dataset):
+class StepFrames:
     """The inputs of each planned step, as tensors: ``targets`` / ``sources`` (B, 3, H, W) uint8,
     ``flow`` / ``flow_reverse`` (B, H, W, 2) float32 (those the policy ``needs``; page-locked when
     ``pin``), and the seconds the work took (``decode``, ``flow``). A frame that cannot be read, or
@@ -224,8 +224,7 @@ class LabelWriter:
     def _write(self, path: Path, ids: np.ndarray, confidence: np.ndarray | None) -> None:
         tic = time.perf_counter()
         if self.confidence and confidence is not None:
-            atomic_write_png(confidence_file(path),
-                             np.clip(np.rint(confidence * 255), 0, 255).astype(np.uint8))
+            atomic_write_png(confidence_file(path), confidence_png(confidence))
         write_label_ids(path, ids)
         self.clock.add("write", time.perf_counter() - tic)
 
@@ -247,10 +246,15 @@ class LabelWriter:
             raise error  # as the one-thread run raises it: an OSError naming the file
 
 
+def confidence_png(confidence: np.ndarray) -> np.ndarray:
+    """Confidence 0..1 as the 8-bit map holds it (0..255)."""
+    return np.clip(np.rint(confidence * 255), 0, 255).astype(np.uint8)
+
+
 def confidence_file(label: Path) -> Path:
     """The confidence map beside a label file: ``…_confidence.png`` (0..255 = probability)."""
     return label.with_name(label.name.replace("_gtFine_labelIds.png", "_confidence.png"))
 
 
 __all__ = ["STAGES", "StageClock", "PlannedStep", "NEEDS", "StepFrames", "default_workers", "step_inputs",
-           "LabelWriter", "confidence_file"]
+           "LabelWriter", "confidence_png", "confidence_file"]

@@ -215,8 +215,8 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
     if chosen and not 0 <= chosen[0] <= chosen[-1] < len(all_groups):
         raise ValueError(f"groups {chosen} must lie in 0..{len(all_groups) - 1} (batches of {batch} clips)")
     plan, exists = _plan(all_groups, chosen, k, lambda clip, pos: label_file(root, policy, clip.frames[pos]))
-    if policy == "copy":
-        plan = []  # copy needs no frames
+    if not NEEDS[policy]:
+        plan = []  # copy reads no frame
     frames = StepFrames(all_groups, plan, propagator.estimator, NEEDS[policy], pin=cuda and workers > 0)
     inputs = step_inputs(frames, workers)
     bar = progress_bar(total=len(exists), desc=f"propagate {policy}", unit="frame", disable=not progress)
@@ -263,7 +263,7 @@ def propagate_clips(clips, policy: str, labels_root: str | Path, propagator: Pro
                         continue
                     step = StepBatch(torch.stack([current[j] for j in todo]),
                                      torch.stack([humans[j] for j in todo]))
-                    if policy != "copy":
+                    if plan:
                         with clock("wait"):
                             item = next(inputs)
                         if "error" in item:

@@ -39,14 +39,10 @@ def one_hot(label: np.ndarray | torch.Tensor, num_classes: int = NUM_CLASSES) ->
 
 def to_ids(scores: torch.Tensor | np.ndarray) -> np.ndarray:
     """(K, H, W) one-hot or scores → (H, W) uint8 train ids; all-zero pixels → 255 (unlabelled)."""
-    return ids_of(torch.as_tensor(scores)[None])[0].cpu().numpy()
-
-
-def ids_of(scores: torch.Tensor) -> torch.Tensor:
-    """(B, K, H, W) one-hot or scores → (B, H, W) uint8 train ids on their device; all-zero → 255."""
-    ids = scores.argmax(1).to(torch.uint8)
-    ids[scores.abs().sum(1) == 0] = IGNORE_INDEX
-    return ids
+    scores = torch.as_tensor(scores)
+    ids = scores.argmax(0).to(torch.uint8)
+    ids[scores.abs().sum(0) == 0] = IGNORE_INDEX
+    return ids.cpu().numpy()
 
 
 @dataclass
