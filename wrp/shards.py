@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ def groups_of(count: int, batch: int, rank: int, world: int) -> list[int]:
 
 def run_shard(job: dict[str, Any], rank: int, world: int, local_rank: int = 0) -> None:
     """Label this rank's batches of the job's clips with each of the job's policies, recording
-    per policy what it did (frames written and found, seconds, stages, start and end times)."""
+    per policy what it did (frames written and found, seconds, stages)."""
     device = resolve_device(job["device"])
     if device.startswith("cuda"):
         import torch
@@ -65,11 +64,10 @@ def run_shard(job: dict[str, Any], rank: int, world: int, local_rank: int = 0) -
                                 job["inpaint"])
     groups = groups_of(len(clips), job["batch"], rank, world)
     for policy in job["policies"]:
-        start = time.time()
         result = propagate_clips(clips, policy, job["labels"], propagator, job["k"], job["batch"],
                                  job["confidence"], progress=False, workers=job["workers"], groups=groups)
         atomic_write_json(Path(job["reports"]) / policy / f"rank{rank}.json",
-                          {**result, "rank": rank, "world": world, "start": start, "end": time.time()})
+                          {**result, "rank": rank, "world": world})
 
 
 def _shared_job(path: str | None) -> dict[str, Any]:

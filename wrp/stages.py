@@ -459,7 +459,7 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
                 atomic_write_json(speed_path, speed)
 
         if procs > 1 or nodes.count > 1:
-            job = {**config, "policies": list(policies), "batch": batch, "workers": workers,
+            job = {**config, "batch": batch, "workers": workers,
                    "labels": str(folder / "labels"), "device": run.device}
             for policy, result in _sharded(folder, job, procs, nodes).items():
                 record(policy, result)
@@ -501,8 +501,8 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
 
 def _sharded(folder: Path, job: dict[str, Any], procs: int, nodes: Nodes) -> dict[str, dict[str, Any]]:
     """Every policy's labels in ``procs`` processes per node under torchrun (:mod:`wrp.shards`);
-    per policy the ranks' reports merged: frames written and found, the wall time from the first
-    rank's start to the last one's end, and each stage's seconds summed over the ranks."""
+    per policy the ranks' reports merged: frames written and found, the slowest rank's seconds, and
+    each stage's seconds summed over the ranks."""
     reports = folder / "shards"
     job = {**job, "reports": str(reports)}
     job_file = atomic_write_json(reports / "job.json", job)
