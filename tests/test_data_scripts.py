@@ -10,6 +10,7 @@ name the file and the fix.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -431,10 +432,24 @@ def test_table1_trains_its_cells_on_a_prepared_real_dataset_from_the_command_and
     assert "warp-refine" in printed and "over Baseline" in printed
     record = json.loads((tables / "table1.json").read_text())
     assert record["dataset"] == str(out.resolve()) and record["k"] == 3
-    assert set(record["results"]["DeepLabV3"]) == {"baseline", "motion-only", "semantic-only", "warp-refine"}
+    assert set(record["results"]["DeepLabV3"]) == {"baseline", "motion-only", "semantic-only", "warp-refine",
+                                                   "warp-refine-confident"}, "no ceiling without every label"
+    runs = list(csv.DictReader((tables / "table1_runs.csv").open()))
+    from wrp.data import Manifest
+    from wrp.profiles import Run
+    from wrp.stages import manifest_for
+
+    val = Manifest.load(manifest_for(Run.create("smoke", dataset=out, progress=False))).clips("val")
+    assert len(runs) == 5 and {r["eval_frames"] for r in runs} == {str(len(val))}, "the labelled frames"
     assert all(0 <= v[0] <= 100 for v in record["results"]["DeepLabV3"].values())
     assert "the prepared dataset" in (tables / "table1.md").read_text()
     assert (tables / "table1.csv").is_file() and (tables / "table1.png").stat().st_size > 5_000
+    # every frame cannot score a cell here: the tree labels only the labelled frames; refused first
+    cells = sorted((isolated_runs / "stages" / "segmenter").iterdir())
+    assert main(["table1", "--profile", "smoke", "--dataset", str(out), "--eval-frames", "every",
+                 "--seeds", "5", "--no-progress"]) == 2
+    assert "use table_eval='labelled'" in capsys.readouterr().err
+    assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == cells, "nothing trained"
 
     # notebook 04 takes the same dataset and reuses every cell the command trained (k = 3 there:
     # the fixture's radius; the notebook runs the profile's k = 4, clipped to the partitions)

@@ -100,6 +100,8 @@ CASES: list[tuple[str, list[str], Callable[[Path], None], str]] = [
     ("table1 unknown arch", ["table1", "--arch", "UNet"], _nothing, "--arch"),
     ("table1 k 0", ["table1", "--k", "0"], _nothing, "--k"),
     ("table1 cell crop 0", ["table1", "--cell-crop", "0", "64"], _nothing, "--cell-crop"),
+    ("table1 min confidence 2", ["table1", "--min-confidence", "2"], _nothing, "--min-confidence"),
+    ("table1 eval unknown", ["table1", "--eval-frames", "some"], _nothing, "--eval-frames"),
     ("reproduce seed -1", ["reproduce", "--only", "03", "-p", "seed=-1"], _nothing, "seed"),
     ("reproduce seed text", ["reproduce", "--only", "03", "-p", "seed=notanumber"], _nothing, "seed"),
     ("reproduce unknown notebook", ["reproduce", "--only", "99"], _nothing, "99"),

@@ -13,12 +13,15 @@ from wrp.profiles import Run
 from wrp.stages import generated_pairs, manifest_for, train_cell
 from wrp.tables import (
     ARCHS,
-    TABLE1_POLICIES,
+    COLUMNS,
+    RUN_FIELDS,
     TABLE2_ROWS,
     gains_over,
     gains_report,
     grid_note,
     table1,
+    table1_checks,
+    table1_runs,
     table2,
     table2_arch,
     write_table1,
@@ -58,7 +61,8 @@ def test_generated_pairs_cover_the_unlabelled_training_frames_within_k(isolated_
 def test_table1_trains_every_cell_once_and_writes_ours_beside_the_papers(isolated_runs, tmp_path):
     run = _smoke()
     results = table1(run, archs=["MSA-HRNet-OCR"], seeds=[0])
-    assert list(results["MSA-HRNet-OCR"]) == list(TABLE1_POLICIES)
+    assert list(results["MSA-HRNet-OCR"]) == list(COLUMNS), "the paper's four, the ceiling, confident pixels"
+    assert list(COLUMNS[:4]) == ["baseline", "motion-only", "semantic-only", "warp-refine"]
     cell = train_cell(run, "msa_hrnet_ocr", "warp-refine")
     done = (isolated_runs / "stages" / "segmenter" / cell["stage"].split("/")[-1] / "stage.json")
     finished = json.loads(done.read_text())["finished"]
@@ -67,7 +71,7 @@ def test_table1_trains_every_cell_once_and_writes_ours_beside_the_papers(isolate
     assert json.loads(done.read_text())["finished"] == finished  # reused, not retrained
     csv_path, md_path = write_table1(results, tmp_path / "table1", note="smoke profile: 1 seed")
     rows = list(csv.reader(csv_path.open()))
-    assert rows[0] == ["model", "source", *TABLE1_POLICIES]
+    assert rows[0] == ["model", "source", *COLUMNS]
     assert rows[1][1] == "ours" and " ± " in rows[1][2]
     assert rows[2][1].startswith("paper") and rows[2][2] == "83.35"
     assert "*paper, Cityscapes*" in md_path.read_text() and "smoke profile" in md_path.read_text()
@@ -305,7 +309,7 @@ def test_a_motion_only_cell_takes_labels_of_two_frames_unless_told_otherwise(tmp
                         lambda run, policy, k=None: asked.append((policy, k)) or [])
 
     def trained(run, arch, train_seed=None, **job):
-        (tmp_path / "metrics.json").write_text(json.dumps({"miou": 1.0}))
+        (tmp_path / "metrics.json").write_text(json.dumps({"miou": 1.0, "images": 16}))
         return tmp_path
 
     monkeypatch.setattr(stages, "train_segmenter", trained)
@@ -314,3 +318,82 @@ def test_a_motion_only_cell_takes_labels_of_two_frames_unless_told_otherwise(tmp
     train_cell(run, "deeplabv3", "motion-only", k=3)
     train_cell(run, "deeplabv3", "warp-refine")
     assert asked == [("motion-only", 2), ("motion-only", 3), ("warp-refine", None)]
+
+
+def test_paired_runs_are_written_in_long_form_and_scored_on_every_frame(isolated_runs, tmp_path):
+    run = _smoke(table_iters=1, table_crop=(32, 64), table_world_seed=0, table_eval="every")
+    runs = table1_runs(run, ["DeepLabV3"], ["baseline", "warp-refine"], [0, 1])
+    manifest = Manifest.load(manifest_for(run))
+    every = sum(len(clip) for clip in manifest.clips("val"))
+    assert every > len(manifest.clips("val")), "more frames than the labelled ones"
+    assert [(r["policy"], r["seed"], r["world_seed"], r["eval_frames"]) for r in runs] == [
+        ("baseline", 0, 0, every), ("baseline", 1, 0, every),
+        ("warp-refine", 0, 0, every), ("warp-refine", 1, 0, every)]
+    trained = sorted((isolated_runs / "stages" / "segmenter").iterdir())
+    labelled = table1_runs(run.with_profile(table_eval="labelled"), ["DeepLabV3"], ["baseline"], [0])
+    assert labelled[0]["eval_frames"] == len(manifest.clips("val"))
+    assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == trained, \
+        "scoring on other frames reuses the trained cell"
+    from wrp.tables import cells_of
+
+    results = cells_of(runs)
+    paths = write_table1(results, tmp_path / "table1", "note", runs)
+    rows = list(csv.DictReader((tmp_path / "table1_runs.csv").open()))
+    assert paths[-1] == tmp_path / "table1_runs.csv" and tuple(rows[0]) == RUN_FIELDS
+    assert [float(r["miou"]) for r in rows] == [r["miou"] for r in runs]
+    md = (tmp_path / "table1.md").read_text()
+    assert "gain of each column over Baseline (ours), paired by seed" in md and "paired 95 % CI" in md
+    assert "scored on every frame of the held-out records" in grid_note(run, [0, 1])
+
+
+def test_every_frame_scoring_needs_every_frames_label(isolated_runs, monkeypatch):
+    import wrp.stages as stages
+
+    run = _smoke(table_iters=1, table_crop=(32, 64), table_eval="every")
+    monkeypatch.setattr(stages, "every_frame_labelled", lambda clips, truth: False)
+    with pytest.raises(ValueError, match="use table_eval='labelled'"):
+        train_cell(run, "deeplabv3", None)
+    with pytest.raises(ValueError, match="table_eval='often' must be 'labelled' or 'every'"):
+        _smoke(table_eval="often")
+    with pytest.raises(ValueError, match="table_min_confidence=0.0 must lie in"):
+        _smoke(table_min_confidence=0.0)
+
+
+def test_the_confident_column_leaves_warp_refines_unsure_pixels_unlabelled(isolated_runs):
+    from pathlib import Path
+
+    import numpy as np
+
+    from wrp.data import IGNORE_INDEX, read_label
+    from wrp.paper import CONFIDENT
+    from wrp.pipeline import confidence_file
+    from wrp.policies import read_confidence
+
+    run = _smoke(table_min_confidence=0.9)
+    whole, confident = generated_pairs(run, "warp-refine", 2), generated_pairs(run, CONFIDENT, 2)
+    assert [p[0] for p in confident] == [p[0] for p in whole]
+    dropped = 0
+    for (_, full), (_, kept) in zip(whole, confident, strict=True):
+        assert "/warp-refine@0.9/" in kept
+        full_ids, kept_ids = read_label(full), read_label(kept)
+        # the confident column's own run of warp-refine wrote the same labels, with their confidence
+        source = Path(kept.replace("/warp-refine@0.9/", "/warp-refine/"))
+        assert np.array_equal(read_label(source), full_ids)
+        unsure = read_confidence(confidence_file(source)) < 0.9
+        assert np.array_equal(kept_ids[~unsure], full_ids[~unsure])
+        assert (kept_ids[unsure] == IGNORE_INDEX).all()
+        dropped += int(unsure.sum())
+    assert dropped > 0, "a smoke-sized Ω is unsure somewhere"
+
+
+def test_table1_checks_ask_for_a_resolved_gain_and_motion_only_below_warp_refine():
+    cells = {"baseline": [50.0, 51.0, 52.0, 50.5, 51.5], "warp-refine": [52.0, 52.6, 53.4, 52.2, 53.1],
+             "motion-only": [50.2, 51.1, 52.3, 50.4, 51.9]}
+    checks = table1_checks({"X": gains_over(cells, "baseline")})
+    assert checks == {"X: warp-refine ≥ Baseline + 1.5": True,
+                      "X: warp-refine − Baseline, paired 95 % CI above 0": True,
+                      "X: motion-only gains less than warp-refine": True}
+    cells["warp-refine"] = [55.0, 49.0, 56.0, 49.0, 55.0]  # +1.5 on average, but not resolved
+    checks = table1_checks({"X": gains_over(cells, "baseline")})
+    assert checks["X: warp-refine ≥ Baseline + 1.5"]
+    assert not checks["X: warp-refine − Baseline, paired 95 % CI above 0"]

@@ -203,7 +203,10 @@ def table_run(args: argparse.Namespace) -> Run:
     """The run of a table command: the profile with the budget options (``--cell-iters``,
     ``--cell-crop``, ``--world-fps``) applied to its table fields. Shared with the benchmarks."""
     crop = tuple(args.cell_crop) if args.cell_crop else None
-    return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps)
+    return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
+                table_eval=getattr(args, "eval_frames", None),
+                table_world_seed=getattr(args, "world_seed", None),
+                table_min_confidence=getattr(args, "min_confidence", None))
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -219,16 +222,18 @@ def _cmd_table(args: argparse.Namespace) -> int:
             if args.policy and "baseline" not in args.policy:
                 raise ValueError("--policy needs baseline among the columns: every gain is "
                                  "measured against it")
-            results = tables.table1(run, args.arch, args.policy, seeds, args.world_seed, args.k)
-            note = tables.grid_note(run, seeds, list(results), world_seed=args.world_seed, k=args.k)
-            paths = tables.write_table1(results, out / "table1", note)
+            runs = tables.table1_runs(run, args.arch, args.policy, seeds, k=args.k)
+            results = tables.cells_of(runs)
+            note = tables.grid_note(run, seeds, list(results), k=args.k)
+            paths = tables.write_table1(results, out / "table1", note, runs)
             gains = {arch: tables.gains_over(cells, "baseline") for arch, cells in results.items()}
             checks = tables.table1_checks(gains)
             bars = results
         else:
-            results = tables.table2(run, args.row, seeds)
+            runs = tables.table2_runs(run, args.row, seeds)
+            results = next(iter(tables.cells_of(runs).values()))
             note = tables.grid_note(run, seeds, table=2)
-            paths = tables.write_table2(results, out / "table2", note)
+            paths = tables.write_table2(results, out / "table2", note, runs)
             gains = {tables.table2_arch(run.profile): tables.gains_over(results, "Baseline B")}
             checks = {}
             bars = {tables.table2_arch(run.profile): results}
@@ -237,11 +242,14 @@ def _cmd_table(args: argparse.Namespace) -> int:
     name = args.command
     title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): validation mIoU, "
              f"mean ± std over seeds {seeds}, dots = single seeds")
-    paths.append(save_figure(table_bars_figure(bars, title=title), out / f"{name}.png"))
     reference = "Baseline" if name == "table1" else "Baseline B"
+    figure = table_bars_figure(bars, title=title, gains=gains, reference=reference,
+                               target=1.5 if name == "table1" else None)
+    paths.append(save_figure(figure, out / f"{name}.png"))
     paths.append(atomic_write_json(out / f"{name}.json", {
         "profile": run.profile.name, "dataset": str(run.dataset) if run.dataset else "synthetic",
-        "world_fps": run.profile.fps, "seeds": seeds, "world_seed": getattr(args, "world_seed", None),
+        "world_fps": run.profile.fps, "seeds": seeds, "world_seed": run.profile.table_world_seed,
+        "eval_frames": run.profile.table_eval,
         "k": getattr(args, "k", None) or run.profile.k, "table_iters": run.profile.table_iters,
         "table_crop": list(run.profile.frame_crop(run.profile.table_crop)), "results": results,
         "mean_std": {g: {c: mean_std(v) for c, v in cells.items()} for g, cells in bars.items()},
@@ -332,24 +340,35 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labellin
 
 def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     """A table's grid and the budget of its cells (read back by :func:`table_run`)."""
-    from wrp.paper import ARCHS, TABLE1_POLICIES, TABLE2_ROWS
+    from wrp.paper import ARCHS, TABLE1_COLUMNS, TABLE2_ROWS
 
     parser.add_argument("--seeds", type=SEED, nargs="+", default=None,
                         help="default: the profile's table_seeds")
     if table == 1:
         parser.add_argument("--arch", action="append", choices=list(ARCHS),
                             help="repeatable; default: the profile's table_archs")
-        parser.add_argument("--policy", action="append", choices=list(TABLE1_POLICIES),
-                            help="repeatable; default all (baseline must be among them)")
+        parser.add_argument("--policy", action="append", choices=list(TABLE1_COLUMNS),
+                            help="a column (repeatable; baseline must be among them); default all: "
+                                 "true-labels is the world's own labels of the same frames (the "
+                                 "ceiling, synthetic world only), warp-refine-confident warp-refine's "
+                                 "labels without the pixels below --min-confidence τ")
+        parser.add_argument("--min-confidence", type=_unit_interval, metavar="τ",
+                            help="the confident-pixels column leaves warp-refine's pixels of confidence "
+                                 "below τ unlabelled (default: the profile's table_min_confidence, 1)")
         parser.add_argument("--k", type=COUNT,
                             help="semantic-only and warp-refine labels from frames within ±k of their "
                                  "labelled frame (default: the profile's k; motion-only keeps ±2)")
-        parser.add_argument("--world-seed", type=SEED,
-                            help="train every cell on this seed's world and labels, --seeds then being "
-                                 "the segmenters' training seeds (the paper's protocol)")
     else:
         parser.add_argument("--row", action="append", choices=list(TABLE2_ROWS),
                             help="repeatable; default all")
+    parser.add_argument("--world-seed", type=SEED,
+                        help="train every cell on this seed's world and labels, --seeds then being "
+                             "the segmenters' training seeds: every column of a seed starts from the "
+                             "same weights and its gains pair (the paper's protocol; default: the "
+                             "profile's table_world_seed)")
+    parser.add_argument("--eval-frames", choices=("labelled", "every"),
+                        help="score each cell on the validation records' labelled frames or on every "
+                             "frame of them (synthetic world); default: the profile's table_eval")
     parser.add_argument("--cell-iters", type=COUNT,
                         help="iterations of every cell (default: the profile's table_iters)")
     parser.add_argument("--cell-crop", type=COUNT, nargs=2, metavar=("H", "W"),

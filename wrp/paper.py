@@ -69,6 +69,13 @@ CARRIED_POLICIES = ("motion-only", "warp-inpaint", "warp-refine")  # labels that
 
 ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
 
+# Table 1's columns beyond the paper's: the dataset's own labels of the generated frames (what a
+# flawless propagation would give: every policy's ceiling), and warp-refine labels with the pixels
+# Ω is unsure of left unlabelled (ignored by the loss)
+TRUE_LABELS = "true-labels"
+CONFIDENT = "warp-refine-confident"
+TABLE1_COLUMNS = (*TABLE1_POLICIES, TRUE_LABELS, CONFIDENT)
+
 # Table 2's rows: (loss, generated policy, ±k of the generated labels, iteration share, LR factor)
 TABLE2_ROWS: dict[str, dict[str, Any]] = {
     "Baseline B, under-trained (1/3 iterations, LR / 8)": {"loss": "ce", "policy": None, "k": None,

@@ -66,6 +66,15 @@ class Profile:
     table_seeds: tuple[int, ...] = (0, 1, 2)  # the paper reports the mean of 3 seeds
     table_iters: int = 1000  # iterations of every cell
     table_crop: tuple[int, int] | None = None  # training crop of every cell; None: the whole frame
+    # where a cell is scored: "labelled" (the validation records' labelled frames, as the paper) or
+    # "every" (all their frames; needs a dataset that labels every frame, the synthetic world)
+    table_eval: str = "labelled"
+    # None: each table seed is its own world, split, g_ψ and Ω. A seed: every cell trains on that
+    # world and its labels, the table seeds being the segmenters' own seeds — the columns then
+    # differ by their labels alone and their gains pair seed by seed (the paper's protocol)
+    table_world_seed: int | None = None
+    # the confident-pixels column: warp-refine labels with the pixels below this confidence unlabelled
+    table_min_confidence: float = 1.0
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
     writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)
@@ -100,6 +109,10 @@ class Profile:
                                                 and 0 < self.table_crop[1] <= self.width):
             problems.append(f"table_crop={self.table_crop} must lie inside the frame "
                             f"({self.height}, {self.width})")
+        if self.table_eval not in ("labelled", "every"):
+            problems.append(f"table_eval={self.table_eval!r} must be 'labelled' or 'every'")
+        if not 0.0 < self.table_min_confidence <= 1.0:
+            problems.append(f"table_min_confidence={self.table_min_confidence} must lie in (0, 1]")
         if problems:
             raise ValueError(f"profile {self.name!r} is not valid: " + "; ".join(problems))
 

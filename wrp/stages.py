@@ -40,6 +40,7 @@ from wrp.launch import Nodes, launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
 from wrp.motion import make_estimator
+from wrp.paper import CONFIDENT, TRUE_LABELS
 from wrp.pipeline import default_workers
 from wrp.policies import (
     NEEDS_SEGMENTER,
@@ -64,7 +65,6 @@ BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 
 # at the rate measured best from scratch on the synthetic world, and the run says so.
 FALLBACK_LR = BASE_LR["synthetic"]
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
-TRUE_LABELS = "true-labels"  # the dataset's own labels of the generated frames: every policy's ceiling
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
 DENOISER_VERSION = 2  # 2: Ω's weights and gate chosen on held-out training records
@@ -562,7 +562,8 @@ def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[st
 
     :data:`TRUE_LABELS` gives the dataset's own label of each of those frames instead: what a
     flawless propagation would give, the ceiling of every policy (the synthetic world labels every
-    frame)."""
+    frame). :data:`CONFIDENT` gives warp-refine's labels with the pixels of confidence below the
+    profile's ``table_min_confidence`` unlabelled (:func:`~wrp.policies.confident_labels`)."""
     k = run.profile.k if k is None else k
     if not 1 <= k <= run.profile.k:
         raise ValueError(f"k={k} must lie in 1..{run.profile.k} (the profile's propagation range)")
@@ -572,6 +573,10 @@ def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[st
     if policy == TRUE_LABELS:
         truth = manifest.ground_truth("train")
         labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
+    elif policy == CONFIDENT:
+        folder = propagate(run, "train", ("warp-refine",), min_confidence=run.profile.table_min_confidence)
+        name = f"warp-refine@{run.profile.table_min_confidence:g}"
+        labels = [label_file(folder / "labels", name, clip.frames[pos]) for clip, pos in frames]
     else:
         folder = propagate(run, "train", (policy,))
         labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
@@ -597,7 +602,9 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     ``run.seed`` picks the world, its split and the models that generate its labels; ``train_seed``
     (default ``run.seed``) only the segmenter's own initialisation and sampling — the paper's
     protocol of one dataset, one set of generated labels and several training seeds.
-    Returns its ``metrics.json`` (validation mIoU, per-class IoU) with the stage folder."""
+    Scored on the validation records' labelled frames, or on all their frames where the profile's
+    ``table_eval`` is ``"every"`` (:func:`score_every_frame`). Returns those scores (mIoU,
+    per-class IoU, ``eval_frames``) with the stage folder."""
     prof = run.profile
     if k is None and policy == "motion-only":
         k = MOTION_ONLY_K
@@ -607,4 +614,39 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     if lr_factor != 1.0:
         overrides["base_lr"] = base_lr_for(run) * lr_factor
     folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
-    return {**json.loads((folder / "metrics.json").read_text()), "stage": str(folder)}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if prof.table_eval == "every":
+        metrics = json.loads((score_every_frame(run, folder) / "metrics.json").read_text())
+    return {**metrics, "eval_frames": metrics["images"], "stage": str(folder)}
+
+
+def every_frame_samples(run: Run) -> list[tuple[Path, Path]]:
+    """(image, label) of every frame of the validation records, or an error naming the fix when
+    the dataset labels only their labelled frames (a table asks before it trains a cell)."""
+    m = Manifest.load(manifest_for(run))
+    clips, truth = m.clips("val"), m.ground_truth("val")
+    if not every_frame_labelled(clips, truth):
+        raise ValueError(f"table_eval='every' scores every frame of the validation records, and "
+                         f"{run.dataset} labels only their labelled frames; use table_eval='labelled' "
+                         "(--eval-frames labelled)")
+    return [(clip.images[pos], true_label(truth, clip.clip_id, pos, "table_eval='every'"))
+            for clip in clips for pos in range(len(clip))]
+
+
+def score_every_frame(run: Run, segmenter: Path) -> Path:
+    """Stage ``segmenter-score``: the segmenter of stage folder ``segmenter`` scored on every frame
+    of the validation records, not only their labelled frames (``metrics.json``: mIoU, per-class
+    IoU, confusion, ``images``). A table cell scored on 21× more frames (correlated, but views the
+    labelled frame does not show) measures the segmenter, not the luck of 16 frames. Needs a
+    dataset that labels every frame (the synthetic world)."""
+    manifest = manifest_for(run)
+    samples = every_frame_samples(run)
+
+    def build(out: Path) -> dict[str, Any]:
+        model = load_model(job_from_file(segmenter / "job.json"), segmenter, run.device)
+        scores = evaluate(model, samples, run.device, progress=run.progress)
+        atomic_write_json(out / "metrics.json", scores)
+        return {"miou": scores["miou"], "images": scores["images"]}
+
+    config = {"segmenter": str(segmenter), "manifest": str(manifest), "split": "val", "frames": "every"}
+    return Stage("segmenter-score", config).run(build, verbose=run.progress)

@@ -24,9 +24,9 @@ import numpy as np
 from wrp.data import Manifest, read_label
 from wrp.io import atomic_write_text
 from wrp.metrics import mean_std, paired_interval
-from wrp.paper import ARCHS, TABLE1, TABLE1_POLICIES, TABLE2, TABLE2_ROWS
+from wrp.paper import ARCHS, CONFIDENT, TABLE1, TABLE1_COLUMNS, TABLE2, TABLE2_ROWS, TRUE_LABELS
 from wrp.profiles import Profile, Run
-from wrp.stages import MOTION_ONLY_K, manifest_for, train_cell, true_label
+from wrp.stages import MOTION_ONLY_K, every_frame_samples, manifest_for, train_cell, true_label
 from wrp.train import job_from_file, load_model, predict
 from wrp.viz import confusable_changes
 
@@ -56,47 +56,119 @@ def _check_names(given: list[str], known: Any, what: str) -> None:
         raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
 
 
-def table1(run: Run, archs: list[str] | None = None, policies: list[str] | None = None,
-           seeds: list[int] | None = None, world_seed: int | None = None,
-           k: int | None = None) -> dict[str, dict[str, list[float]]]:
-    """mIoU per seed of every (architecture, policy) cell: ``{arch name: {policy: [mIoU, …]}}``.
+COLUMNS = TABLE1_COLUMNS  # the paper's four, the ceiling and the confident-pixels variant
+#: One row of ``table{1,2}_runs.csv``: a cell of one seed (``policy``: Table 1's column or
+#: Table 2's row), the world its labels came from, its mIoU and the frames that scored it
+RUN_FIELDS = ("arch", "policy", "seed", "world_seed", "miou", "eval_frames")
+
+
+def default_columns(run: Run) -> list[str]:
+    """Table 1's columns for this run: all of :data:`COLUMNS` on data that labels every frame
+    (the synthetic world), the ceiling left out elsewhere."""
+    return [c for c in COLUMNS if run.synthetic or c != TRUE_LABELS]
+
+
+def _world_seed(run: Run, world_seed: int | None) -> int | None:
+    return world_seed if world_seed is not None else run.profile.table_world_seed
+
+
+def _check_scoring(run: Run, seeds: list[int], world_seed: int | None) -> None:
+    """Before any cell trains: every frame can score the cells where the profile asks for it."""
+    if run.profile.table_eval == "every":
+        for seed in [world_seed] if world_seed is not None else seeds:
+            every_frame_samples(run.with_seed(seed))
+
+
+def _run_row(arch: str, column: str, seed: int, world_seed: int | None,
+             cell: dict[str, Any]) -> dict[str, Any]:
+    return {"arch": arch, "policy": column, "seed": seed,
+            "world_seed": seed if world_seed is None else world_seed,
+            "miou": cell["miou"], "eval_frames": cell["eval_frames"]}
+
+
+def table1_runs(run: Run, archs: list[str] | None = None, policies: list[str] | None = None,
+                seeds: list[int] | None = None, world_seed: int | None = None,
+                k: int | None = None) -> list[dict[str, Any]]:
+    """Every (architecture, column, seed) cell of Table 1 as one row of :data:`RUN_FIELDS`.
 
     Each seed (default: the profile's ``table_seeds``) is its own world, split, ``g_ψ``, Ω and
-    segmenter; with ``world_seed`` every cell uses that one world and its labels, and ``seeds``
-    are the segmenters' training seeds (on a prepared dataset, which has one split, both are the
-    models' seeds). ``k`` (default: the profile's) is how far from their labelled frame
-    semantic-only and warp-refine labels are taken; motion-only keeps ±2."""
+    segmenter; with ``world_seed`` (default: the profile's ``table_world_seed``) every cell uses
+    that one world and its labels, and ``seeds`` are the segmenters' training seeds — the same
+    initial weights for every column of a seed, so their gains pair (on a prepared dataset, which
+    has one split, both are the models' seeds). ``policies`` default to :func:`default_columns`.
+    ``k`` (default: the profile's) is how far from their labelled frame semantic-only, warp-refine
+    and the true labels are taken; motion-only keeps ±2."""
     archs = list(archs or run.profile.table_archs)
-    policies = list(policies or TABLE1_POLICIES)
+    policies = list(policies or default_columns(run))
     _check_names(archs, ARCHS, "architecture")
-    _check_names(policies, TABLE1_POLICIES, "policy")
+    _check_names(policies, COLUMNS, "policy")
     seeds = list(seeds if seeds is not None else run.profile.table_seeds)
-    out: dict[str, dict[str, list[float]]] = {}
+    world_seed = _world_seed(run, world_seed)
+    _check_scoring(run, seeds, world_seed)
+    rows = []
     for name in archs:
         for policy in policies:
             cell_k = MOTION_ONLY_K if policy == "motion-only" else k
-            out.setdefault(name, {})[policy] = [
-                train_cell(run.with_seed(seed if world_seed is None else world_seed), ARCHS[name], policy,
-                           cell_k, train_seed=None if world_seed is None else seed)["miou"]
-                for seed in seeds]
+            for seed in seeds:
+                cell = train_cell(run.with_seed(seed if world_seed is None else world_seed), ARCHS[name],
+                                  policy, cell_k, train_seed=None if world_seed is None else seed)
+                rows.append(_run_row(name, policy, seed, world_seed, cell))
+    return rows
+
+
+def cells_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """``{arch: {column: [mIoU per seed]}}`` of :func:`table1_runs` / :func:`table2_runs` rows,
+    seeds in the order run (so two columns' lists pair seed by seed)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        out.setdefault(row["arch"], {}).setdefault(row["policy"], []).append(row["miou"])
+    return out
+
+
+def table1(run: Run, archs: list[str] | None = None, policies: list[str] | None = None,
+           seeds: list[int] | None = None, world_seed: int | None = None,
+           k: int | None = None) -> dict[str, dict[str, list[float]]]:
+    """mIoU per seed of every (architecture, column) cell: ``{arch name: {policy: [mIoU, …]}}``
+    (:func:`table1_runs` grouped by :func:`cells_of`)."""
+    return cells_of(table1_runs(run, archs, policies, seeds, world_seed, k))
+
+
+def table2_runs(run: Run, rows: list[str] | None = None, seeds: list[int] | None = None,
+                arch: str | None = None, world_seed: int | None = None) -> list[dict[str, Any]]:
+    """Every (row, seed) cell of Table 2 as one row of :data:`RUN_FIELDS` (``policy``: the Table 2
+    row). ``arch`` (a name of :data:`ARCHS`) defaults to the first of the profile's
+    ``table_archs``, so Baseline B is Table 1's Baseline cell (trained once); ``world_seed`` as in
+    :func:`table1_runs`."""
+    names = list(rows or TABLE2_ROWS)
+    _check_names(names, TABLE2_ROWS, "Table 2 row")
+    arch = arch or table2_arch(run.profile)
+    seeds = list(seeds if seeds is not None else run.profile.table_seeds)
+    world_seed = _world_seed(run, world_seed)
+    _check_scoring(run, seeds, world_seed)
+    out = []
+    for row in names:
+        spec = TABLE2_ROWS[row]
+        for seed in seeds:
+            cell = train_cell(run.with_seed(seed if world_seed is None else world_seed), ARCHS[arch],
+                              spec["policy"], spec["k"], spec["loss"], spec["iters_share"], spec["lr_factor"],
+                              train_seed=None if world_seed is None else seed)
+            out.append(_run_row(arch, row, seed, world_seed, cell))
     return out
 
 
 def table2(run: Run, rows: list[str] | None = None, seeds: list[int] | None = None,
-           arch: str | None = None) -> dict[str, list[float]]:
-    """mIoU per seed of every Table 2 row: ``{row: [mIoU, …]}``. ``arch`` (a name of
-    :data:`ARCHS`) defaults to the first of the profile's ``table_archs``, so Baseline B is
-    Table 1's Baseline cell (trained once)."""
-    rows = list(rows or TABLE2_ROWS)
-    _check_names(rows, TABLE2_ROWS, "Table 2 row")
-    arch = ARCHS[arch or table2_arch(run.profile)]
-    seeds = list(seeds if seeds is not None else run.profile.table_seeds)
-    out = {}
-    for row in rows:
-        spec = TABLE2_ROWS[row]
-        out[row] = [train_cell(run.with_seed(seed), arch, spec["policy"], spec["k"], spec["loss"],
-                               spec["iters_share"], spec["lr_factor"])["miou"] for seed in seeds]
-    return out
+           arch: str | None = None, world_seed: int | None = None) -> dict[str, list[float]]:
+    """mIoU per seed of every Table 2 row: ``{row: [mIoU, …]}`` (:func:`table2_runs`)."""
+    return next(iter(cells_of(table2_runs(run, rows, seeds, arch, world_seed)).values()))
+
+
+def write_runs(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """``table{1,2}_runs.csv``: one line per cell and seed, in long form (:data:`RUN_FIELDS`)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(Path(path), buffer.getvalue())
 
 
 def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, Any]]:
@@ -138,20 +210,23 @@ def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -
 
 def table1_checks(gains: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
     """The paper's pattern in Table 1, per architecture, from :func:`gains_over` against Baseline:
-    warp-refine labels gain ≥ 1.5 mIoU and more than 2 × the larger std of the two cells;
-    motion-only labels stay within ±1."""
+    warp-refine labels gain ≥ 1.5 mIoU, resolved — the lower end of the 95 % interval of the gain
+    paired by seed above 0 (cells of different worlds, which do not pair: the gain above 2 × the
+    larger std of the two cells) — and motion-only labels gain less than warp-refine's."""
     checks = {}
     for arch, rows in gains.items():
         by = {g["column"]: g for g in rows}
         if "warp-refine" in by:
             refine = by["warp-refine"]
             checks[f"{arch}: warp-refine ≥ Baseline + 1.5"] = refine["gain"] >= 1.5
-            checks[f"{arch}: warp-refine gain > 2 std"] = refine["gain"] > refine["two_std"]
             if refine.get("paired_ci95"):
                 name = f"{arch}: warp-refine − Baseline, paired 95 % CI above 0"
                 checks[name] = refine["paired_ci95"][0] > 0
-        if "motion-only" in by:
-            checks[f"{arch}: motion-only within ±1 of Baseline"] = abs(by["motion-only"]["gain"]) <= 1.0
+            else:
+                checks[f"{arch}: warp-refine gain > 2 std"] = refine["gain"] > refine["two_std"]
+            if "motion-only" in by:
+                checks[f"{arch}: motion-only gains less than warp-refine"] = (
+                    by["motion-only"]["gain"] < refine["gain"])
     return checks
 
 
@@ -167,6 +242,7 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
     than the paper's — what was left out."""
     prof = run.profile
     seeds = list(seeds if seeds is not None else prof.table_seeds)
+    world_seed = _world_seed(run, world_seed)
     archs = list(archs or (prof.table_archs if table == 1 else [table2_arch(prof)]))
     crop = "×".join(map(str, prof.frame_crop(prof.table_crop)))
     over = ("seed(s) " if world_seed is None
@@ -175,10 +251,14 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
         data = f"the prepared dataset {run.dataset}"
     else:
         data = f"the synthetic world at {prof.fps:g} frames/s" if prof.fps else "the synthetic world"
-    reach = f"; generated labels from ±{k if k is not None else prof.k} frames" if table == 1 else ""
+    reach = (f"; generated labels from ±{k if k is not None else prof.k} frames (warp-refine's confident "
+             f"pixels: confidence ≥ {prof.table_min_confidence:g})") if table == 1 else ""
+    scored = ("every frame of the held-out records" if prof.table_eval == "every"
+              else "the held-out records' labelled frames")
     text = (f"ours: {prof.name} profile on {data}, mean ± std over {over}"
             f"{', '.join(map(str, seeds))}; every cell {prof.table_iters} iterations of batch "
-            f"{prof.batch_size} at {crop} crops{reach}; the paper's numbers are Cityscapes val.")
+            f"{prof.batch_size} at {crop} crops{reach}; scored on {scored}; the paper's numbers are "
+            "Cityscapes val.")
     reduced = []
     if table == 1 and len(archs) < len(ARCHS):
         reduced.append(f"{len(archs)} of the {len(ARCHS)} architectures ({', '.join(archs)})")
@@ -196,9 +276,28 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def write_table1(results: dict[str, dict[str, list[float]]], stem: str | Path, note: str = "") -> list[Path]:
+#: How a column is headed in ``table1.md`` (the csv keeps the names ``--policy`` takes)
+HEADINGS = {"baseline": "Baseline", TRUE_LABELS: "true labels (ceiling)",
+            CONFIDENT: "warp-refine, confident pixels"}
+
+
+def gains_markdown(gains: list[dict[str, Any]], reference: str) -> list[str]:
+    """Markdown rows of :func:`gains_over`: each column's mean gain over ``reference``, its 95 %
+    interval paired by seed and the gain of every seed."""
+    lines = [f"| over {reference} | mean gain | paired 95 % CI | per seed |", "|---|---:|---:|---|"]
+    for g in gains:
+        ci = f"[{g['paired_ci95'][0]:+.2f}, {g['paired_ci95'][1]:+.2f}]" if g.get("paired_ci95") else "—"
+        seeds = " / ".join(f"{d:+.2f}" for d in g["per_seed"]) if g.get("per_seed") else "—"
+        lines.append(f"| {HEADINGS.get(g['column'], g['column'])} | {g['gain']:+.2f} | {ci} | {seeds} |")
+    return lines
+
+
+def write_table1(results: dict[str, dict[str, list[float]]], stem: str | Path, note: str = "",
+                 runs: list[dict[str, Any]] | None = None) -> list[Path]:
     """``<stem>.csv`` (one row per architecture, one column per policy, ``mean ± std``) and
-    ``<stem>.md`` with the paper's Cityscapes numbers beside ours, labelled as the paper's."""
+    ``<stem>.md`` with the paper's Cityscapes numbers beside ours, labelled as the paper's, and
+    every column's gain over Baseline paired by seed; with ``runs`` (:func:`table1_runs`) also
+    ``<stem>_runs.csv``, every cell of every seed in long form."""
     policies = list(dict.fromkeys(p for cells in results.values() for p in cells))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -208,22 +307,36 @@ def write_table1(results: dict[str, dict[str, list[float]]], stem: str | Path, n
         paper = TABLE1.get(name, {})
         writer.writerow([name, "paper (Cityscapes val, mean of 3 seeds)",
                          *[f"{paper[p]:.2f}" if p in paper else "" for p in policies]])
-    md = ["| model | source | " + " | ".join(policies) + " |", "|---|---|" + "---:|" * len(policies)]
+    md = ["| model | source | " + " | ".join(HEADINGS.get(p, p) for p in policies) + " |",
+          "|---|---|" + "---:|" * len(policies)]
     for name, cells in results.items():
         ours = [_cell(cells[p]) if p in cells else "" for p in policies]
         md.append(f"| {name} | ours | " + " | ".join(ours) + " |")
         paper = TABLE1.get(name, {})
         md.append(f"| {name} | *paper, Cityscapes* | "
                   + " | ".join(f"*{paper[p]:.2f}*" if p in paper else "" for p in policies) + " |")
-    text = "\n".join(md) + ("\n\n" + note if note else "") + "\n"
+    for name, cells in results.items():
+        if "baseline" in cells and len(cells) > 1:
+            md += ["", f"**{name}**: gain of each column over Baseline (ours), paired by seed", ""]
+            md += gains_markdown(gains_over(cells, "baseline"), "Baseline")
+    return _write(stem, buffer.getvalue(), "\n".join(md), note, runs)
+
+
+def _write(stem: str | Path, table_csv: str, table_md: str, note: str,
+           runs: list[dict[str, Any]] | None) -> list[Path]:
     stem = Path(stem)
-    return [atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue()),
-            atomic_write_text(stem.with_suffix(".md"), text)]
+    paths = [atomic_write_text(stem.with_suffix(".csv"), table_csv),
+             atomic_write_text(stem.with_suffix(".md"), table_md + ("\n\n" + note if note else "") + "\n")]
+    if runs is not None:
+        paths.append(write_runs(runs, stem.with_name(stem.name + "_runs.csv")))
+    return paths
 
 
-def write_table2(results: dict[str, list[float]], stem: str | Path, note: str = "") -> list[Path]:
+def write_table2(results: dict[str, list[float]], stem: str | Path, note: str = "",
+                 runs: list[dict[str, Any]] | None = None) -> list[Path]:
     """``<stem>.csv`` / ``.md``: one row per setting, ``mean ± std``, beside the paper's numbers
-    (no extra data) where the paper has a matching row."""
+    (no extra data) where the paper has a matching row, and every row's gain over Baseline B
+    paired by seed; with ``runs`` (:func:`table2_runs`) also ``<stem>_runs.csv``."""
     def paper(row: str) -> str:
         cell = TABLE2.get(row, {}).get("none")  # our row names match the paper's own rows
         return f"{cell[0]:.2f} ± {cell[1]:.2f}" if isinstance(cell, tuple) and cell[1] is not None else ""
@@ -236,10 +349,10 @@ def write_table2(results: dict[str, list[float]], stem: str | Path, note: str = 
         writer.writerow([row, _cell(values), paper(row)])
         theirs = f"*{paper(row)}*" if paper(row) else ""
         md.append(f"| {row} | {_cell(values)} | {theirs} |")
-    text = "\n".join(md) + ("\n\n" + note if note else "") + "\n"
-    stem = Path(stem)
-    return [atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue()),
-            atomic_write_text(stem.with_suffix(".md"), text)]
+    if "Baseline B" in results and len(results) > 1:
+        md += ["", "Gain of each row over Baseline B (ours), paired by seed", ""]
+        md += gains_markdown(gains_over(results, "Baseline B"), "Baseline B")
+    return _write(stem, buffer.getvalue(), "\n".join(md), note, runs)
 
 
 def fig3_rows(run: Run, arch: str | None = None, policy: str = "warp-refine",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
@@ -330,7 +331,8 @@ def warp_step_figure(image_next: np.ndarray, label_t: np.ndarray, warped: np.nda
 # The denoiser Ω (supplementary Figure 2) and propagation results (Figure 4, accuracy by distance)
 # ---------------------------------------------------------------------------------------------
 POLICY_COLOURS = {"baseline": "#616161", "copy": "#9e9e9e", "motion-only": "#1e88e5",
-                  "semantic-only": "#43a047", "warp-inpaint": "#fb8c00", "warp-refine": "#d81b60"}
+                  "semantic-only": "#43a047", "warp-inpaint": "#fb8c00", "warp-refine": "#d81b60",
+                  "true-labels": "#8e24aa", "warp-refine-confident": "#f06292"}
 
 
 def denoiser_figure(shapes: list[tuple[str, tuple[int, ...]]], title: str = ""):
@@ -493,21 +495,33 @@ def denoiser_examples_figure(examples: list[dict], title: str = ""):
 # ---------------------------------------------------------------------------------------------
 # Tables 1 and 2 (bar charts) and supplementary Figure 3 (with / without warp-refine labels)
 # ---------------------------------------------------------------------------------------------
-def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = ""):
+def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "",
+                      gains: dict[str, list[dict[str, Any]]] | None = None, reference: str = "",
+                      target: float | None = None):
     """Bars of validation mIoU: the mean over seeds with ± 1 std error bars, every seed as a dot.
     ``results``: ``{group (architecture): {bar (policy or setting): [mIoU per seed]}}``; several
-    groups are drawn side by side with a legend, a single group with the bars named on the axis."""
+    groups are drawn side by side with a legend, a single group with the bars named on the axis.
+
+    ``gains`` (``{group: wrp.tables.gains_over rows}``, over ``reference``) adds a panel on the
+    right: each column's gain paired by seed — every seed a dot, the mean with its 95 % interval —
+    against 0 and the ``target`` gain. Seeds move every column together; the gains show what the
+    labels changed."""
     import textwrap
 
     import matplotlib.pyplot as plt
-
 
     groups = list(results)
     bars = list(dict.fromkeys(b for cells in results.values() for b in cells))
     single = len(groups) == 1
     width = 0.8 if single else 0.8 / len(bars)
     wide = max(5.5, 1.6 * len(bars)) if single else max(6.5, 2.2 * len(groups))
-    fig, ax = plt.subplots(figsize=(wide, 4.2))
+    paired = bool(gains) and any(g.get("per_seed") and len(g["per_seed"]) > 1
+                                 for rows in gains.values() for g in rows)
+    if paired:
+        fig, (ax, gx) = plt.subplots(1, 2, figsize=(wide + 5.0, 4.2), width_ratios=(wide, 5.0))
+        _paired_gains(gx, gains, reference, target)
+    else:
+        fig, ax = plt.subplots(figsize=(wide, 4.2))
     values_seen = []
     for j, bar in enumerate(bars):
         for i, group in enumerate(groups):
@@ -534,9 +548,35 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
         ax.set_ylim(0.0, max(values_seen) * 1.1 + 1)
     ax.grid(axis="y", alpha=0.3)
     if title:
-        ax.set_title(textwrap.fill(title, 80), fontsize=10, pad=26 if not single else 8)
+        if paired:
+            fig.suptitle(textwrap.fill(title, 120), fontsize=10)
+        else:
+            ax.set_title(textwrap.fill(title, 80), fontsize=10, pad=26 if not single else 8)
     fig.tight_layout()
     return fig
+
+
+def _paired_gains(ax, gains: dict[str, list[dict[str, Any]]], reference: str, target: float | None) -> None:
+    """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI."""
+    rows = [(group, g) for group, items in gains.items() for g in items if g.get("per_seed")]
+    several = len(gains) > 1
+    for y, (_, g) in enumerate(rows):
+        colour = POLICY_COLOURS.get(g["column"], f"C{y}")
+        ax.scatter(g["per_seed"], [y] * len(g["per_seed"]), s=14, color=colour, alpha=0.6, zorder=3)
+        if g.get("paired_ci95"):
+            ax.plot(g["paired_ci95"], [y, y], color=colour, lw=2.5, solid_capstyle="butt")
+        ax.scatter([g["gain"]], [y], marker="D", s=40, color="black", zorder=4)
+    names = [f"{group}: {g['column']}" if several else g["column"] for group, g in rows]
+    ax.set_yticks(range(len(rows)), names, fontsize=8.5)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="black", lw=0.8)
+    if target is not None:
+        ax.axvline(target, color="#d81b60", lw=0.8, ls="--")
+        ax.annotate(f"+{target:g}", (target, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                    textcoords="offset points", fontsize=8, color="#d81b60")
+    ax.set_xlabel(f"mIoU gain over {reference}, paired by seed")
+    ax.set_title("gain per seed (dots), mean (◆) and its 95 % interval (bar)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
 
 
 # Look-alike classes of the synthetic world (and of Cityscapes), as train ids: the supplementary's
