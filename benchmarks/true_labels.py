@@ -1,70 +1,142 @@
-"""The ceiling of any label policy on the synthetic world: a Table 1 cell trained with the world's
-true labels of the same ±k frames that propagation labels, beside Baseline and warp-refine.
+"""The ceiling of any label policy, regime by regime: Table 1 cells trained with the world's true
+labels of the same ±k frames that propagation labels, beside Baseline (and any other column).
 
-    python benchmarks/true_labels.py --profile demo --seeds 0 1 2 --cell-iters 1000 --cell-crop 128 256
+    python benchmarks/true_labels.py --profile demo --arch DeepLabV3 --world-fps 10 --world-seed 0 \\
+        --seeds 0 1 2 3 4 --eval-frames every --cell-iters 400 --cell-crop 64 128
+    python benchmarks/true_labels.py --profile demo --arch MSA-HRNet-OCR --seeds 0 1 2 \\
+        --cell-iters 1000 --cell-crop 128 256          # one world per seed, labelled frames only
 
-If true labels of the neighbouring frames do not raise validation mIoU over Baseline, no
-propagation method can on that world and budget: the extra frames add no information the
-segmenter lacks; the printed share of pixels whose true label differs from the labelled frame's
-(``wrp.tables.neighbour_change``) says how much there is to add. ``--world-fps 10`` renders a
-world whose frames move 3.5× further apart. Cells are cached stages (the Baseline and warp-refine
-cells are Table 1's).
-Writes ``true_labels.json`` into ``--out``.
+If the true labels of the neighbouring frames do not raise validation mIoU over Baseline, no
+propagation method can on that world and budget: the extra frames add nothing the segmenter
+lacks. The printed share of pixels whose true label differs from the labelled frame's
+(``wrp.tables.neighbour_change``) says how much there is to add. A regime is the world (frame rate
+``--world-fps``, labelled records ``--train-records``), the student (``--arch``, ``--cell-iters``,
+``--cell-crop``) and the measurement (``--world-seed``: one world, training seeds paired;
+``--eval-frames every``: every frame of the held-out records scores a cell). Add columns with
+``--policy`` (``warp-refine``, ``motion-only``, …): their labels are propagated first.
+
+Each regime is written to ``<out>/regimes/<key>.json`` as it finishes; ``<out>/regimes.md`` lists
+every regime measured so far, with the ceiling's paired gain and interval (default ``--out``:
+``figures/table1_regimes``). Cells are cached stages, shared with ``wrp table1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
+from typing import Any
 
-from wrp.cli import add_run_options, table_run
-from wrp.io import atomic_write_json
+from wrp.cache import config_hash
+from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import mean_std
-from wrp.stages import TRUE_LABELS, train_cell
-from wrp.tables import ARCHS, gains_over, gains_report, neighbour_change
+from wrp.paper import TRUE_LABELS
+from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
 
-COLUMNS = ("baseline", "warp-refine", TRUE_LABELS)
+DEFAULT_COLUMNS = ("baseline", TRUE_LABELS)
+
+
+def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
+    """What a measurement depends on, beside its seeds: the world, the student, the scoring."""
+    prof = run.profile
+    return {"profile": prof.name, "style": prof.style, "world_fps": prof.fps or 35.0,
+            "train_records": prof.train_records, "partitions_per_record": prof.partitions_per_record,
+            "k": args.k or prof.k, "arch": args.arch[0], "cell_iters": prof.table_iters,
+            "cell_crop": list(prof.frame_crop(prof.table_crop)), "world_seed": prof.table_world_seed,
+            "eval_frames": prof.table_eval}
+
+
+def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
+    """A column's paired gain over Baseline as ``+m [lo, hi]``."""
+    x = by.get(column)
+    if not x:
+        return "—"
+    ci = f" [{x['paired_ci95'][0]:+.2f}, {x['paired_ci95'][1]:+.2f}]" if x.get("paired_ci95") else ""
+    return f"{x['gain']:+.2f}{ci}"
+
+
+def write_summary(out: Path) -> Path:
+    """``regimes.md``: one row per measured regime (its ceiling and every other column's paired gain)."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "regimes").glob("*.json"))]
+    records.sort(key=lambda r: (r["regime"]["world_fps"], r["regime"]["train_records"],
+                                r["regime"]["arch"], r["regime"]["cell_iters"]))
+    lines = ["# Table 1 regimes: how much the neighbouring frames' labels can add",
+             "",
+             "Each row: one world and student; cells trained with the human labels only (Baseline) and "
+             "with the world's **true labels** of the ±k frames too (the ceiling of every label "
+             "policy), over training seeds. Gains over Baseline are paired by seed: mean "
+             "[95 % t-interval]. `new pixels`: share of pixels whose true label at ±k differs from "
+             "the labelled frame's. `python benchmarks/true_labels.py --help` says how to add a row.",
+             "",
+             "| fps | labelled frames | ±k (s) | new pixels at ±k | student | iters × crop | scored on | "
+             "seeds | Baseline | ceiling gain | other columns | minutes |",
+             "|---:|---:|---:|---:|---|---|---|---|---:|---:|---|---:|"]
+    for r in records:
+        g, by = r["regime"], {x["column"]: x for x in r["gains"]}
+        base = mean_std(r["cells"]["baseline"])
+        others = "; ".join(f"{c} {_gain(by, c)}" for c in by if c != TRUE_LABELS) or "—"
+        world = "one world, training seeds" if g["world_seed"] is not None else "a world per seed"
+        change = r["neighbour_change"].get(str(g["k"])) or r["neighbour_change"].get(g["k"])
+        lines.append(
+            f"| {g['world_fps']:g} | {r['labelled_frames']} | ±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
+            f"{change:.1f} % | {g['arch']} | {g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
+            f"{'every frame' if g['eval_frames'] == 'every' else 'labelled frames'} | "
+            f"{world}: {', '.join(map(str, r['seeds']))} | {base[0]:.2f} ± {base[1]:.2f} | "
+            f"{_gain(by, TRUE_LABELS)} | "
+            f"{others} | {r['seconds'] / 60:.0f} |")
+    return atomic_write_text(out / "regimes.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arch", default="MSA-HRNet-OCR", choices=list(ARCHS))
-    parser.add_argument("--k", type=int, help="labels of frames within ±k (default: the profile's k)")
-    parser.add_argument("--cell-iters", type=int, help="iterations of every cell (default: table_iters)")
-    parser.add_argument("--cell-crop", type=int, nargs=2, metavar=("H", "W"), help="crop of every cell")
-    parser.add_argument("--world-fps", type=float, metavar="FPS", help="the synthetic world's frame rate")
+    add_table_options(parser, table=1)
+    parser.add_argument("--train-records", type=int, metavar="N",
+                        help="training records of the world (default: the profile's): fewer labelled "
+                             "frames leave the student shorter of views")
     add_run_options(parser, seed=False)
-    parser.add_argument("--out", default="runs/benchmarks/true_labels")
+    parser.add_argument("--out", default="figures/table1_regimes")
     args = parser.parse_args()
+    args.arch = args.arch or ["DeepLabV3"]
+    if len(args.arch) > 1:
+        parser.error("one --arch per regime")
     try:
         run = table_run(args)
+        if args.train_records:
+            run = run.with_profile(train_records=args.train_records)
     except ValueError as exc:
         parser.error(str(exc))
+    columns = list(dict.fromkeys([*DEFAULT_COLUMNS, *(args.policy or [])]))
+    seeds = list(args.seeds or run.profile.table_seeds)
+    started = time.time()
+    runs = table1_runs(run, args.arch, columns, seeds, k=args.k)
+    cells = cells_of(runs)[args.arch[0]]
+    regime = regime_of(run, args)
+    worlds = [regime["world_seed"]] if regime["world_seed"] is not None else seeds
+    change = {seed: neighbour_change(run.with_seed(seed), [1, regime["k"]]) for seed in worlds}
+    mean_change = {d: round(sum(c[d] for c in change.values()) / len(change), 2) for d in (1, regime["k"])}
+    gains = gains_over(cells, "baseline")
     prof = run.profile
-    k = args.k or prof.k
-    if not 1 <= k <= prof.k:
-        parser.error(f"--k {k} must lie in 1..{prof.k}, the {prof.name} profile's propagation range")
-    cells = {policy: [train_cell(run.with_seed(seed), ARCHS[args.arch], policy, k)["miou"]
-                      for seed in args.seeds] for policy in COLUMNS}
-    crop = prof.frame_crop(prof.table_crop)
-
-    world = f" (world at {prof.fps:g} frames/s)" if prof.fps else ""
-    print(f"\n{args.arch}, {prof.name} profile{world}, {prof.table_iters} iterations per cell at "
-          f"{crop[0]}×{crop[1]}, generated frames within ±{k}: validation mIoU")
+    print(f"\n{regime['arch']}, {prof.name} profile, world at {regime['world_fps']:g} frames/s with "
+          f"{prof.train_records} training records, {prof.table_iters} iterations per cell at "
+          f"{'×'.join(map(str, regime['cell_crop']))}, generated frames within ±{regime['k']}; "
+          f"scored on {'every frame' if prof.table_eval == 'every' else 'the labelled frames'}")
     for name, values in cells.items():
         mean, std = mean_std(values)
-        print(f"  {name:<12} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in values)}]")
-    print(gains_report(gains_over(cells, "baseline"), "Baseline", label="  "))
-    change = {seed: neighbour_change(run.with_seed(seed)) for seed in args.seeds}
-    print("  pixels whose true label differs from the labelled frame's, by distance (%): "
-          + "; ".join(f"seed {seed}: " + " / ".join(f"±{d} {v:.1f}" for d, v in c.items())
-                      for seed, c in change.items()))
-    path = atomic_write_json(Path(args.out) / "true_labels.json", {
-        "profile": prof.name, "world_fps": prof.fps, "arch": args.arch, "seeds": args.seeds, "k": k,
-        "table_iters": prof.table_iters, "table_crop": list(crop), "cells": cells,
-        "neighbour_change": change})
-    print(f"→ {path}")
+        print(f"  {name:<22} {mean:6.2f} ± {std:4.2f}  [{', '.join(f'{v:.2f}' for v in values)}]")
+    print(gains_report(gains, "Baseline", label="  "))
+    print("  pixels whose true label differs from the labelled frame's: "
+          + " / ".join(f"±{d} {v:.1f} %" for d, v in mean_change.items()))
+    out = Path(args.out)
+    target = out / "regimes" / f"{config_hash({**regime, 'columns': sorted(columns), 'seeds': seeds})}.json"
+    seconds = round(time.time() - started, 1)
+    if target.is_file():  # measured before: its cells were reused now, the first run's time is the cost
+        seconds = max(seconds, json.loads(target.read_text())["seconds"])
+    path = atomic_write_json(target, {
+        "regime": regime, "seeds": seeds, "labelled_frames": prof.train_records * prof.partitions_per_record,
+        "cells": cells, "runs": runs, "gains": gains, "neighbour_change": mean_change, "seconds": seconds})
+    print(f"→ {path}, {write_summary(out)}")
 
 
 if __name__ == "__main__":
