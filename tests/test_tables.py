@@ -397,3 +397,17 @@ def test_table1_checks_ask_for_a_resolved_gain_and_motion_only_below_warp_refine
     checks = table1_checks({"X": gains_over(cells, "baseline")})
     assert checks["X: warp-refine ≥ Baseline + 1.5"]
     assert not checks["X: warp-refine − Baseline, paired 95 % CI above 0"]
+
+
+def test_neighbour_examples_show_what_a_slower_camera_adds(isolated_runs):
+    import numpy as np
+
+    from wrp.tables import neighbour_examples
+    from wrp.viz import neighbour_change_figure
+
+    fast, slow = neighbour_examples(_smoke(), [35, 7], d=4)
+    assert (fast["fps"], slow["fps"], fast["d"]) == (35.0, 7.0, 4) and fast["share"] < slow["share"]
+    assert fast["label"].shape == fast["label_d"].shape == fast["image"].shape[:2]
+    assert not np.array_equal(slow["label"], slow["label_d"]), "the camera moved"
+    fig = neighbour_change_figure([fast, slow], title="t")
+    assert len(fig.axes) == 6

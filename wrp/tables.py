@@ -50,6 +50,25 @@ def neighbour_change(run: Run, distances: list[int] | None = None) -> dict[int, 
     return {d: round(100 * float(np.mean(v)), 2) for d, v in shares.items()}
 
 
+def neighbour_examples(run: Run, frame_rates: list[float], d: int | None = None) -> list[dict[str, Any]]:
+    """For each frame rate, the first training partition of the world rendered at that rate: its
+    labelled frame and the frame ``d`` (default: the profile's k) after it, with their true labels
+    and the share of pixels that differ over all training partitions (:func:`neighbour_change`) —
+    what :func:`wrp.viz.neighbour_change_figure` draws."""
+    d = d or run.profile.k
+    out = []
+    for fps in frame_rates:
+        world = run.with_profile(fps=float(fps))
+        manifest = Manifest.load(manifest_for(world))
+        clip = manifest.clips("train")[0]
+        truth = manifest.ground_truth("train")
+        later = true_label(truth, clip.clip_id, clip.labelled + d, "neighbour_examples")
+        out.append({"fps": float(fps), "d": d, "image": clip.image(clip.labelled),
+                    "label": read_label(clip.human_label), "image_d": clip.image(clip.labelled + d),
+                    "label_d": read_label(later), "share": neighbour_change(world, [d])[d]})
+    return out
+
+
 def _check_names(given: list[str], known: Any, what: str) -> None:
     unknown = [name for name in given if name not in known]
     if unknown:

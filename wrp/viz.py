@@ -262,6 +262,34 @@ def highlight_errors(label: np.ndarray, truth: np.ndarray, ignore: int = IGNORE_
     return rgb.astype(np.uint8)
 
 
+def _changed(label: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``label`` coloured and washed out, its pixels of another class than ``before`` solid red."""
+    rgb = 0.35 * colorize(label).astype(np.float32) + 0.65 * 255
+    rgb[(label != before) & (label != IGNORE_INDEX) & (before != IGNORE_INDEX)] = (220, 0, 0)
+    return rgb.astype(np.uint8)
+
+
+def neighbour_change_figure(examples: list[dict], title: str = ""):
+    """What the frames around a labelled one add, at several frame rates: per row the labelled frame,
+    the frame d later, and its true label with the pixels whose class differs from the labelled
+    frame's at the same place in red — views a segmenter trained on the labelled frame has not seen
+    (``wrp.tables.neighbour_examples``)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(examples), 3, figsize=(11, 2.1 * len(examples) + 0.6), squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        seconds = ex["d"] / ex["fps"]
+        _show_row(row, [(ex["image"], f"{ex['fps']:g} frames/s: the labelled frame"),
+                        (ex["image_d"], f"{ex['d']} frames later ({seconds:.2f} s)"),
+                        (_changed(ex["label_d"], ex["label"]),
+                         f"its label, pale; red: not the labelled frame's class\n"
+                         f"({ex['share']:.1f} % of pixels over the training partitions)")], fontsize=8.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def cyclic_labels_figure(image: np.ndarray, label: np.ndarray, cyclic: dict[int, np.ndarray],
                          title: str = ""):
     """Figure 1: the frame, its human label ``L_t``, and ``l°_t`` for several cycle lengths p,
