@@ -449,6 +449,9 @@ def test_table1_trains_its_cells_on_a_prepared_real_dataset_from_the_command_and
     assert main(["table1", "--profile", "smoke", "--dataset", str(out), "--eval-frames", "every",
                  "--seeds", "5", "--no-progress"]) == 2
     assert "use table_eval='labelled'" in capsys.readouterr().err
+    assert main(["table1", "--profile", "smoke", "--dataset", str(out), "--policy", "baseline",
+                 "--policy", "true-labels", "--seeds", "5", "--no-progress"]) == 2
+    assert "labels only the labelled frames" in capsys.readouterr().err
     assert sorted((isolated_runs / "stages" / "segmenter").iterdir()) == cells, "nothing trained"
 
     # notebook 04 takes the same dataset and reuses every cell the command trained (k = 3 there:

@@ -342,7 +342,15 @@ def test_paired_runs_are_written_in_long_form_and_scored_on_every_frame(isolated
     assert paths[-1] == tmp_path / "table1_runs.csv" and tuple(rows[0]) == RUN_FIELDS
     assert [float(r["miou"]) for r in rows] == [r["miou"] for r in runs]
     md = (tmp_path / "table1.md").read_text()
-    assert "gain of each column over Baseline (ours), paired by seed" in md and "paired 95 % CI" in md
+    assert "gain of each column over Baseline (ours), paired by seed" in md
+    refine = next(line for line in md.splitlines() if line.startswith("| warp-refine | "))
+    gain = [g for g in gains_over(results["DeepLabV3"], "baseline") if g["column"] == "warp-refine"][0]
+    assert f"[{gain['paired_ci95'][0]:+.2f}, {gain['paired_ci95'][1]:+.2f}]" in refine
+    folders = (isolated_runs / "stages" / "segmenter").iterdir()
+    jobs = [json.loads((d / "job.json").read_text()) for d in folders]
+    cells = [j for j in jobs if j["train"]["iters"] == 1]  # g_ψ trains longer
+    assert sorted(j["train"]["seed"] for j in cells) == [0, 0, 1, 1], "a segmenter per column and seed"
+    assert len({j["data"]["kwargs"]["manifest"] for j in cells}) == 1, "all on world 0"
     assert "scored on every frame of the held-out records" in grid_note(run, [0, 1])
 
 
@@ -351,8 +359,10 @@ def test_every_frame_scoring_needs_every_frames_label(isolated_runs, monkeypatch
 
     run = _smoke(table_iters=1, table_crop=(32, 64), table_eval="every")
     monkeypatch.setattr(stages, "every_frame_labelled", lambda clips, truth: False)
-    with pytest.raises(ValueError, match="use table_eval='labelled'"):
-        train_cell(run, "deeplabv3", None)
+    for runs in (lambda: table1_runs(run, ["DeepLabV3"], ["baseline"], [0]), lambda: table2(run, seeds=[0])):
+        with pytest.raises(ValueError, match="use table_eval='labelled'"):
+            runs()
+    assert not (isolated_runs / "stages" / "segmenter").exists(), "refused before any cell trains"
     with pytest.raises(ValueError, match="table_eval='often' must be 'labelled' or 'every'"):
         _smoke(table_eval="often")
     with pytest.raises(ValueError, match="table_min_confidence=0.0 must lie in"):
@@ -376,10 +386,8 @@ def test_the_confident_column_leaves_warp_refines_unsure_pixels_unlabelled(isola
     for (_, full), (_, kept) in zip(whole, confident, strict=True):
         assert "/warp-refine@0.9/" in kept
         full_ids, kept_ids = read_label(full), read_label(kept)
-        # the confident column's own run of warp-refine wrote the same labels, with their confidence
-        source = Path(kept.replace("/warp-refine@0.9/", "/warp-refine/"))
-        assert np.array_equal(read_label(source), full_ids)
-        unsure = read_confidence(confidence_file(source)) < 0.9
+        # the warp-refine column's own labels, with their confidence: one propagation serves both
+        unsure = read_confidence(confidence_file(Path(full))) < 0.9
         assert np.array_equal(kept_ids[~unsure], full_ids[~unsure])
         assert (kept_ids[unsure] == IGNORE_INDEX).all()
         dropped += int(unsure.sum())
@@ -411,3 +419,24 @@ def test_neighbour_examples_show_what_a_slower_camera_adds(isolated_runs):
     assert not np.array_equal(slow["label"], slow["label_d"]), "the camera moved"
     fig = neighbour_change_figure([fast, slow], title="t")
     assert len(fig.axes) == 6
+
+
+def test_table2_pairs_its_rows_on_one_world_and_the_options_reach_the_profile(isolated_runs):
+    from wrp.tables import table2_runs
+
+    run = _smoke(table_iters=1, table_crop=(32, 64))
+    rows = table2_runs(run, ["Baseline B", "B + RLL"], [0, 1], world_seed=0)
+    assert [(r["policy"], r["seed"], r["world_seed"]) for r in rows] == [
+        ("Baseline B", 0, 0), ("Baseline B", 1, 0), ("B + RLL", 0, 0), ("B + RLL", 1, 0)]
+    manifests = {json.loads((d / "job.json").read_text())["data"]["kwargs"]["manifest"]
+                 for d in (isolated_runs / "stages" / "segmenter").iterdir()}
+    assert len(manifests) == 1
+    prof = _table_run("--min-confidence", "0.5", "--world-seed", "3", "--eval-frames", "every").profile
+    assert (prof.table_min_confidence, prof.table_world_seed, prof.table_eval) == (0.5, 3, "every")
+    assert _table_run("--world-seed", "2", table=2).profile.table_world_seed == 2
+    assert table1_runs.__module__ == "wrp.tables"
+
+
+def test_a_table_with_one_seed_falls_back_to_the_seed_spread():
+    checks = table1_checks({"X": gains_over({"baseline": [50.0], "warp-refine": [52.0]}, "baseline")})
+    assert checks == {"X: warp-refine ≥ Baseline + 1.5": True, "X: warp-refine gain > 2 std": True}

@@ -314,20 +314,23 @@ def _plan(groups, chosen: list[int], k: int, path_of) -> tuple[list[PlannedStep]
     return plan, exists
 
 
-def confident_labels(clips, policy: str, labels_root: str | Path, threshold: float, k: int) -> str:
-    """Write the variant ``<policy>@<τ>`` beside a policy's labels: the same labels with every pixel
-    whose confidence is below ``threshold`` left unlabelled (255, ignored by training) — from the
-    ``*_confidence.png`` maps the policy wrote (``propagate_clips(..., confidence=True)``). The
-    propagated labels themselves stay whole: each step starts from them, and a resumed run from
-    the files. A variant file that exists is kept (a killed run resumes). Returns the variant's name."""
+def confident_labels(clips, policy: str, labels_root: str | Path, threshold: float, k: int,
+                     out_root: str | Path | None = None) -> str:
+    """Write the variant ``<policy>@<τ>`` beside a policy's labels (or under ``out_root``): the same
+    labels with every pixel whose confidence is below ``threshold`` left unlabelled (255, ignored by
+    training) — from the ``*_confidence.png`` maps the policy wrote (``propagate_clips(...,
+    confidence=True)``). The propagated labels themselves stay whole: each step starts from them,
+    and a resumed run from the files. A variant file that exists is kept (a killed run resumes).
+    Returns the variant's name."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"min-confidence {threshold} must lie in (0, 1]")
     if policy == "copy":
         raise ValueError("the copy policy has no confidence: --min-confidence applies to the others")
     root, name = Path(labels_root), f"{policy}@{threshold:g}"
+    out = Path(out_root) if out_root is not None else root
     for clip in clips:
         for pos in range(max(0, clip.labelled - k), min(len(clip), clip.labelled + k + 1)):
-            target = label_file(root, name, clip.frames[pos])
+            target = label_file(out, name, clip.frames[pos])
             if target.is_file():
                 continue
             source = label_file(root, policy, clip.frames[pos])

@@ -574,13 +574,31 @@ def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[st
         truth = manifest.ground_truth("train")
         labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
     elif policy == CONFIDENT:
-        folder = propagate(run, "train", ("warp-refine",), min_confidence=run.profile.table_min_confidence)
-        name = f"warp-refine@{run.profile.table_min_confidence:g}"
+        folder, name = confident_stage(run)
         labels = [label_file(folder / "labels", name, clip.frames[pos]) for clip, pos in frames]
     else:
-        folder = propagate(run, "train", (policy,))
+        # warp-refine with its confidence maps: the confident column reads the same labels
+        folder = propagate(run, "train", (policy,), confidence=policy == "warp-refine")
         labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
     return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
+
+
+def confident_stage(run: Run) -> tuple[Path, str]:
+    """Stage ``confident-labels``: the training records' warp-refine labels (the warp-refine
+    column's own, with their confidence) with the pixels below the profile's
+    ``table_min_confidence`` unlabelled. Returns the folder (``labels/…``) and the variant's name."""
+    tau, k = run.profile.table_min_confidence, run.profile.k
+    source = propagate(run, "train", ("warp-refine",), confidence=True)
+    manifest = manifest_for(run)
+
+    def build(out: Path) -> dict[str, Any]:
+        clips = Manifest.load(manifest).clips("train")
+        return {"name": confident_labels(clips, "warp-refine", source / "labels", tau, k, out / "labels")}
+
+    config = {"propagation": str(source), "manifest": str(manifest), "policy": "warp-refine",
+              "min_confidence": tau, "k": k}
+    folder = Stage("confident-labels", config).run(build, verbose=run.progress)
+    return folder, f"warp-refine@{tau:g}"
 
 
 def true_label(truth: Any, clip_id: str, position: int, needed_by: str) -> Path:

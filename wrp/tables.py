@@ -2,11 +2,16 @@
 
 Every cell is one segmenter trained by the shared engine on the human labels mixed 30/70 with a
 policy's generated labels (``wrp.mixing``), for the profile's fixed number of iterations — every
-row gets the same budget — and scored on the held-out records' labelled frames. A cell is a cached
-stage (``segmenter``): a finished cell is never recomputed, a killed one resumes.
+row gets the same budget — and scored on the held-out records' labelled frames, or on all their
+frames (the profile's ``table_eval``). A cell is a cached stage (``segmenter``): a finished cell
+is never recomputed, a killed one resumes. On one world (the profile's ``table_world_seed``) the
+seeds are the segmenters' own: every column of a seed starts from the same weights, and each
+column's gain over Baseline pairs seed by seed (:func:`gains_over`: mean and 95 % t-interval).
+Every cell of every seed is also written in long form (:func:`write_runs`).
 
 - **Table 1**: architectures × label policies (Baseline = human labels only; motion-only labels
-  from frames ±2, as the paper's note says; semantic-only and warp-refine from ±k).
+  from frames ±2, as the paper's note says; semantic-only and warp-refine from ±k), then the
+  ceiling (the world's true labels of the same frames) and warp-refine's confident pixels.
 - **Table 2**: the relaxed label loss ablation: an under-trained baseline (a third of the
   iterations, the LR / 8 — how Zhu et al.'s baseline compares with the others), Baseline B trained
   as long as the rest, B + RLL, and B + RLL + motion-only labels from ±3 (``D^m_3``).
@@ -56,6 +61,8 @@ def neighbour_examples(run: Run, frame_rates: list[float], d: int | None = None)
     and the share of pixels that differ over all training partitions (:func:`neighbour_change`) —
     what :func:`wrp.viz.neighbour_change_figure` draws."""
     d = d or run.profile.k
+    if not 1 <= d <= run.profile.k:
+        raise ValueError(f"d={d} must lie in 1..{run.profile.k} (the profile's propagation range)")
     out = []
     for fps in frame_rates:
         world = run.with_profile(fps=float(fps))
@@ -117,10 +124,13 @@ def table1_runs(run: Run, archs: list[str] | None = None, policies: list[str] | 
     has one split, both are the models' seeds). ``policies`` default to :func:`default_columns`.
     ``k`` (default: the profile's) is how far from their labelled frame semantic-only, warp-refine
     and the true labels are taken; motion-only keeps ±2."""
-    archs = list(archs or run.profile.table_archs)
-    policies = list(policies or default_columns(run))
+    archs = list(dict.fromkeys(archs or run.profile.table_archs))
+    policies = list(dict.fromkeys(policies or default_columns(run)))
     _check_names(archs, ARCHS, "architecture")
     _check_names(policies, COLUMNS, "policy")
+    if TRUE_LABELS in policies and not run.synthetic:
+        raise ValueError(f"the {TRUE_LABELS} column trains on the true label of every generated frame, and "
+                         f"{run.dataset} labels only the labelled frames; leave it out (--policy …)")
     seeds = list(seeds if seeds is not None else run.profile.table_seeds)
     world_seed = _world_seed(run, world_seed)
     _check_scoring(run, seeds, world_seed)
@@ -158,7 +168,7 @@ def table2_runs(run: Run, rows: list[str] | None = None, seeds: list[int] | None
     row). ``arch`` (a name of :data:`ARCHS`) defaults to the first of the profile's
     ``table_archs``, so Baseline B is Table 1's Baseline cell (trained once); ``world_seed`` as in
     :func:`table1_runs`."""
-    names = list(rows or TABLE2_ROWS)
+    names = list(dict.fromkeys(rows or TABLE2_ROWS))
     _check_names(names, TABLE2_ROWS, "Table 2 row")
     arch = arch or table2_arch(run.profile)
     seeds = list(seeds if seeds is not None else run.profile.table_seeds)
@@ -230,8 +240,8 @@ def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -
 def table1_checks(gains: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
     """The paper's pattern in Table 1, per architecture, from :func:`gains_over` against Baseline:
     warp-refine labels gain ≥ 1.5 mIoU, resolved — the lower end of the 95 % interval of the gain
-    paired by seed above 0 (cells of different worlds, which do not pair: the gain above 2 × the
-    larger std of the two cells) — and motion-only labels gain less than warp-refine's."""
+    paired by seed above 0 (with one seed, or cells holding different numbers of seeds: the gain
+    above 2 × the larger std of the two cells) — and motion-only labels gain less than warp-refine's."""
     checks = {}
     for arch, rows in gains.items():
         by = {g["column"]: g for g in rows}
@@ -346,8 +356,11 @@ def _write(stem: str | Path, table_csv: str, table_md: str, note: str,
     stem = Path(stem)
     paths = [atomic_write_text(stem.with_suffix(".csv"), table_csv),
              atomic_write_text(stem.with_suffix(".md"), table_md + ("\n\n" + note if note else "") + "\n")]
+    runs_path = stem.with_name(stem.name + "_runs.csv")
     if runs is not None:
-        paths.append(write_runs(runs, stem.with_name(stem.name + "_runs.csv")))
+        paths.append(write_runs(runs, runs_path))
+    else:  # a runs file of an earlier grid must not stand beside this table
+        runs_path.unlink(missing_ok=True)
     return paths
 
 
