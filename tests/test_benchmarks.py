@@ -1,0 +1,55 @@
+"""The reports the benchmarks write, from measurements laid out as the benchmarks store them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _assessed(folder: Path, rho: dict[str, float], ece: dict[str, float]) -> None:
+    folder.mkdir(parents=True)
+    keep = {"distance": 10, "threshold": 1.0, "kept": {"coverage": 97.0, "accuracy": 96.0},
+            "all": {"coverage": 100.0, "accuracy": 95.0}}
+    policies = {p: {"spearman": rho[p], "ece": ece[p], "keep_90_at_k": keep} for p in rho}
+    (folder / "assess.json").write_text(json.dumps({"config": {}, "policies": policies}))
+
+
+def test_the_quality_report_gives_every_seed_and_the_median_per_world(tmp_path):
+    quality = _benchmark("quality")
+    for seed, (m, w) in enumerate([(0.80, 0.90), (0.70, 0.95), (0.90, 0.85)]):
+        _assessed(tmp_path / "seeds" / f"street_s{seed}", {"motion-only": m, "warp-refine": w},
+                  {"motion-only": 7.0, "warp-refine": 2.0 + seed})
+    text = quality.write_summary(tmp_path).read_text()
+    assert "| street | 1 | motion-only | 0.70 | 7.0 % | 1 | 97.0 % | 95.0 → 96.0 % |" in text
+    assert "| street | warp-refine | 0, 1, 2 | 0.90 | 0.85 | 3.0 % |" in text
+    medians = json.loads((tmp_path / "seeds.json").read_text())["medians"]["street"]
+    assert medians["motion-only"]["min_spearman"] == pytest.approx(0.70)
+
+
+def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
+    regimes = _benchmark("true_labels")
+    record = {"regime": {"profile": "demo", "style": "street", "world_fps": 10.0, "train_records": 20,
+                         "partitions_per_record": 2, "k": 10, "arch": "DeepLabV3", "cell_iters": 400,
+                         "cell_crop": [64, 128], "world_seed": 0, "eval_frames": "every",
+                         "min_confidence": 1.0, "dataset": None},
+              "seeds": [0, 1, 2], "labelled_frames": 40,
+              "cells": {"baseline": [30.0, 31.0, 32.0], "true-labels": [32.0, 33.5, 34.0]},
+              "gains": [{"column": "true-labels", "gain": 2.17, "paired_ci95": [0.74, 3.6]}],
+              "neighbour_change": {"1": 9.5, "10": 38.8}, "seconds": 1800.0}
+    (tmp_path / "regimes").mkdir()
+    (tmp_path / "regimes" / "a.json").write_text(json.dumps(record))
+    row = regimes.write_summary(tmp_path).read_text().splitlines()[-1]
+    assert row.startswith("| 10 | 40 | ±10 (1.00 s) | 38.8 % | DeepLabV3 | 400 × 64×128 | every frame |")
+    assert "| 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in row
