@@ -231,7 +231,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
             bars = results
         else:
             runs = tables.table2_runs(run, args.row, seeds)
-            results = next(iter(tables.cells_of(runs).values()))
+            results = tables.rows_of(runs)
             note = tables.grid_note(run, seeds, table=2)
             paths = tables.write_table2(results, out / "table2", note, runs)
             gains = {tables.table2_arch(run.profile): tables.gains_over(results, "Baseline B")}

@@ -188,7 +188,12 @@ def table2_runs(run: Run, rows: list[str] | None = None, seeds: list[int] | None
 def table2(run: Run, rows: list[str] | None = None, seeds: list[int] | None = None,
            arch: str | None = None, world_seed: int | None = None) -> dict[str, list[float]]:
     """mIoU per seed of every Table 2 row: ``{row: [mIoU, …]}`` (:func:`table2_runs`)."""
-    return next(iter(cells_of(table2_runs(run, rows, seeds, arch, world_seed)).values()))
+    return rows_of(table2_runs(run, rows, seeds, arch, world_seed))
+
+
+def rows_of(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """``{row: [mIoU per seed]}`` of :func:`table2_runs` rows (Table 2 has one architecture)."""
+    return next(iter(cells_of(runs).values()))
 
 
 def write_runs(rows: list[dict[str, Any]], path: str | Path) -> Path:
