@@ -46,7 +46,7 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             "k": args.k or prof.k, "arch": args.arch[0], "cell_iters": prof.table_iters,
             "cell_crop": list(prof.frame_crop(prof.table_crop)), "world_seed": prof.table_world_seed,
             "eval_frames": prof.table_eval, "min_confidence": prof.table_min_confidence,
-            "dataset": str(run.dataset) if run.dataset else None}
+            "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None}
 
 
 def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
@@ -58,11 +58,17 @@ def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
     return f"{x['gain']:+.2f}{ci}"
 
 
+def _start(regime: dict[str, Any]) -> str:
+    """How a regime's cells start: pretrained on a style's world, or (nothing said) from random weights."""
+    return f", pretrained on {regime['pretrain']}" if regime.get("pretrain") else ", from scratch"
+
+
 def write_summary(out: Path) -> Path:
     """``regimes.md``: one row per measured regime (its ceiling and every other column's paired gain)."""
     records = [json.loads(p.read_text()) for p in sorted((out / "regimes").glob("*.json"))]
     records.sort(key=lambda r: (r["regime"]["world_fps"], r["regime"]["train_records"],
-                                r["regime"]["arch"], r["regime"]["cell_iters"]))
+                                r["regime"]["arch"], r["regime"].get("pretrain") or "",
+                                r["regime"]["cell_iters"]))
     lines = ["# Table 1 regimes: how much the neighbouring frames' labels can add",
              "",
              "Each row: one world and student; cells trained with the human labels only (Baseline) and "
@@ -82,7 +88,8 @@ def write_summary(out: Path) -> Path:
         change = r["neighbour_change"][str(g["k"])]
         lines.append(
             f"| {g['world_fps']:g} | {r['labelled_frames']} | ±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
-            f"{change:.1f} % | {g['arch']} | {g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
+            f"{change:.1f} % | {g['arch']}{_start(g)} | "
+            f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
             f"{'every frame' if g['eval_frames'] == 'every' else 'labelled frames'} | "
             f"{world}: {', '.join(map(str, r['seeds']))} | {base[0]:.2f} ± {base[1]:.2f} | "
             f"{_gain(by, TRUE_LABELS)} | "

@@ -50,6 +50,10 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
               "neighbour_change": {"1": 9.5, "10": 38.8}, "seconds": 1800.0}
     (tmp_path / "regimes").mkdir()
     (tmp_path / "regimes" / "a.json").write_text(json.dumps(record))
-    row = regimes.write_summary(tmp_path).read_text().splitlines()[-1]
-    assert row.startswith("| 10 | 40 | ±10 (1.00 s) | 38.8 % | DeepLabV3 | 400 × 64×128 | every frame |")
-    assert "| 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in row
+    pretrained = {**record, "regime": {**record["regime"], "pretrain": "verge"}}
+    (tmp_path / "regimes" / "b.json").write_text(json.dumps(pretrained))
+    scratch, warm = regimes.write_summary(tmp_path).read_text().splitlines()[-2:]
+    assert scratch.startswith("| 10 | 40 | ±10 (1.00 s) | 38.8 % | DeepLabV3, from scratch | 400 × 64×128 | "
+                              "every frame |")
+    assert "| 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
+    assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm

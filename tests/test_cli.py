@@ -42,7 +42,7 @@ def test_help_lists_every_command_with_one_line(entry):
     ("args", "expected"),
     [
         (["--only", "99"], "unknown notebook '99'; give numbers or names of: 00_overview"),
-        (["--profile", "huge"], "invalid choice: 'huge' (choose from 'smoke', 'demo', 'paper')"),
+        (["--profile", "huge"], "invalid choice: 'huge' (choose from 'smoke', 'demo', 'table', 'paper')"),
         (["-p", "seed"], "malformed parameter 'seed'; write NAME=VALUE"),
         (["-p", "=3"], "malformed parameter '=3'"),
         (["-p", "2x=3"], "malformed parameter '2x=3'"),
@@ -69,7 +69,7 @@ def test_profiles_command_prints_the_table_and_rejects_unknown_names():
     out = _run(sys.executable, "-m", "wrp", "profiles", "smoke", "demo")
     assert out.returncode == 0 and "| `height` | 64 | 128 |" in out.stdout
     bad = _run(sys.executable, "-m", "wrp", "profiles", "tiny")
-    assert bad.returncode == 2 and "choose from: smoke, demo, paper" in bad.stderr
+    assert bad.returncode == 2 and "choose from: smoke, demo, table, paper" in bad.stderr
 
 
 def test_stages_command_lists_cached_stages(tmp_path):

@@ -24,7 +24,7 @@ def test_overrides_return_a_copy_and_unknown_fields_are_refused():
     assert demo.seg_iters == 50 and PROFILES["demo"].seg_iters != 50
     with pytest.raises(ValueError, match="unknown profile field.*seg_iter"):
         get_profile("demo", seg_iter=50)
-    with pytest.raises(ValueError, match="unknown profile 'fast'; choose one of: smoke, demo, paper"):
+    with pytest.raises(ValueError, match="unknown profile 'fast'; choose one of: smoke, demo, table, paper"):
         get_profile("fast")
 
 
@@ -45,7 +45,7 @@ def test_profiles_are_frozen():
 def test_table_has_a_row_per_field_and_a_column_per_profile():
     table = profiles_table()
     lines = table.splitlines()
-    assert lines[0] == "| field | smoke | demo | paper |"
+    assert lines[0] == "| field | smoke | demo | table | paper |"
     assert len(lines) == 2 + len(dataclasses.fields(Profile)) - 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -440,3 +441,19 @@ def test_table2_pairs_its_rows_on_one_world_and_the_options_reach_the_profile(is
 def test_a_table_with_one_seed_falls_back_to_the_seed_spread():
     checks = table1_checks({"X": gains_over({"baseline": [50.0], "warp-refine": [52.0]}, "baseline")})
     assert checks == {"X: warp-refine ≥ Baseline + 1.5": True, "X: warp-refine gain > 2 std": True}
+
+
+def test_pretrained_cells_start_from_one_segmenter_of_another_world(isolated_runs):
+    run = _smoke(table_iters=1, table_crop=(32, 64), table_pretrain="verge")
+    cells = [train_cell(run, "deeplabv3", policy, train_seed=seed)
+             for policy, seed in [(None, 0), (None, 1), ("true-labels", 0)]]
+    inits = {json.loads(open(f"{c['stage']}/job.json").read())["train"]["init"] for c in cells}
+    assert len(inits) == 1, "every column and seed starts from the same weights"
+    pretrained = json.loads((Path(inits.pop()).parent / "job.json").read_text())
+    world = Manifest.load(pretrained["data"]["kwargs"]["manifest"])
+    assert pretrained["data"]["kwargs"]["generated"], "pretrained on every frame's true label"
+    assert pretrained["train"]["iters"] == run.profile.seg_iters and "init" not in pretrained["train"]
+    ours = Manifest.load(manifest_for(run.with_seed(0)))
+    assert {c.images[0] for c in world.clips("train")}.isdisjoint({c.images[0] for c in ours.clips("train")})
+    worlds = [json.loads(p.read_text()) for p in (isolated_runs / "stages" / "synth").glob("*/config.json")]
+    assert any('"verge"' in json.dumps(w) and '1000' in json.dumps(w) for w in worlds), worlds

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -272,3 +273,47 @@ def test_a_truncated_or_foreign_model_file_is_refused_naming_it(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"checkpoint\.pt is not a checkpoint wrp loads"):
         train(job, tmp_path, progress=False)
+
+
+def test_a_job_starts_from_the_weights_it_names_and_refuses_foreign_or_missing_ones(tmp_path):
+    first = _job(iters=3, batch=4)
+    launch(first, tmp_path / "first", nproc=1, progress=False)
+    start = tmp_path / "first" / "model.pt"
+    one_step = replace(first, train=replace(first.train, iters=1, base_lr=1e-12, init=str(start)))
+    launch(one_step, tmp_path / "from", nproc=1, progress=False)
+    fresh = replace(one_step, train=replace(one_step.train, init=None))
+    launch(fresh, tmp_path / "fresh", nproc=1, progress=False)
+    started, loaded = _weights(tmp_path / "from"), _weights(tmp_path / "first")
+    weights = [k for k in loaded if "running" not in k and "num_batches" not in k]
+    for key in weights:  # a step of LR 1e-12 leaves the start weights where they were
+        assert torch.allclose(started[key], loaded[key], atol=1e-6), key
+    assert not all(torch.allclose(_weights(tmp_path / "fresh")[k], loaded[k]) for k in weights)
+    assert "init" not in Job.to_json(fresh)["train"], "a job without start weights keeps its old key"
+
+    missing = replace(first, train=replace(first.train, init=str(tmp_path / "none.pt")))
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        launch(missing, tmp_path / "missing", nproc=1, progress=False)
+    torch.save({"other.weight": torch.zeros(2)}, tmp_path / "foreign.pt")
+    foreign = replace(first, train=replace(first.train, init=str(tmp_path / "foreign.pt")))
+    with pytest.raises(ValueError, match="foreign.pt.*not weights of this model"):
+        launch(foreign, tmp_path / "foreign", nproc=1, progress=False)
+
+
+def test_evaluation_in_batches_scores_as_frame_by_frame_and_takes_frames_of_several_sizes(tmp_path):
+    from PIL import Image
+
+    from wrp.models import build_model
+    from wrp.train import evaluate
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i, (h, w) in enumerate([(32, 64)] * 5 + [(48, 64), (32, 64)]):
+        image, label = tmp_path / f"{i}.png", tmp_path / f"{i}_label.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(image)
+        Image.fromarray(rng.integers(0, 19, (h, w), dtype=np.uint8)).save(label)
+        samples.append((image, label))
+    torch.manual_seed(0)
+    model = build_model("deeplabv3", backbone="resnet18", output_stride=16)
+    one = evaluate(model, samples, progress=False, batch_size=1)
+    batched = evaluate(model, samples, progress=False, batch_size=4)
+    assert one["confusion"] == batched["confusion"] and batched["images"] == 7

@@ -206,7 +206,8 @@ def table_run(args: argparse.Namespace) -> Run:
     return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
                 table_eval=getattr(args, "eval_frames", None),
                 table_world_seed=getattr(args, "world_seed", None),
-                table_min_confidence=getattr(args, "min_confidence", None))
+                table_min_confidence=getattr(args, "min_confidence", None),
+                table_pretrain=getattr(args, "pretrain", None))
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -376,6 +377,11 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     parser.add_argument("--world-fps", type=POSITIVE, metavar="FPS",
                         help="render the synthetic world at FPS frames per second (default: the "
                              "profile's, 35): at 10 a partition's frames show more new street")
+    styles = [s for s in STYLES if s != HELD_OUT_STYLE]  # the held-out style stays out of every choice
+    parser.add_argument("--pretrain", choices=styles, metavar="STYLE",
+                        help="start every cell from a segmenter pretrained on a synthetic world of "
+                             "STYLE (as the paper's students start from ImageNet weights; default: the "
+                             f"profile's table_pretrain; one of {', '.join(styles)})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 
 # at the rate measured best from scratch on the synthetic world, and the run says so.
 FALLBACK_LR = BASE_LR["synthetic"]
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
+PRETRAIN_SEED = 1000  # the world Table cells are pretrained on (``table_pretrain``): none a table uses
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
 DENOISER_VERSION = 2  # 2: Ω's weights and gate chosen on held-out training records
@@ -171,9 +173,10 @@ def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbon
                   loss: str = "ce", iters: int | None = None, base_lr: float | None = None,
                   generated: list[list[str]] | None = None, human_share: float = 0.3,
                   crop: list[int] | None = None, augment: dict[str, Any] | None = None,
-                  train_seed: int | None = None) -> Job:
+                  train_seed: int | None = None, init: str | None = None) -> Job:
     """The :class:`~wrp.train.Job` that trains one segmenter at the run's sizes: a fixed epoch of
-    3× the human-labelled set (supplementary 3.1), the profile's iterations unless ``iters``."""
+    3× the human-labelled set (supplementary 3.1), the profile's iterations unless ``iters``,
+    from the weights ``init`` (a ``model.pt`` of the same model) or from random ones."""
     prof = run.profile
     iters = iters if iters is not None else prof.seg_iters
     n_human = len(Manifest.load(manifest).train)
@@ -187,7 +190,7 @@ def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbon
         loss=Builder("segmentation-loss", {"main": loss}),
         train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                           base_lr=base_lr if base_lr is not None else base_lr_for(run), seed=seed,
-                          device=run.device, checkpoint_every=max(1, iters // 10)),
+                          device=run.device, checkpoint_every=max(1, iters // 10), init=init),
     )
 
 
@@ -631,11 +634,26 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
                                  "iters": max(1, round(prof.table_iters * iters_share))}
     if lr_factor != 1.0:
         overrides["base_lr"] = base_lr_for(run) * lr_factor
+    if prof.table_pretrain:
+        overrides["init"] = str(pretrained_segmenter(run, arch) / "model.pt")
     folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
     metrics = json.loads((folder / "metrics.json").read_text())
     if prof.table_eval == "every":
         metrics = json.loads((score_every_frame(run, folder) / "metrics.json").read_text())
     return {**metrics, "eval_frames": metrics["images"], "stage": str(folder)}
+
+
+def pretrained_segmenter(run: Run, arch: str) -> Path:
+    """Stage ``segmenter`` of the weights every Table cell of ``arch`` starts from when the profile
+    names a ``table_pretrain`` style: a segmenter trained on another world — that style, seed
+    :data:`PRETRAIN_SEED`, every frame of its training partitions labelled (its true labels) — for
+    the profile's ``seg_iters`` at the table's crop. The analogue of the paper's students, which
+    start from ImageNet weights: a cell fine-tunes features it already has, so what it learns
+    from the table's labels is the table's data, not how to see at all."""
+    prof = run.profile
+    other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain), dataset=None)
+    return train_segmenter(other, arch, generated=generated_pairs(other, TRUE_LABELS),
+                           crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters)
 
 
 def every_frame_samples(run: Run) -> list[tuple[Path, Path]]:

@@ -67,6 +67,9 @@ class TrainConfig:
     # keep the weights of every ``snapshot_every``-th iteration as ``snapshots/<iteration>.pt``
     # (and of the last), for choosing among them afterwards (Ω: ``wrp.denoiser.select_refinement``)
     snapshot_every: int | None = field(default=None, metadata=ADDED_LATER)
+    # the weights (a ``model.pt`` of the same model) training starts from instead of a random
+    # initialisation: a segmenter pretrained on other data, as the paper's start from ImageNet
+    init: str | None = field(default=None, metadata=ADDED_LATER)
 
     def __post_init__(self) -> None:
         if self.device == "auto":  # a stage's key must not depend on how its device was spelled
@@ -209,6 +212,19 @@ def _place(model: nn.Module, device: str, channels_last: bool) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def _initialise(model: nn.Module, path: str) -> None:
+    """Load the start weights ``path`` (a ``model.pt``) into ``model``, or an error naming the
+    file: it must exist and hold this very model's weights."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"the start weights {path} do not exist; train the model they come "
+                                "from first (or leave init unset for random weights)")
+    try:
+        model.load_state_dict(load_state(path))
+    except RuntimeError as exc:
+        raise ValueError(f"the start weights {path} are not weights of this model ({str(exc)[:300]}); "
+                         "pretrain the same architecture and backbone") from exc
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -258,6 +274,8 @@ def train(job: Job, out_dir: str | Path, progress: bool = True) -> dict[str, Any
 
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     model = job.model.build()
+    if cfg.init:
+        _initialise(model, cfg.init)
     if distributed and cfg.sync_bn:
         model = convert_sync_batchnorm(model, cuda=device.startswith("cuda"))
     _place(model, device, cfg.channels_last)
@@ -433,14 +451,27 @@ def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", flip: bool
 
 
 def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "cpu",
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, batch_size: int = 8) -> dict[str, Any]:
     """Confusion matrix, mIoU and per-class IoU of ``model`` on (image, label) files, at the
-    single scale the label policies run ``g_ψ`` at."""
+    single scale the label policies run ``g_ψ`` at; consecutive frames of one size go through the
+    model ``batch_size`` at a time (eval mode: the same predictions as one by one)."""
 
     conf = 0
-    for image_path, label_path in progress_bar(samples, desc="evaluate", disable=not progress):
-        probs = predict(model, read_image(image_path), device)
-        conf = conf + confusion_matrix(probs.argmax(0).numpy(), read_label(label_path))
+    bar = progress_bar(total=len(samples), desc="evaluate", disable=not progress)
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        images = [read_image(image_path) for image_path, _ in chunk]
+        groups = [images] if len({im.shape for im in images}) == 1 else [[im] for im in images]
+        predicted = []
+        for group in groups:
+            x = torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).float()
+            model.to(device)
+            probs, _ = segment(model, x)
+            predicted.extend(probs.argmax(1).cpu().numpy())
+        for labels, (_, label_path) in zip(predicted, chunk, strict=True):
+            conf = conf + confusion_matrix(labels, read_label(label_path))
+        bar.update(len(chunk))
+    bar.close()
     per_class = {CLASS_NAMES[i]: round(float(v) * 100, 2) for i, v in enumerate(iou(conf)) if np.isfinite(v)}
     return {"miou": round(mean_iou(conf), 2), "per_class_iou": per_class, "images": len(samples),
             "confusion": conf.tolist()}
