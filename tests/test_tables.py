@@ -445,10 +445,11 @@ def test_a_table_with_one_seed_falls_back_to_the_seed_spread():
 
 def test_pretrained_cells_start_from_one_segmenter_of_another_world(isolated_runs):
     run = _smoke(table_iters=1, table_crop=(32, 64), table_pretrain="verge")
+    fewer = train_cell(run.with_profile(train_records=1), "deeplabv3", None)
     cells = [train_cell(run, "deeplabv3", policy, train_seed=seed)
              for policy, seed in [(None, 0), (None, 1), ("true-labels", 0)]]
-    inits = {json.loads(open(f"{c['stage']}/job.json").read())["train"]["init"] for c in cells}
-    assert len(inits) == 1, "every column and seed starts from the same weights"
+    inits = {json.loads(open(f"{c['stage']}/job.json").read())["train"]["init"] for c in [*cells, fewer]}
+    assert len(inits) == 1, "every column, seed and size of the table's world starts from the same weights"
     pretrained = json.loads((Path(inits.pop()).parent / "job.json").read_text())
     world = Manifest.load(pretrained["data"]["kwargs"]["manifest"])
     assert pretrained["data"]["kwargs"]["generated"], "pretrained on every frame's true label"

@@ -67,6 +67,7 @@ BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 
 FALLBACK_LR = BASE_LR["synthetic"]
 DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
 PRETRAIN_SEED = 1000  # the world Table cells are pretrained on (``table_pretrain``): none a table uses
+PRETRAIN_RECORDS = 20  # its training records, whatever the table's world has (the demo's 20)
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
 DENOISER_VERSION = 2  # 2: Ω's weights and gate chosen on held-out training records
@@ -646,12 +647,14 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
 def pretrained_segmenter(run: Run, arch: str) -> Path:
     """Stage ``segmenter`` of the weights every Table cell of ``arch`` starts from when the profile
     names a ``table_pretrain`` style: a segmenter trained on another world — that style, seed
-    :data:`PRETRAIN_SEED`, every frame of its training partitions labelled (its true labels) — for
-    the profile's ``seg_iters`` at the table's crop. The analogue of the paper's students, which
+    :data:`PRETRAIN_SEED`, :data:`PRETRAIN_RECORDS` training records whatever the table's world
+    has, every frame of their partitions labelled (its true labels) — for the profile's
+    ``seg_iters`` at the table's crop. The analogue of the paper's students, which
     start from ImageNet weights: a cell fine-tunes features it already has, so what it learns
     from the table's labels is the table's data, not how to see at all."""
     prof = run.profile
-    other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain), dataset=None)
+    other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain,
+                                                              train_records=PRETRAIN_RECORDS), dataset=None)
     return train_segmenter(other, arch, generated=generated_pairs(other, TRUE_LABELS),
                            crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters)
 
