@@ -556,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_run_options(tab, seed=False)
         tab.set_defaults(func=_cmd_table, command=f"table{table}")
 
-    prof = commands.add_parser("profiles", help="show the size presets (smoke, demo, table, paper) side by side")
+    prof = commands.add_parser("profiles", help="show the size presets side by side")
     prof.add_argument("names", nargs="*", metavar="PROFILE",
                       help=f"profiles to show (default: all of {', '.join(profile_names())})")
     prof.set_defaults(func=_cmd_profiles)
