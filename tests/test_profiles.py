@@ -56,3 +56,12 @@ def test_a_slow_machine_gets_a_slow_demo_not_a_failed_one():
 
     assert PROFILES["demo"].cell_timeout_s is None and PROFILES["paper"].cell_timeout_s is None
     assert PROFILES["smoke"].cell_timeout_s
+
+
+def test_the_table_profile_is_the_demo_at_10_frames_per_second_with_the_table_protocol():
+    demo, table = PROFILES["demo"], PROFILES["table"]
+    changed = {f for f in demo.as_dict() if demo.as_dict()[f] != table.as_dict()[f]}
+    assert changed == {"name", "description", "fps", "table_seeds", "table_iters", "table_eval",
+                       "table_world_seed", "table_pretrain"}, "g_ψ, Ω and the world's size are the demo's"
+    assert table.fps == 10.0 and len(table.table_seeds) >= 5 and table.table_world_seed is not None
+    assert table.table_eval == "every" and table.table_pretrain == "verge"
