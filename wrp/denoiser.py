@@ -320,34 +320,55 @@ def refine(denoiser: Denoiser, x: Tensor, ocr: Tensor | None = None) -> Tensor:
 GATE_THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
 
 
+#: A class is judged only where the selection records show enough of it (a share of their scored
+#: pixels, per half: motion explains the pixel or not); on a rarer class both its gates stay closed —
+#: Ω neither erases it from its input nor writes it — since a handful of pixels cannot show whether
+#: Ω knows it (a class almost absent from the training records is the one Ω is likely to erase).
+MIN_SUPPORT = 5e-4
+
+
 @dataclass(frozen=True)
 class Gate:
     """Where Ω's label replaces its input label: where Ω's probability of its own label ``c``
-    exceeds ``valid[c]`` on pixels the motion explains, ``unexplained[c]`` on the others (a class
-    Ω gets wrong on held-out records must be surer before it may overwrite the input).
-    ``Gate()`` is Ω alone (the paper); :meth:`closed` leaves every input label as it is."""
+    exceeds both the threshold of ``c`` (``valid[c]`` on pixels the motion explains,
+    ``unexplained[c]`` on the others) and the threshold of the input's label ``i``
+    (``input_valid[i]``, ``input_unexplained[i]``). The first keeps Ω from writing a class it gets
+    wrong, the second from erasing one it does not know. ``Gate()`` is Ω alone (the paper);
+    :meth:`closed` leaves every input label as it is."""
 
     valid: tuple[float, ...] = (0.0,) * NUM_CLASSES
     unexplained: tuple[float, ...] = (0.0,) * NUM_CLASSES
+    input_valid: tuple[float, ...] = (0.0,) * NUM_CLASSES
+    input_unexplained: tuple[float, ...] = (0.0,) * NUM_CLASSES
 
     def __post_init__(self) -> None:
-        for name in ("valid", "unexplained"):
+        for name in ("valid", "unexplained", "input_valid", "input_unexplained"):
             object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
 
     @classmethod
     def closed(cls, num_classes: int = NUM_CLASSES) -> Gate:
-        return cls((1.0,) * num_classes, (1.0,) * num_classes)
+        return cls(*([(1.0,) * num_classes] * 4))
+
+    def groups(self) -> list[float]:
+        """Every threshold: Ω's class (motion explains, not), then the input's class (same)."""
+        return [*self.valid, *self.unexplained, *self.input_valid, *self.input_unexplained]
 
     def apply(self, probs: Tensor, labels: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """(B, K, H, W) Ω probabilities, (B, H, W) input train ids and validity → the gated train
         ids and Ω's probability of each (B, H, W). Input pixels without a label (255) take Ω's."""
         conf, ids = probs.max(1)
-        tables = torch.tensor([self.valid, self.unexplained], dtype=conf.dtype, device=probs.device)
-        threshold = tables[(~valid.to(probs.device).bool()).long(), ids]
+        K = probs.shape[1]
+        half = (~valid.to(probs.device).bool()).long()
         labels = labels.to(probs.device).long()
-        keep = (conf <= threshold) & (labels < probs.shape[1])
+        def table(*rows: tuple[float, ...]) -> Tensor:
+            return torch.tensor(rows, dtype=conf.dtype, device=probs.device)
+
+        by_omega = table(self.valid, self.unexplained)[half, ids]
+        by_input = table(self.input_valid, self.input_unexplained)[half, labels.clamp(max=K - 1)]
+        threshold = torch.maximum(by_omega, by_input)
+        keep = (conf <= threshold) & (labels < K)
         out = torch.where(keep, labels, ids)
-        return out, probs.gather(1, out[:, None].clamp(max=probs.shape[1] - 1))[:, 0]
+        return out, probs.gather(1, out[:, None].clamp(max=K - 1))[:, 0]
 
 
 def _predictions(denoiser: Denoiser, data: CyclicDataset, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -362,30 +383,49 @@ def _predictions(denoiser: Denoiser, data: CyclicDataset, batch: int) -> tuple[n
 
 
 def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: np.ndarray,
-                 truth: np.ndarray, thresholds: Sequence[float], K: int) -> tuple[Gate, float]:
-    """The gate that maximises the mIoU of the gated labels against ``truth``: pixels are grouped by
-    (motion explains them, Ω's class); each group's confusion matrix is known for every threshold,
-    so thresholds are chosen group by group (coordinate ascent from the best single threshold)."""
+                 truth: np.ndarray, thresholds: Sequence[float], K: int,
+                 min_support: float = MIN_SUPPORT) -> tuple[Gate, float]:
+    """The gate that maximises the mIoU of the gated labels against ``truth``. A pixel's fate
+    depends on its (half, input class, Ω's class) triple and the higher of its two groups'
+    thresholds, so each triple's confusion matrix is tabled once per threshold and the 4K group
+    thresholds are chosen by coordinate ascent from the best single threshold; groups without
+    :data:`MIN_SUPPORT` stay closed. ``thresholds`` must ascend (the last closes a group)."""
     keep = truth != IGNORE_INDEX
-    pred, conf, inputs, truth = pred[keep], conf[keep], inputs[keep], truth[keep]
-    group = np.where(valid[keep], 0, 1) * K + pred.astype(np.int64)
+    pred, inputs = pred[keep].astype(np.int64), inputs[keep].astype(np.int64)
+    conf, truth = conf[keep], truth[keep]
+    half = np.where(valid[keep], 0, 1)
     missing = inputs >= K  # an input without a label always takes Ω's
+    fixed = confusion_matrix(pred[missing], truth[missing], K)
+    pred, conf, inputs, truth, half = (a[~missing] for a in (pred, conf, inputs, truth, half))
+    n = 2 * K * K
+    triple = (half * K + inputs) * K + pred
     cell = truth.astype(np.int64) * (K + 1)
-    tables = np.zeros((2 * K, len(thresholds), K, K + 1), np.int64)
+    tables = np.zeros((n, len(thresholds), K, K + 1), np.int64)
     for t, threshold in enumerate(thresholds):
-        out = np.minimum(np.where((conf > threshold) | missing, pred, inputs).astype(np.int64), K)
-        counts = np.bincount(group * (K * (K + 1)) + cell + out, minlength=2 * K * K * (K + 1))
-        tables[:, t] = counts.reshape(2 * K, K, K + 1)
+        out = np.where(conf > threshold, pred, inputs)
+        counts = np.bincount(triple * (K * (K + 1)) + cell + out, minlength=n * K * (K + 1))
+        tables[:, t] = counts.reshape(n, K, K + 1)
+    j = np.arange(n)
+    of_omega = (j // (K * K)) * K + j % K  # the triple's group on Ω's class ...
+    of_input = 2 * K + j // K  # ... and on the input's class (groups 2K..4K)
+    scored = max(int(keep.sum()), 1)
+    support = np.concatenate([np.bincount(half * K + np.minimum(truth, K - 1), minlength=2 * K),
+                              np.bincount(half * K + inputs, minlength=2 * K)])
+    frozen = support < min_support * scored
+    closed = len(thresholds) - 1
 
     def score(choice: np.ndarray) -> float:
-        return mean_iou(tables[np.arange(2 * K), choice].sum(0))
+        level = np.maximum(choice[of_omega], choice[of_input])
+        return mean_iou(tables[j, level].sum(0) + fixed)
 
-    candidates = [np.full(2 * K, t) for t in range(len(thresholds))]
-    choice = max(candidates, key=lambda c: (round(score(c), 4), int(c[0])))  # a tie: surer
+    def start(t: int) -> np.ndarray:
+        return np.where(frozen, closed, t)
+
+    choice = max((start(t) for t in range(len(thresholds))), key=lambda c: (round(score(c), 4), int(c[0])))
     best = score(choice)
     for _ in range(3):
         improved = False
-        for g in range(2 * K):
+        for g in np.flatnonzero(~frozen):
             for t in range(len(thresholds)):
                 trial = choice.copy()
                 trial[g] = t
@@ -396,7 +436,7 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
         if not improved:
             break
     levels = [float(thresholds[t]) for t in choice]
-    return Gate(tuple(levels[:K]), tuple(levels[K:])), best
+    return Gate(*(tuple(levels[i * K:(i + 1) * K]) for i in range(4))), best
 
 
 def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: Sequence[int],
@@ -408,9 +448,9 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
     Every snapshot of the training run (``snapshots/``) is scored on the cyclic samples of
     ``clips`` with the gate that suits it best; the closed gate — no label changed, Ω only filling
     pixels its input leaves without a label — is always a candidate, so the choice is never worse
-    than Ω's input on these records wherever the input has a label. A (class, motion explains the
-    pixel or not) group Ω never proposes there stays closed. Returns the choice and every
-    snapshot's score (for ``metrics.json``)."""
+    than Ω's input on these records wherever the input has a label. A class these records show too
+    little of (:data:`MIN_SUPPORT`) stays closed both ways. Returns the choice and every snapshot's
+    score (for ``metrics.json``)."""
     folder = Path(folder)
     data = CyclicDataset(samples, hflip=False)
     wanted = set(int(c) for c in clips)
@@ -438,7 +478,8 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
     if path != folder / FINAL:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         atomic_save(folder / FINAL, lambda f: torch.save(weights, f))
-    return {"snapshot": path.name, "gate": {"valid": list(gate.valid), "unexplained": list(gate.unexplained)},
+    return {"snapshot": path.name, "gate": {name: list(getattr(gate, name)) for name in
+                                            ("valid", "unexplained", "input_valid", "input_unexplained")},
             "clips": sorted(wanted), "samples": len(data), "input_miou": round(before, 3),
             "chosen_miou": round(value, 3), "snapshots": scores}
 
@@ -487,5 +528,5 @@ def refinement_warning(held_out: dict[str, Any]) -> str | None:
 
 
 __all__ = ["Denoiser", "pack_inputs", "build_denoiser", "make_cyclic_samples", "CyclicDataset",
-           "cyclic_dataset", "refine", "GATE_THRESHOLDS", "Gate", "select_refinement", "score_cyclic",
-           "refinement_warning"]
+           "cyclic_dataset", "refine", "GATE_THRESHOLDS", "MIN_SUPPORT", "Gate", "select_refinement",
+           "score_cyclic", "refinement_warning"]

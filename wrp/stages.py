@@ -70,7 +70,8 @@ PRETRAIN_SEED = 1000  # the world Table cells are pretrained on (``table_pretrai
 PRETRAIN_RECORDS = 20  # its training records, whatever the table's world has (the demo's 20)
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
-DENOISER_VERSION = 2  # 2: Ω's weights and gate chosen on held-out training records
+# 2: Ω's weights and gate chosen on held-out training records; 3: gated on the input's class too
+DENOISER_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,9 +340,9 @@ def denoiser_summary(folder: Path) -> str:
     ``wrp train-denoiser`` and notebook 03 print)."""
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     held, chosen = metrics["held_out"], metrics["selection"]
-    gate = chosen["gate"]["valid"] + chosen["gate"]["unexplained"]
+    gate = Gate(**chosen["gate"]).groups()
     return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
-            f"(class, motion explains the pixel or not) groups\n"
+            f"(Ω's class or the input's, motion explains the pixel or not) groups\n"
             f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
             f"{chosen['input_miou']:.2f} → {chosen['chosen_miou']:.2f}\n"
             f"validation records' cyclic labels: mIoU {held['cyclic']:.2f} before Ω, "
