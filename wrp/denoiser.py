@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -342,16 +342,16 @@ class Gate:
     input_unexplained: tuple[float, ...] = (0.0,) * NUM_CLASSES
 
     def __post_init__(self) -> None:
-        for name in ("valid", "unexplained", "input_valid", "input_unexplained"):
-            object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
+        for f in fields(self):
+            object.__setattr__(self, f.name, tuple(float(t) for t in getattr(self, f.name)))
 
     @classmethod
     def closed(cls, num_classes: int = NUM_CLASSES) -> Gate:
-        return cls(*([(1.0,) * num_classes] * 4))
+        return cls(*[(1.0,) * num_classes for _ in fields(cls)])
 
     def groups(self) -> list[float]:
         """Every threshold: Ω's class (motion explains, not), then the input's class (same)."""
-        return [*self.valid, *self.unexplained, *self.input_valid, *self.input_unexplained]
+        return [t for f in fields(self) for t in getattr(self, f.name)]
 
     def apply(self, probs: Tensor, labels: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """(B, K, H, W) Ω probabilities, (B, H, W) input train ids and validity → the gated train
@@ -360,12 +360,8 @@ class Gate:
         K = probs.shape[1]
         half = (~valid.to(probs.device).bool()).long()
         labels = labels.to(probs.device).long()
-        def table(*rows: tuple[float, ...]) -> Tensor:
-            return torch.tensor(rows, dtype=conf.dtype, device=probs.device)
-
-        by_omega = table(self.valid, self.unexplained)[half, ids]
-        by_input = table(self.input_valid, self.input_unexplained)[half, labels.clamp(max=K - 1)]
-        threshold = torch.maximum(by_omega, by_input)
+        tables = torch.tensor(astuple(self), dtype=conf.dtype, device=probs.device)  # the 4 fields, in order
+        threshold = torch.maximum(tables[half, ids], tables[2 + half, labels.clamp(max=K - 1)])
         keep = (conf <= threshold) & (labels < K)
         out = torch.where(keep, labels, ids)
         return out, probs.gather(1, out[:, None].clamp(max=K - 1))[:, 0]
@@ -409,7 +405,7 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
     of_omega = (j // (K * K)) * K + j % K  # the triple's group on Ω's class ...
     of_input = 2 * K + j // K  # ... and on the input's class (groups 2K..4K)
     scored = max(int(keep.sum()), 1)
-    support = np.concatenate([np.bincount(half * K + np.minimum(truth, K - 1), minlength=2 * K),
+    support = np.concatenate([np.bincount(half * K + truth, minlength=2 * K),
                               np.bincount(half * K + inputs, minlength=2 * K)])
     frozen = support < min_support * scored
     closed = len(thresholds) - 1
@@ -436,7 +432,7 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
         if not improved:
             break
     levels = [float(thresholds[t]) for t in choice]
-    return Gate(*(tuple(levels[i * K:(i + 1) * K]) for i in range(4))), best
+    return Gate(*(levels[i:i + K] for i in range(0, 4 * K, K))), best
 
 
 def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: Sequence[int],
@@ -478,8 +474,7 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
     if path != folder / FINAL:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         atomic_save(folder / FINAL, lambda f: torch.save(weights, f))
-    return {"snapshot": path.name, "gate": {name: list(getattr(gate, name)) for name in
-                                            ("valid", "unexplained", "input_valid", "input_unexplained")},
+    return {"snapshot": path.name, "gate": {name: list(t) for name, t in asdict(gate).items()},
             "clips": sorted(wanted), "samples": len(data), "input_miou": round(before, 3),
             "chosen_miou": round(value, 3), "snapshots": scores}
 
