@@ -98,6 +98,16 @@ def measure(run: Run, world: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # The report over every measured world and seed
 # ---------------------------------------------------------------------------------------------
+def _gate(r: dict[str, Any]) -> str:
+    """Which gate chose the run's refinement, told by its record: the gate on Ω's class alone
+    (2 thresholds per class, ``DENOISER_VERSION`` 2) or on Ω's and the input's class (4, version 3)."""
+    gate = r["omega"]["selection"]["gate"]
+    opened = sum(t < 1 for values in gate.values() for t in values)
+    total = sum(len(values) for values in gate.values())
+    kind = "Ω's and the input's class" if "input_valid" in gate else "Ω's class only"
+    return f"on {kind}, {opened} of {total} groups open"
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
@@ -143,6 +153,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                                  "refined": r["omega"]["held_out"]["refined"],
                                  "per_p": r["omega"]["held_out"]["per_p"]} for r in runs],
             "warnings": [r["omega"]["warning"] for r in runs if r["omega"]["warning"]],
+            "gate": {str(r["seed"]): _gate(r) for r in runs},
             "checks": {
                 "warp-refine ≥ motion-only − 0.5 at every d": min(vs_motion.values()) >= -0.5,
                 f"warp-refine − best other at d={k} ≥ 5": margin[k] >= 5,
@@ -187,7 +198,8 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
                       f"retention mIoU({k})/mIoU(1) = {s['retention']:.2f}",
                   f"- worst class at d=1 against motion-only: {s['worst_class_loss_d1']['class']} "
                   f"({-s['worst_class_loss_d1']['iou']:+.1f} IoU)",
-                  f"- held-out cyclic labels before → after Ω: {cyc}"]
+                  f"- held-out cyclic labels before → after Ω: {cyc}",
+                  "- gate: " + "; ".join(f"seed {seed} {g}" for seed, g in s["gate"].items())]
         lines += [f"- {'PASS' if ok else 'MISS'} {check}" for check, ok in s["checks"].items()]
         lines += [f"- warning: {w}" for w in s["warnings"]] + [""]
     atomic_write_text(out / "generalisation.md", "\n".join(lines))
