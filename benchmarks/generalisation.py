@@ -130,6 +130,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         ds = range(1, k + 1)
         margin = {d: round(cell["warp-refine", d] - max(cell[p, d] for p in ours), 2) for d in ds}
         vs_motion = {d: round(cell["warp-refine", d] - cell["motion-only", d], 2) for d in ds}
+        alone = ({d: round(cell[ALONE, d] - cell["motion-only", d], 2) for d in ds}
+                 if ALONE in policies else {})
         classes = [c for c in runs[0]["accuracy"][0] if c.startswith("iou_")]
 
         def iou(policy: str, c: str, runs: list[dict[str, Any]] = runs) -> float | None:
@@ -147,6 +149,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "seeds": sorted(r["seed"] for r in runs), "k": k, "policies": policies,
             "miou": {f"{p}|{d}": v for (p, d), v in cell.items()},
             "warp_refine_minus_best_other": margin, "warp_refine_minus_motion_only": vs_motion,
+            "omega_alone_minus_motion_only": alone,
             "retention": round(cell["warp-refine", k] / cell["warp-refine", 1], 3),
             "worst_class_loss_d1": {"class": worst[0], "iou": worst[1]},
             "held_out_cyclic": [{"seed": r["seed"], "cyclic": r["omega"]["held_out"]["cyclic"],
@@ -202,10 +205,33 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
                   "- gate: " + "; ".join(f"seed {seed} {g}" for seed, g in s["gate"].items())]
         lines += [f"- {'PASS' if ok else 'MISS'} {check}" for check, ok in s["checks"].items()]
         lines += [f"- warning: {w}" for w in s["warnings"]] + [""]
+    lines += _per_seed_table(results)
     atomic_write_text(out / "generalisation.md", "\n".join(lines))
     atomic_write_json(out / "generalisation.json", {"summary": summary, "results": results})
     _figure(summary, out / "generalisation.png")
     return summary
+
+
+def _per_seed_table(results: list[dict[str, Any]]) -> list[str]:
+    """Every world and seed on one row: :func:`summarise` of that run alone."""
+    lines = ["## Per world and seed", "",
+             "| world | seed | wr − motion-only, worst d | wr − best other, d=k | Ω alone − motion-only, "
+             "worst d | retention | worst class at d=1 (IoU vs motion-only) | held-out cyclic before → "
+             "after (worst p gain) | gate | snapshot |",
+             "|---|---|---:|---:|---:|---:|---|---|---|---|"]
+    for r in results:
+        (s,) = summarise([r]).values()
+        k, vs_motion, alone = s["k"], s["warp_refine_minus_motion_only"], s["omega_alone_minus_motion_only"]
+        worst_d = min(vs_motion, key=lambda d: vs_motion[d])
+        (c,) = s["held_out_cyclic"]
+        gain = min(v["refined"] - v["cyclic"] for v in c["per_p"].values())
+        alone_worst = f"{min(alone.values()):+.2f}" if alone else "—"
+        lines.append(f"| {r['world']} | {r['seed']} | {vs_motion[worst_d]:+.2f} (d={worst_d}) | "
+                     f"{s['warp_refine_minus_best_other'][k]:+.2f} | {alone_worst} | {s['retention']:.2f} | "
+                     f"{s['worst_class_loss_d1']['class']} {-s['worst_class_loss_d1']['iou']:+.1f} | "
+                     f"{c['cyclic']:.1f} → {c['refined']:.1f} ({gain:+.2f}) | {s['gate'][str(r['seed'])]} | "
+                     f"{r['omega']['selection']['snapshot']} |")
+    return lines + [""]
 
 
 def _figure(summary: dict[str, Any], path: Path) -> None:
