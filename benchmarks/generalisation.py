@@ -59,15 +59,17 @@ ALONE = "Ω alone"  # warp-refine with Ω's last snapshot and no gate
 
 
 def _omega_alone(run: Run, denoiser: Path) -> list[dict[str, Any]]:
-    """Accuracy rows of warp-refine with the last snapshot of Ω and no gate (cached by Ω's folder)."""
-    folder = runs_dir() / "benchmarks" / "omega-alone" / config_hash({"denoiser": str(denoiser)})
+    """Accuracy rows of warp-refine with the last snapshot of Ω and no gate (cached by Ω's
+    training folder)."""
+    trained = Path(json.loads((denoiser / "metrics.json").read_text())["trained"])
+    folder = runs_dir() / "benchmarks" / "omega-alone" / config_hash({"denoiser": str(trained)})
     done = folder / "accuracy.json"
     if done.is_file():
         return json.loads(done.read_text())
-    job = job_from_file(denoiser / "job.json")
-    last = sorted((denoiser / SNAPSHOTS).glob("*.pt"))[-1]
+    job = job_from_file(trained / "job.json")
+    last = sorted((trained / SNAPSHOTS).glob("*.pt"))[-1]
     cues = propagator_for(train_segmenter(run), None, device=run.device)
-    propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, denoiser, run.device, last),
+    propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, trained, run.device, last),
                             run.device, gate=None)
     manifest = Manifest.load(manifest_for(run))
     clips = manifest.clips("val")
@@ -92,7 +94,7 @@ def measure(run: Run, world: str) -> dict[str, Any]:
             "style": None if run.dataset else run.profile.style, "k": run.profile.k,
             "accuracy": read_accuracy(folder) + _omega_alone(run, denoiser),
             "omega": {k: omega[k] for k in ("selection", "held_out", "warning", "iterations")},
-            "stages": {"denoiser": str(denoiser), "propagation": str(folder)}}
+            "stages": {"denoiser": omega["trained"], "refinement": str(denoiser), "propagation": str(folder)}}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ when Ω does not help."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,31 @@ def test_snapshots_enter_a_job_key_only_when_asked_for():
 # ---------------------------------------------------------------------------------------------
 # Through the stages and the command line, at the smoke profile
 # ---------------------------------------------------------------------------------------------
+def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatch):
+    """Ω's training and the choice of its weights and gate are separate stages: a changed choice
+    (here a bumped version) chooses again from the same snapshots without training Ω again, and
+    the chosen folder reads like a training run's."""
+    import wrp.stages as stages
+    from wrp.train import job_from_file, load_model
+
+    run = Run.create("smoke", device="cpu", progress=False)
+    first = stages.train_denoiser(run)
+    metrics = json.loads((first / "metrics.json").read_text())
+    trained = Path(metrics["trained"])
+    finished = (trained / "stage.json").read_bytes()
+    assert trained.parent.name == "denoiser" and first.parent.name == "refinement"
+    chosen = trained / "snapshots" / metrics["selection"]["snapshot"]
+    ours, theirs = torch.load(first / "model.pt"), torch.load(chosen)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    load_model(job_from_file(first / "job.json"), first)  # the folder loads like a training run's
+
+    monkeypatch.setattr(stages, "REFINEMENT_VERSION", stages.REFINEMENT_VERSION + 1)
+    again = stages.train_denoiser(run)
+    assert again != first and (again / "stage.json").is_file()
+    assert (trained / "stage.json").read_bytes() == finished  # Ω was not trained again
+    assert json.loads((again / "metrics.json").read_text())["trained"] == str(trained)
+
+
 def test_a_failing_omega_is_chosen_out_and_the_user_is_warned(isolated_runs, capsys):
     """Ω trained for 4 iterations (smoke) cannot repair anything: left alone it ruins the held-out
     cyclic labels; the selection closes its gate, warp-refine keeps the warped labels and every
@@ -180,7 +206,7 @@ def test_a_failing_omega_is_chosen_out_and_the_user_is_warned(isolated_runs, cap
     metrics = json.loads((folder / "metrics.json").read_text())
     selection = metrics["selection"]
     assert selection["clips"] and selection["chosen_miou"] >= selection["input_miou"]
-    assert len(list((folder / "snapshots").glob("*.pt"))) == 4
+    assert len(list((Path(metrics["trained"]) / "snapshots").glob("*.pt"))) == 4
     assert metrics["warning"] and metrics["held_out"]["refined"] <= metrics["held_out"]["cyclic"]
 
     omega = load_model(job_from_file(folder / "job.json"), folder)

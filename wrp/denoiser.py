@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wrp.data import IGNORE_INDEX, NUM_CLASSES
-from wrp.io import atomic_save
 from wrp.metrics import confusion_matrix, mean_iou
 from wrp.models import normalise, ocr_features
 from wrp.motion import ClipFlowCache
@@ -437,16 +436,16 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
 
 def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: Sequence[int],
                       thresholds: Sequence[float] = GATE_THRESHOLDS, batch: int = 8,
-                      progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+                      progress: bool = True, device: str = "cpu") -> tuple[dict[str, Any], Path]:
     """Choose Ω's weights and :class:`Gate` on cyclic labels of held-out training records — no
-    label beyond the human-labelled frames — and make them the stage's ``model.pt``.
+    label beyond the human-labelled frames — among the weights of the training run in ``folder``.
 
     Every snapshot of the training run (``snapshots/``) is scored on the cyclic samples of
     ``clips`` with the gate that suits it best; the closed gate — no label changed, Ω only filling
     pixels its input leaves without a label — is always a candidate, so the choice is never worse
     than Ω's input on these records wherever the input has a label. A class these records show too
-    little of (:data:`MIN_SUPPORT`) stays closed both ways. Returns the choice and every snapshot's
-    score (for ``metrics.json``)."""
+    little of (:data:`MIN_SUPPORT`) stays closed both ways. Returns the choice with every snapshot's
+    score (for ``metrics.json``), and the file of the chosen weights."""
     folder = Path(folder)
     data = CyclicDataset(samples, hflip=False)
     wanted = set(int(c) for c in clips)
@@ -471,12 +470,9 @@ def select_refinement(job: Job, folder: str | Path, samples: str | Path, clips: 
         if best is None or value >= best[1] - 1e-9:  # a tie: the longer-trained snapshot
             best = (path, value, gate)
     path, value, gate = best
-    if path != folder / FINAL:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-        atomic_save(folder / FINAL, lambda f: torch.save(weights, f))
     return {"snapshot": path.name, "gate": {name: list(t) for name, t in asdict(gate).items()},
             "clips": sorted(wanted), "samples": len(data), "input_miou": round(before, 3),
-            "chosen_miou": round(value, 3), "snapshots": scores}
+            "chosen_miou": round(value, 3), "snapshots": scores}, path
 
 
 def score_cyclic(denoiser: Denoiser, samples: str | Path, gate: Gate | None = None, batch: int = 8

@@ -1,8 +1,8 @@
 """Every cached stage of the pipeline, in the paper's order, over one resolved :class:`~wrp.profiles.Run`.
 
-    world ─ manifest ─┬─ g_ψ (segmenter) ──────────────┐
-                      ├─ cyclic samples ─ Ω (denoiser) ─┼─ propagation ─ table cells
-                      └─────────────────────────────────┘
+    world ─ manifest ─┬─ g_ψ (segmenter) ─────────────────────────────┐
+                      ├─ cyclic samples ─ Ω (denoiser ─ refinement) ──┼─ propagation ─ table cells
+                      └───────────────────────────────────────────────┘
 
 Each function returns the folder of a :class:`~wrp.cache.Stage` (``runs/stages/<name>/<key>/``):
 asked twice with the same settings it reuses what the first call built, a killed build resumes,
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wrp.cache import Stage
 from wrp.data import (
@@ -35,8 +36,16 @@ from wrp.data import (
     read_prepared,
     tree_fingerprint,
 )
-from wrp.denoiser import Gate, make_cyclic_samples, refinement_warning, score_cyclic, select_refinement
-from wrp.io import atomic_save, atomic_write_json, exclusive_folder
+from wrp.denoiser import (
+    GATE_THRESHOLDS,
+    MIN_SUPPORT,
+    Gate,
+    make_cyclic_samples,
+    refinement_warning,
+    score_cyclic,
+    select_refinement,
+)
+from wrp.io import atomic_save, atomic_write_json, atomic_write_text, exclusive_folder
 from wrp.launch import Nodes, launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
@@ -57,7 +66,7 @@ from wrp.policies import (
 from wrp.profiles import Run
 from wrp.runtime import run_child
 from wrp.synthetic import WORLD_VERSION, SynthConfig, config_json
-from wrp.train import Builder, Job, TrainConfig, evaluate, job_from_file, load_model
+from wrp.train import FINAL, Builder, Job, TrainConfig, evaluate, job_from_file, load_model
 
 # Base learning rates of the supplementary (3.1), per dataset. The synthetic world trains from
 # scratch (no pre-trained weights here), where 0.05 trains markedly better than 0.01 (docs/results.md).
@@ -70,8 +79,10 @@ PRETRAIN_SEED = 1000  # the world Table cells are pretrained on (``table_pretrai
 PRETRAIN_RECORDS = 20  # its training records, whatever the table's world has (the demo's 20)
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
-# 2: Ω's weights and gate chosen on held-out training records; 3: gated on the input's class too
+# Ω's training (stage ``denoiser``): 2 leaves the selection records out, 3 keys the same training
 DENOISER_VERSION = 3
+# the choice of Ω's weights and gate (stage ``refinement``): 1 gates on Ω's and the input's class
+REFINEMENT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,47 +295,73 @@ def denoiser_job(run: Run, samples: Path, segmenter: Path, iters: int | None = N
 
 
 def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
-    """Stage ``denoiser``: train (or reuse) Ω_λ on the cyclic samples of the training records, with
-    ``g_ψ`` frozen, and make it safe to use on data it was not tuned on.
+    """Ω_λ, ready to label: trained on the cyclic samples of the training records with ``g_ψ``
+    frozen (stage ``denoiser``, :func:`denoiser_training`), then made safe to use on data it was
+    not tuned on (stage ``refinement``).
 
     The cyclic labels of :func:`selection_clips` (held-out training records) are not trained on:
     they choose the snapshot of Ω and the :class:`~wrp.denoiser.Gate` — how sure Ω must be to
     change its input label — that label them best, among which "change nothing"; no label beyond
     the human-labelled frames is used. The validation records' cyclic labels then check the choice:
     when Ω does not improve them (overall or at some p), a warning is printed here and by
-    :func:`propagate`, and recorded. The folder holds ``model.pt`` (the chosen weights),
-    ``snapshots/``, ``log.csv``, ``job.json`` and ``metrics.json`` (``selection``, ``held_out``
-    per ``p``, ``warning``)."""
-    seg = train_segmenter(run)
-    samples = cyclic_samples_for(run, "train", inpaint=inpaint)
-    held = selection_clips(run)
-    job = denoiser_job(run, samples, seg, held_out=held, **job_overrides)
+    :func:`propagate`, and recorded. The choice is a stage of its own, so a change of how it is
+    made re-chooses in a minute without training Ω again.
+
+    Returns the ``refinement`` folder, which reads like a training run's: ``model.pt`` (the chosen
+    weights), ``job.json``, ``log.csv`` and ``metrics.json`` (the training's result, ``selection``,
+    ``held_out`` per ``p``, ``warning``, and ``trained``: the training folder with every snapshot)."""
+    trained = denoiser_training(run, inpaint, **job_overrides)
+    job = job_from_file(trained / "job.json")
+    samples = Path(job.data.kwargs["samples"])
+    held = list(job.data.kwargs.get("held_out") or [])
+    validation = cyclic_samples_for(run, "val", inpaint=inpaint)
 
     def build(out: Path) -> dict[str, Any]:
-        result = launch(job, out, nproc=run.nproc, progress=run.progress)
         if held:
             clips = held
         else:
             with np.load(samples) as arrays:
                 clips = sorted({int(m[0]) for m in arrays["meta"]})
-        selection = select_refinement(job, out, samples, clips, progress=run.progress, device=run.device)
+        selection, weights = select_refinement(job, trained, samples, clips, GATE_THRESHOLDS,
+                                               progress=run.progress, device=run.device)
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
-        gate = Gate(**selection["gate"])
-        held_out = score_cyclic(load_model(job, out), cyclic_samples_for(run, "val", inpaint=inpaint), gate)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        atomic_save(out / FINAL, lambda f: torch.save(state, f))
+        for name in ("job.json", "log.csv"):
+            atomic_write_text(out / name, (trained / name).read_text())
+        held_out = score_cyclic(load_model(job, out), validation, Gate(**selection["gate"]))
         warning = refinement_warning(held_out)
-        atomic_write_json(out / "metrics.json", {**result, "selection": selection, "held_out": held_out,
-                                                 "warning": warning})
+        result = json.loads((trained / "result.json").read_text())
+        atomic_write_json(out / "metrics.json", {**result, "trained": str(trained), "selection": selection,
+                                                 "held_out": held_out, "warning": warning})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
                 "snapshot": selection["snapshot"], "gate": selection["gate"]}
 
-    folder = Stage("denoiser", {"job": job.to_json(), "nproc": run.nproc},
-                   version=DENOISER_VERSION).run(build, verbose=run.progress)
+    config = {"trained": str(trained), "validation": str(validation), "thresholds": list(GATE_THRESHOLDS),
+              "min_support": MIN_SUPPORT}
+    folder = Stage("refinement", config, version=REFINEMENT_VERSION).run(build, verbose=run.progress)
     warning = denoiser_warning(folder)
     if warning and folder not in _WARNED:  # once per process and Ω
         _WARNED.add(folder)
         print(f"[wrp] WARNING: {warning}", flush=True)
     return folder
+
+
+def denoiser_training(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
+    """Stage ``denoiser``: train (or reuse) Ω_λ with ``g_ψ`` frozen on the cyclic samples of the
+    training records but those of :func:`selection_clips`, keeping 8 snapshots of its weights
+    (``snapshots/``) beside ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``. What to
+    label with is chosen from them by :func:`train_denoiser`."""
+    seg = train_segmenter(run)
+    samples = cyclic_samples_for(run, "train", inpaint=inpaint)
+    job = denoiser_job(run, samples, seg, held_out=selection_clips(run), **job_overrides)
+
+    def build(out: Path) -> dict[str, Any]:
+        return launch(job, out, nproc=run.nproc, progress=run.progress)
+
+    return Stage("denoiser", {"job": job.to_json(), "nproc": run.nproc},
+                 version=DENOISER_VERSION).run(build, verbose=run.progress)
 
 
 _WARNED: set[Path] = set()
