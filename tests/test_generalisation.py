@@ -3,6 +3,7 @@ when Ω does not help."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -65,11 +66,11 @@ def test_an_unknown_style_and_a_style_with_a_prepared_dataset_are_refused(tmp_pa
 # ---------------------------------------------------------------------------------------------
 # The gate
 # ---------------------------------------------------------------------------------------------
-def _probs(ids: np.ndarray, conf: np.ndarray) -> torch.Tensor:
-    """(B, K, H, W) class probabilities whose most likely class is ``ids`` (B, H, W) with
+def _probs(ids: np.ndarray, conf: np.ndarray, k: int = K) -> torch.Tensor:
+    """(B, k, H, W) class probabilities whose most likely class is ``ids`` (B, H, W) with
     probability ``conf``."""
-    rest = (1 - conf) / (K - 1)
-    probs = np.repeat(rest[:, None], K, axis=1)
+    rest = (1 - conf) / (k - 1)
+    probs = np.repeat(rest[:, None], k, axis=1)
     np.put_along_axis(probs, ids[:, None].astype(np.int64), conf[:, None], axis=1)
     return torch.from_numpy(probs.astype(np.float32))
 
@@ -112,6 +113,36 @@ def test_the_chosen_gate_is_never_worse_than_the_input_and_closes_on_a_class_ome
     wrong = ((truth.astype(np.int64) + 1) % K).astype(np.uint8)
     gate, score = _choose_gate(wrong, np.ones_like(conf), inputs, valid, truth, GATE_THRESHOLDS, K)
     assert gate == Gate.closed() and score == pytest.approx(before)
+
+
+def test_the_chosen_gate_is_at_least_the_best_gate_on_omegas_class_alone():
+    """Gating on the input's class too must never score below gating on Ω's class alone (the
+    gate before it): on small problems every gate on Ω's class alone is tried, scored through
+    :meth:`Gate.apply`, and the chosen gate is at least the best of them. (An ascent that starts
+    from one threshold for every group, as the chooser once did, stops below it on most.)"""
+    k, thresholds = 3, (0.0, 0.6, 1.0)
+
+    def noisy(truth: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+        other = rng.integers(0, k, truth.shape)
+        return np.where(rng.random(truth.shape) < share, other, truth).astype(np.uint8)
+
+    def scored(levels: tuple[float, ...], probs: torch.Tensor, inputs: np.ndarray, valid: np.ndarray,
+               truth: np.ndarray) -> float:
+        gate = Gate(levels[:k], levels[k:], (0.0,) * k, (0.0,) * k)
+        out = gate.apply(probs, torch.from_numpy(inputs), torch.from_numpy(valid))[0].numpy()
+        return mean_iou(confusion_matrix(out, truth, k))
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        truth = rng.integers(0, k, (2, 16, 16)).astype(np.uint8)
+        inputs, pred = noisy(truth, 0.3, rng), noisy(truth, 0.35, rng)
+        conf = rng.random(truth.shape).astype(np.float32)
+        valid = rng.random(truth.shape) < 0.6
+        _, score = _choose_gate(pred, conf, inputs, valid, truth, thresholds, k, min_support=0.0)
+        probs = _probs(pred, conf, k)
+        best = max(scored(levels, probs, inputs, valid, truth)
+                   for levels in itertools.product(thresholds, repeat=2 * k))
+        assert score >= best - 1e-6, f"seed {seed}: chosen {score:.3f} < {best:.3f} on Ω's class alone"
 
 
 def test_a_class_too_rare_to_judge_is_neither_erased_nor_written():

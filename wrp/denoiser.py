@@ -383,8 +383,10 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
     """The gate that maximises the mIoU of the gated labels against ``truth``. A pixel's fate
     depends on its (half, input class, Ω's class) triple and the higher of its two groups'
     thresholds, so each triple's confusion matrix is tabled once per threshold and the 4K group
-    thresholds are chosen by coordinate ascent from the best single threshold; groups without
-    :data:`MIN_SUPPORT` stay closed. ``thresholds`` must ascend (the last closes a group)."""
+    thresholds are chosen by coordinate ascent; groups without :data:`MIN_SUPPORT` stay closed.
+    The ascent starts twice — from the best single threshold, and from the best gate on Ω's class
+    alone (the input's class open) — and the better end is kept, so the gate scores at least as
+    well as the best gate on Ω's class alone. ``thresholds`` must ascend (the last closes a group)."""
     keep = truth != IGNORE_INDEX
     pred, inputs = pred[keep].astype(np.int64), inputs[keep].astype(np.int64)
     conf, truth = conf[keep], truth[keep]
@@ -413,23 +415,36 @@ def _choose_gate(pred: np.ndarray, conf: np.ndarray, inputs: np.ndarray, valid: 
         level = np.maximum(choice[of_omega], choice[of_input])
         return mean_iou(tables[j, level].sum(0) + fixed)
 
-    def start(t: int) -> np.ndarray:
-        return np.where(frozen, closed, t)
+    def ascend(choice: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, float]:
+        """Coordinate ascent over ``groups`` (at most 3 sweeps); a tie moves towards closing."""
+        best = score(choice)
+        for _ in range(3):
+            improved = False
+            for g in groups:
+                for t in range(len(thresholds)):
+                    trial = choice.copy()
+                    trial[g] = t
+                    value = score(trial)
+                    if value > best + 1e-9 or (abs(value - best) <= 1e-9 and t > choice[g]):
+                        improved |= value > best + 1e-9
+                        choice, best = trial, max(best, value)
+            if not improved:
+                break
+        return choice, best
 
-    choice = max((start(t) for t in range(len(thresholds))), key=lambda c: (round(score(c), 4), int(c[0])))
-    best = score(choice)
-    for _ in range(3):
-        improved = False
-        for g in np.flatnonzero(~frozen):
-            for t in range(len(thresholds)):
-                trial = choice.copy()
-                trial[g] = t
-                value = score(trial)
-                if value > best + 1e-9 or (abs(value - best) <= 1e-9 and t > choice[g]):
-                    improved |= value > best + 1e-9
-                    choice, best = trial, max(best, value)
-        if not improved:
-            break
+    def uniform(t: int, inputs_too: bool) -> np.ndarray:
+        choice = np.full(4 * K, t) if inputs_too else np.r_[np.full(2 * K, t), np.zeros(2 * K, int)]
+        return np.where(frozen, closed, choice)
+
+    def best_uniform(inputs_too: bool) -> np.ndarray:  # a tie: the surer threshold
+        return max((uniform(t, inputs_too) for t in range(len(thresholds))),
+                   key=lambda c: (round(score(c), 4), int(c[0])))
+
+    groups = np.flatnonzero(~frozen)
+    omega_only = ascend(best_uniform(False), groups[groups < 2 * K])[0]
+    (single, single_score), (choice, best) = ascend(best_uniform(True), groups), ascend(omega_only, groups)
+    if single_score > best + 1e-9:
+        choice, best = single, single_score
     levels = [float(thresholds[t]) for t in choice]
     return Gate(*(levels[i:i + K] for i in range(0, 4 * K, K))), best
 

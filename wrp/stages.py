@@ -81,8 +81,9 @@ MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zh
 SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's snapshot and gate
 # Ω's training (stage ``denoiser``): 2 leaves the selection records out, 3 keys the same training
 DENOISER_VERSION = 3
-# the choice of Ω's weights and gate (stage ``refinement``): 1 gates on Ω's and the input's class
-REFINEMENT_VERSION = 1
+# the choice of Ω's weights and gate (stage ``refinement``): 1 gates on Ω's and the input's class,
+# 2 also starts the choice from the best gate on Ω's class alone
+REFINEMENT_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
