@@ -102,7 +102,7 @@ def measure(run: Run, world: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 def _gate(r: dict[str, Any]) -> str:
     """Which gate chose the run's refinement, told by its record: the gate on Ω's class alone
-    (2 thresholds per class, ``DENOISER_VERSION`` 2) or on Ω's and the input's class (4, version 3)."""
+    (2 thresholds per class, as before ``REFINEMENT_VERSION`` 1) or on Ω's and the input's class (4)."""
     gate = r["omega"]["selection"]["gate"]
     opened = sum(t < 1 for values in gate.values() for t in values)
     total = sum(len(values) for values in gate.values())
