@@ -58,10 +58,9 @@ from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
 ALONE = "Ω alone"  # warp-refine with Ω's last snapshot and no gate
 
 
-def _omega_alone(run: Run, denoiser: Path) -> list[dict[str, Any]]:
-    """Accuracy rows of warp-refine with the last snapshot of Ω and no gate (cached by Ω's
-    training folder)."""
-    trained = Path(json.loads((denoiser / "metrics.json").read_text())["trained"])
+def _omega_alone(run: Run, trained: Path) -> list[dict[str, Any]]:
+    """Accuracy rows of warp-refine with the last snapshot of Ω's training run in ``trained`` and
+    no gate (cached by that folder)."""
     folder = runs_dir() / "benchmarks" / "omega-alone" / config_hash({"denoiser": str(trained)})
     done = folder / "accuracy.json"
     if done.is_file():
@@ -92,7 +91,7 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     omega["selection"].pop("snapshots", None)
     return {"world": world, "seed": run.seed, "dataset": str(run.dataset) if run.dataset else None,
             "style": None if run.dataset else run.profile.style, "k": run.profile.k,
-            "accuracy": read_accuracy(folder) + _omega_alone(run, denoiser),
+            "accuracy": read_accuracy(folder) + _omega_alone(run, Path(omega["trained"])),
             "omega": {k: omega[k] for k in ("selection", "held_out", "warning", "iterations")},
             "stages": {"denoiser": omega["trained"], "refinement": str(denoiser), "propagation": str(folder)}}
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from wrp.cache import Stage
 from wrp.data import (
@@ -45,7 +44,7 @@ from wrp.denoiser import (
     score_cyclic,
     select_refinement,
 )
-from wrp.io import atomic_save, atomic_write_json, atomic_write_text, exclusive_folder
+from wrp.io import atomic_save, atomic_write_bytes, atomic_write_json, exclusive_folder
 from wrp.launch import Nodes, launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
@@ -327,10 +326,9 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
                                                progress=run.progress, device=run.device)
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        atomic_save(out / FINAL, lambda f: torch.save(state, f))
-        for name in ("job.json", "log.csv"):
-            atomic_write_text(out / name, (trained / name).read_text())
+        # copies, so the folder reads like a training run's
+        for source, name in ((weights, FINAL), *((trained / n, n) for n in ("job.json", "log.csv"))):
+            atomic_write_bytes(out / name, source.read_bytes())
         held_out = score_cyclic(load_model(job, out), validation, Gate(**selection["gate"]))
         warning = refinement_warning(held_out)
         result = json.loads((trained / "result.json").read_text())
