@@ -101,6 +101,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], None], str]] = [
     ("table1 k 0", ["table1", "--k", "0"], _nothing, "--k"),
     ("table1 cell crop 0", ["table1", "--cell-crop", "0", "64"], _nothing, "--cell-crop"),
     ("table1 min confidence 2", ["table1", "--min-confidence", "2"], _nothing, "--min-confidence"),
+    ("table1 min class pixels 0", ["table1", "--min-class-pixels", "0"], _nothing, "--min-class-pixels"),
     ("table1 eval unknown", ["table1", "--eval-frames", "some"], _nothing, "--eval-frames"),
     ("reproduce seed -1", ["reproduce", "--only", "03", "-p", "seed=-1"], _nothing, "seed"),
     ("reproduce seed text", ["reproduce", "--only", "03", "-p", "seed=notanumber"], _nothing, "seed"),

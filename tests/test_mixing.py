@@ -172,6 +172,30 @@ def test_centroids_round_half_up_and_skip_ignore_and_out_of_range():
     assert class_centroids(label, tile=32) == {1: [(1, 1)]}
 
 
+def test_a_class_needs_min_pixels_of_a_tile_to_count():
+    label = np.full((32, 64), 255, dtype=np.uint8)
+    label[0:2, 0:2] = 1  # 4 stray pixels of class 1 in tile (0, 0)
+    label[10:20, 40:50] = 1  # a real instance: 100 pixels in tile (0, 1)
+    label[5, 5] = 2  # one stray pixel of class 2
+    assert class_centroids(label) == {1: [(1, 1), (15, 45)], 2: [(5, 5)]}
+    assert class_centroids(label, min_pixels=16) == {1: [(15, 45)]}
+    assert class_centroids(label, min_pixels=101) == {}
+    with pytest.raises(ValueError, match="min_pixels"):
+        class_centroids(label, min_pixels=0)
+
+
+def test_stray_pixels_do_not_make_a_frame_a_sample_of_their_class(tmp_path):
+    real, stray = np.full((32, 64), 0, np.uint8), np.full((32, 64), 0, np.uint8)
+    real[8:24, 8:24] = 13  # a car
+    stray[3, 40:43] = 13  # three pixels of car on a road (a generated label's error)
+    labels = [_write_pair(tmp_path, name, lab)[1] for name, lab in (("real", real), ("stray", stray))]
+    cache = tmp_path / "centroids.json"
+    assert CentroidIndex.build(labels, cache, progress=False).samples_with(13) == [0, 1]
+    strict = CentroidIndex.build(labels, cache, progress=False, min_pixels=16)
+    assert strict.samples_with(13) == [0], "the cache of another min_pixels must not be reused"
+    assert strict.samples_with(0) == [0, 1]
+
+
 def _write_pair(folder: Path, name: str, train: np.ndarray, colour=(10, 20, 30)) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     official = np.zeros_like(train)

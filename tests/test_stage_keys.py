@@ -85,3 +85,20 @@ def test_changing_what_a_stage_produces_changes_its_key():
 def test_a_job_may_name_only_registered_builders():
     with pytest.raises(ValueError, match="only registered builders"):
         Builder("wrp.models:build_model", {"arch": "deeplabv3"}).build()
+
+
+def test_min_class_pixels_changes_only_the_jobs_of_cells_with_generated_labels(tmp_path, isolated_runs):
+    from wrp.data import Manifest, SplitConfig
+
+    manifest = tmp_path / "manifest.json"
+    Manifest(tmp_path, SplitConfig(partition_length=9), train=[], val=[]).save(manifest)
+    run = Run.create("smoke", device="cpu")
+    generated = [["a.png", "a_label.png"]]
+    human = segmenter_job(run, manifest, "deeplabv3")
+    assert segmenter_job(run, manifest, "deeplabv3", generated_min_pixels=16).to_json() == human.to_json(), \
+        "without generated labels the setting means nothing, and the key of g_ψ stays"
+    plain = segmenter_job(run, manifest, "deeplabv3", generated=generated)
+    assert "generated_min_pixels" not in str(plain.to_json()), "the default keeps the cells cached before it"
+    strict = segmenter_job(run, manifest, "deeplabv3", generated=generated, generated_min_pixels=16)
+    assert config_hash(strict.to_json()) != config_hash(plain.to_json())
+    assert strict.data.kwargs["generated_min_pixels"] == 16

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from wrp import stages
 from wrp.data import Manifest
 from wrp.metrics import mean_std
 from wrp.profiles import Run
@@ -45,6 +46,25 @@ def _table_run(*argv: str, table: int = 1) -> Run:
     add_table_options(parser, table)
     add_run_options(parser, seed=False)
     return table_run(parser.parse_args(["--profile", "smoke", "--no-progress", *argv]))
+
+
+def test_min_class_pixels_reaches_the_cells_that_train_on_generated_labels(isolated_runs, monkeypatch):
+    run = _table_run("--min-class-pixels", "16", "--world-seed", "0")
+    assert run.profile.table_min_class_pixels == 16 and _table_run().profile.table_min_class_pixels == 1
+    jobs = {}
+
+    def record(run, arch, train_seed=None, **overrides):  # the cell's job, without training it
+        jobs[overrides.get("generated") is not None] = overrides
+        raise StopIteration
+
+    monkeypatch.setattr(stages, "train_segmenter", record)
+    monkeypatch.setattr(stages, "generated_pairs", lambda run, policy, k: [["a.png", "a_label.png"]])
+    for policy in ("baseline", "warp-refine"):
+        with pytest.raises(StopIteration):
+            train_cell(run, "deeplabv3", policy)
+    assert "generated_min_pixels" not in jobs[False], "Baseline has no generated labels"
+    assert jobs[True]["generated_min_pixels"] == 16
+    assert "16 pixels" in grid_note(run)
 
 
 def test_generated_pairs_cover_the_unlabelled_training_frames_within_k(isolated_runs):

@@ -207,6 +207,7 @@ def table_run(args: argparse.Namespace) -> Run:
                 table_eval=getattr(args, "eval_frames", None),
                 table_world_seed=getattr(args, "world_seed", None),
                 table_min_confidence=getattr(args, "min_confidence", None),
+                table_min_class_pixels=getattr(args, "min_class_pixels", None),
                 table_pretrain=getattr(args, "pretrain", None))
 
 
@@ -370,6 +371,10 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     parser.add_argument("--eval-frames", choices=("labelled", "every"),
                         help="score each cell on the validation records' labelled frames or on every "
                              "frame of them (synthetic world); default: the profile's table_eval")
+    parser.add_argument("--min-class-pixels", type=COUNT, metavar="N",
+                        help="class-uniform sampling of the generated labels counts a class in a "
+                             "32×32 tile from N pixels on, so stray pixels of a class are not sampled "
+                             "like its real instances (default: the profile's table_min_class_pixels)")
     parser.add_argument("--cell-iters", type=COUNT,
                         help="iterations of every cell (default: the profile's table_iters)")
     parser.add_argument("--cell-crop", type=COUNT, nargs=2, metavar=("H", "W"),

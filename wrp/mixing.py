@@ -238,20 +238,27 @@ def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torc
 # Label Relaxation", CVPR 2019)
 # ---------------------------------------------------------------------------------------------
 def class_centroids(
-    label: np.ndarray, tile: int = 32, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX
+    label: np.ndarray, tile: int = 32, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX,
+    min_pixels: int = 1,
 ) -> Centroids:
     """Per class, the centres of mass of its pixels in each ``tile``×``tile`` tile (Zhu et al.).
 
     The label map is cut into tiles (the last row/column of tiles may be smaller); for every class
-    present in a tile its centre of mass is stored as rounded (y, x) ints in full-image coordinates.
-    Returns ``{class_id: [(y, x), ...]}`` for the classes present (keys sorted, tiles row-major).
-    Pixels equal to ``ignore_index`` or ``>= num_classes`` are skipped.
+    holding at least ``min_pixels`` pixels of a tile its centre of mass is stored as rounded (y, x)
+    ints in full-image coordinates. Returns ``{class_id: [(y, x), ...]}`` for the classes present
+    (keys sorted, tiles row-major). Pixels equal to ``ignore_index`` or ``>= num_classes`` are skipped.
+
+    ``min_pixels`` > 1 is for generated labels: a few stray pixels of a class (a warped boundary,
+    a confusion of the refiner) would otherwise make their frame a sample of that class, and
+    class-uniform sampling would centre crops on the error as often as on a real instance.
     """
     label = np.asarray(label)
     if label.ndim != 2:
         raise ValueError(f"class_centroids: label must be (H, W), got shape {label.shape}")
     if tile < 1:
         raise ValueError(f"class_centroids: tile must be >= 1, got {tile}")
+    if min_pixels < 1:
+        raise ValueError(f"class_centroids: min_pixels must be >= 1, got {min_pixels}")
     h, w = label.shape
     tiles_x = -(-w // tile)
     ys, xs = np.indices((h, w), dtype=np.int64)
@@ -261,7 +268,7 @@ def class_centroids(
     key = ((ys // tile) * tiles_x + xs // tile) * num_classes + cls  # (tile, class) pairs, row-major
     size = -(-h // tile) * tiles_x * num_classes
     counts = np.bincount(key, minlength=size)
-    keys = np.flatnonzero(counts)
+    keys = np.flatnonzero(counts >= min_pixels)
     counts = counts[keys]
     cy = np.floor(np.bincount(key, weights=ys, minlength=size)[keys] / counts + 0.5).astype(int)
     cx = np.floor(np.bincount(key, weights=xs, minlength=size)[keys] / counts + 0.5).astype(int)
@@ -271,14 +278,16 @@ def class_centroids(
     return dict(sorted(out.items()))
 
 
-def _label_centroids(path: str | os.PathLike[str], tile: int, num_classes: int) -> Centroids:
-    return class_centroids(read_label(path), tile=tile, num_classes=num_classes)
+def _label_centroids(path: str | os.PathLike[str], tile: int, num_classes: int, min_pixels: int) -> Centroids:
+    return class_centroids(read_label(path), tile=tile, num_classes=num_classes, min_pixels=min_pixels)
 
 
-def _fingerprint(paths: Sequence[str], tile: int, num_classes: int) -> str:
+def _fingerprint(paths: Sequence[str], tile: int, num_classes: int, min_pixels: int = 1) -> str:
     """Hash of the file list with each file's size and mtime, and of the tiling settings."""
     digest = hashlib.sha256()
-    settings = {"version": CENTROID_CACHE_VERSION, "tile": tile, "classes": num_classes}
+    settings: dict[str, int] = {"version": CENTROID_CACHE_VERSION, "tile": tile, "classes": num_classes}
+    if min_pixels != 1:  # absent at the default: caches written before it stay valid
+        settings["min_pixels"] = min_pixels
     digest.update(json.dumps(settings).encode())
     for path in paths:
         try:
@@ -338,21 +347,23 @@ class CentroidIndex:
         tile: int = 32,
         num_classes: int = NUM_CLASSES,
         progress: bool = True,
+        min_pixels: int = 1,
     ) -> CentroidIndex:
         """Compute the centroids of every label (with a progress bar), or load them from ``cache_path``.
 
-        The cache is reused only if it was built from the same list of files (same order), with the
-        same sizes and modification times and the same ``tile``/``num_classes``; otherwise it is
+        A class counts in a tile from ``min_pixels`` pixels on (:func:`class_centroids`). The cache
+        is reused only if it was built from the same list of files (same order), with the same sizes
+        and modification times and the same ``tile``/``num_classes``/``min_pixels``; otherwise it is
         rebuilt and rewritten atomically.
         """
         paths = [os.fspath(p) for p in label_paths]
-        fingerprint = _fingerprint(paths, tile, num_classes)
+        fingerprint = _fingerprint(paths, tile, num_classes, min_pixels)
         if cache_path is not None:
             cached = _load_cache(Path(cache_path), fingerprint, paths)
             if cached is not None:
                 return cls(paths, cached, tile=tile, num_classes=num_classes)
         centroids = [
-            _label_centroids(p, tile, num_classes)
+            _label_centroids(p, tile, num_classes, min_pixels)
             for p in progress_bar(paths, desc="class centroids", unit="label", disable=not progress)
         ]
         if cache_path is not None:

@@ -78,6 +78,9 @@ class Profile:
     table_world_seed: int | None = None
     # the confident-pixels column: warp-refine labels with the pixels below this confidence unlabelled
     table_min_confidence: float = 1.0
+    # class-uniform sampling of a cell's generated labels counts a class in a 32×32 tile from this
+    # many pixels on (1: any pixel), so stray pixels of a class are not sampled like real instances
+    table_min_class_pixels: int = 1
     # the style of the synthetic world every table cell is pretrained on before it trains on the
     # table's labels (``wrp.stages.pretrained_segmenter``); None: cells start from random weights
     table_pretrain: str | None = None
@@ -89,7 +92,7 @@ class Profile:
         problems = []
         for name in ("height", "width", "train_records", "val_records", "partitions_per_record",
                      "partition_length", "k", "batch_size", "seg_iters", "denoiser_iters",
-                     "table_iters"):
+                     "table_iters", "table_min_class_pixels"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be ≥ 1")
         if self.thin_scale <= 0:

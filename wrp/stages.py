@@ -169,13 +169,18 @@ def base_lr_for(run: Run) -> float:
 def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: int = 0,
                          human_share: float = 0.3, generated: list[list[str]] | None = None,
                          class_uniform_share: float = 0.5, centroid_cache: str | None = None,
-                         augment: dict[str, Any] | None = None) -> MixedDataset:
+                         augment: dict[str, Any] | None = None,
+                         generated_min_pixels: int = 1) -> MixedDataset:
     """Builder ``segmentation-data``: human labels of the train partitions (+ generated ones),
-    mixed and augmented per supplementary 3.1 (``wrp.mixing``)."""
+    mixed and augmented per supplementary 3.1 (``wrp.mixing``). In the generated labels a class
+    counts for class-uniform sampling in a tile from ``generated_min_pixels`` pixels on
+    (:func:`~wrp.mixing.class_centroids`), so that stray pixels of a class are not sampled as
+    often as its real instances."""
     human = human_samples(Manifest.load(manifest).clips("train"))
     gen = [tuple(pair) for pair in (generated or [])]
     index = CentroidIndex.build([lab for _, lab in human], cache_path=centroid_cache, progress=False)
-    gen_index = (CentroidIndex.build([lab for _, lab in gen], progress=False) if gen else None)
+    gen_index = (CentroidIndex.build([lab for _, lab in gen], progress=False, min_pixels=generated_min_pixels)
+                 if gen else None)
     return MixedDataset(human, gen, MixConfig(epoch_size=epoch_size, human_share=human_share,
                                               class_uniform_share=class_uniform_share, seed=seed),
                         AugmentConfig(crop=tuple(crop), **(augment or {})), centroids_human=index,
@@ -186,10 +191,13 @@ def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbon
                   loss: str = "ce", iters: int | None = None, base_lr: float | None = None,
                   generated: list[list[str]] | None = None, human_share: float = 0.3,
                   crop: list[int] | None = None, augment: dict[str, Any] | None = None,
-                  train_seed: int | None = None, init: str | None = None) -> Job:
+                  train_seed: int | None = None, init: str | None = None,
+                  generated_min_pixels: int = 1) -> Job:
     """The :class:`~wrp.train.Job` that trains one segmenter at the run's sizes: a fixed epoch of
     3× the human-labelled set (supplementary 3.1), the profile's iterations unless ``iters``,
-    from the weights ``init`` (a ``model.pt`` of the same model) or from random ones."""
+    from the weights ``init`` (a ``model.pt`` of the same model) or from random ones.
+    ``generated_min_pixels``: see :func:`segmentation_dataset` (in the job only when it is not 1,
+    so the jobs, and stage keys, of segmenters trained before it existed are unchanged)."""
     prof = run.profile
     iters = iters if iters is not None else prof.seg_iters
     n_human = len(Manifest.load(manifest).train)
@@ -199,7 +207,9 @@ def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbon
         data=Builder("segmentation-data", {
             "manifest": str(manifest), "epoch_size": max(3 * n_human, prof.batch_size),
             "crop": list(crop or prof.seg_crop), "seed": seed, "generated": generated,
-            "human_share": human_share if generated else 1.0, "augment": augment}),
+            "human_share": human_share if generated else 1.0, "augment": augment,
+            **({"generated_min_pixels": generated_min_pixels}
+               if generated and generated_min_pixels != 1 else {})}),
         loss=Builder("segmentation-loss", {"main": loss}),
         train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                           base_lr=base_lr if base_lr is not None else base_lr_for(run), seed=seed,
@@ -674,6 +684,8 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
         overrides["base_lr"] = base_lr_for(run) * lr_factor
     if prof.table_pretrain:
         overrides["init"] = str(pretrained_segmenter(run, arch) / "model.pt")
+    if generated:
+        overrides["generated_min_pixels"] = prof.table_min_class_pixels
     folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
     metrics = json.loads((folder / "metrics.json").read_text())
     if prof.table_eval == "every":

@@ -287,6 +287,9 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
         data = f"the synthetic world at {prof.fps:g} frames/s" if prof.fps else "the synthetic world"
     reach = (f"; generated labels from ±{k if k is not None else prof.k} frames (warp-refine's confident "
              f"pixels: confidence ≥ {prof.table_min_confidence:g})") if table == 1 else ""
+    if prof.table_min_class_pixels != 1:
+        reach += (f"; class-uniform sampling counts a class of the generated labels in a tile from "
+                  f"{prof.table_min_class_pixels} pixels on")
     scored = ("every frame of the held-out records" if prof.table_eval == "every"
               else "the held-out records' labelled frames")
     text = (f"ours: {prof.name} profile on {data}, mean ± std over {over}"
