@@ -337,7 +337,8 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
         # copies, so the folder reads like a training run's
-        for source, name in ((weights, FINAL), *((trained / n, n) for n in ("job.json", "log.csv"))):
+        copies = ((weights, FINAL), (trained / "job.json", "job.json"), (trained / "log.csv", "log.csv"))
+        for source, name in copies:
             atomic_write_bytes(out / name, source.read_bytes())
         held_out = score_cyclic(load_model(job, out), validation, Gate(**selection["gate"]))
         warning = refinement_warning(held_out)
