@@ -62,6 +62,18 @@ def test_the_table_profile_is_the_demo_at_10_frames_per_second_with_the_table_pr
     demo, table = PROFILES["demo"], PROFILES["table"]
     changed = {f for f in demo.as_dict() if demo.as_dict()[f] != table.as_dict()[f]}
     assert changed == {"name", "description", "fps", "table_seeds", "table_iters", "table_eval",
-                       "table_world_seed", "table_pretrain"}, "g_ψ, Ω and the world's size are the demo's"
+                       "table_world_seed", "table_pretrain", "publishes_tables"}, \
+        "g_ψ, Ω and the world's size are the demo's"
     assert table.fps == 10.0 and len(table.table_seeds) >= 5 and table.table_world_seed is not None
     assert table.table_eval == "every" and table.table_pretrain == "verge"
+
+
+def test_the_published_tables_come_from_the_table_profile_not_the_demos_reduced_grid():
+    """figures/table{1,2}.* are the table profile's (or the paper's) full grid; make demo's one-seed,
+    50-iteration grid writes its tables under runs/demo/figures and never replaces them."""
+    from wrp.runtime import project_root, runs_dir
+
+    assert PROFILES["table"].tables_dir == PROFILES["paper"].tables_dir == project_root() / "figures"
+    assert PROFILES["demo"].tables_dir == runs_dir() / "demo" / "figures"
+    assert PROFILES["demo"].figures_dir == project_root() / "figures"  # its other figures stay published
+    assert PROFILES["smoke"].tables_dir == PROFILES["smoke"].figures_dir

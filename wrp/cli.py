@@ -219,7 +219,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     try:
         run = table_run(args)
         seeds = list(args.seeds or run.profile.table_seeds)
-        out = Path(args.out) if args.out else run.profile.figures_dir
+        out = Path(args.out) if args.out else run.profile.tables_dir
         if args.command == "table1":
             if args.policy and "baseline" not in args.policy:
                 raise ValueError("--policy needs baseline among the columns: every gain is "
@@ -557,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
         tab = commands.add_parser(f"table{table}", help=text, description=description)
         add_table_options(tab, table)
         tab.add_argument("--out", default=None,
-                         help="folder for the tables (default: the profile's figures/)")
+                         help="folder for the tables (default: figures/ at the table and paper profiles, "
+                              "runs/<profile>/figures at the others)")
         add_run_options(tab, seed=False)
         tab.set_defaults(func=_cmd_table, command=f"table{table}")
 

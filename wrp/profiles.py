@@ -87,6 +87,9 @@ class Profile:
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
     writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)
+    # Tables 1 and 2 of this profile are the published ones (figures/table{1,2}.*); a profile with a
+    # reduced table grid (demo) writes its tables to runs/<name>/figures, so it never replaces them
+    publishes_tables: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -146,6 +149,13 @@ class Profile:
         the published figures)."""
         return project_root() / "figures" if self.writes_figures else runs_dir() / self.name / "figures"
 
+    @property
+    def tables_dir(self) -> Path:
+        """Where ``wrp table1/table2`` and notebooks 04–05 write the tables (``table{1,2}.{csv,md,png}``,
+        ``table{1,2}_runs.csv``): the committed ``figures/`` when ``publishes_tables`` (table, paper),
+        else ``runs/<name>/figures`` — the demo's reduced grid does not replace the full run's tables."""
+        return project_root() / "figures" if self.publishes_tables else runs_dir() / self.name / "figures"
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -190,7 +200,8 @@ def _table_profile(demo: Profile) -> Profile:
                    description="Tables 1 and 2 where generated labels can help: demo models, 10 "
                                "frames/s world, pretrained students, 5 paired seeds",
                    fps=10.0, table_archs=("DeepLabV3",), table_seeds=(0, 1, 2, 3, 4), table_iters=400,
-                   table_crop=(64, 128), table_eval="every", table_world_seed=0, table_pretrain="verge")
+                   table_crop=(64, 128), table_eval="every", table_world_seed=0, table_pretrain="verge",
+                   publishes_tables=True)
 
 
 PROFILES: dict[str, Profile] = {
@@ -237,6 +248,7 @@ PROFILES: dict[str, Profile] = {
         denoiser_iters=65_000,
         table_iters=65_000,
         cell_timeout_s=None,
+        publishes_tables=True,
     ),
 }
 
