@@ -478,3 +478,23 @@ def test_pretrained_cells_start_from_one_segmenter_of_another_world(isolated_run
     assert {c.images[0] for c in world.clips("train")}.isdisjoint({c.images[0] for c in ours.clips("train")})
     worlds = [json.loads(p.read_text()) for p in (isolated_runs / "stages" / "synth").glob("*/config.json")]
     assert any('"verge"' in json.dumps(w) and '1000' in json.dumps(w) for w in worlds), worlds
+
+
+def test_a_runs_file_reads_back_typed_and_its_gains_pair_within_each_world(tmp_path):
+    """table1_runs.csv round-trips; gains pair seed by seed inside a world seed, never across two."""
+    from wrp.tables import gains_by_world, read_runs, write_runs
+
+    rows = [{"arch": "DeepLabV3", "policy": policy, "seed": seed, "world_seed": world, "miou": miou,
+             "eval_frames": 336}
+            for world, shift in ((0, 1.0), (1, -1.0))
+            for policy, base in (("baseline", 30.0), ("warp-refine", 30.0 + shift))
+            for seed, miou in ((1, base + 2.0), (0, base))]  # seeds out of order
+    path = write_runs(rows, tmp_path / "table1_runs.csv")
+    assert read_runs(path) == rows
+    gains = gains_by_world(read_runs(path))
+    assert set(gains) == {("DeepLabV3", 0), ("DeepLabV3", 1)}
+    (world0,), (world1,) = gains[("DeepLabV3", 0)], gains[("DeepLabV3", 1)]
+    assert world0["per_seed"] == [1.0, 1.0] and world1["per_seed"] == [-1.0, -1.0]
+    path.write_text("arch,policy,seed\nDeepLabV3,baseline,0\n")
+    with pytest.raises(ValueError, match="table1_runs.csv: columns .* write it again"):
+        read_runs(path)

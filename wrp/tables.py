@@ -205,6 +205,45 @@ def write_runs(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return atomic_write_text(Path(path), buffer.getvalue())
 
 
+def read_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``table{1,2}_runs.csv`` that :func:`write_runs` wrote, typed again (seeds and
+    frame counts as ints, mIoU as float). A file that is not one names itself and the fix."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != RUN_FIELDS:
+                raise ValueError(f"{path}: columns {reader.fieldnames} are not {list(RUN_FIELDS)}; "
+                                 "write it again with `wrp table1` / `wrp table2`")
+            return [{"arch": r["arch"], "policy": r["policy"], "seed": int(r["seed"]),
+                     "world_seed": int(r["world_seed"]), "miou": float(r["miou"]),
+                     "eval_frames": int(r["eval_frames"])} for r in reader]
+    except (TypeError, KeyError) as exc:  # a short row: DictReader fills it with None
+        raise ValueError(f"{path}: a row is incomplete ({exc}); write it again with `wrp table1` / "
+                         "`wrp table2`") from exc
+
+
+def gains_by_world(rows: list[dict[str, Any]],
+                   reference: str = "baseline") -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """:func:`gains_over` ``reference`` for each (architecture, world seed) of a runs file's rows:
+    within one world the cells differ by their labels and the segmenter's seed only, so their gains
+    pair seed by seed. A column that lacks one of the reference's seeds is compared unpaired."""
+    groups: dict[tuple[str, int], dict[str, dict[int, float]]] = {}
+    for row in rows:
+        cells = groups.setdefault((row["arch"], row["world_seed"]), {})
+        cells.setdefault(row["policy"], {})[row["seed"]] = row["miou"]
+    out = {}
+    for key, cells in groups.items():
+        if reference not in cells:
+            continue
+        seeds = sorted(cells[reference])
+        columns = {column: ([by_seed[s] for s in seeds] if set(seeds) <= set(by_seed)
+                            else list(by_seed.values()))
+                   for column, by_seed in cells.items()}
+        out[key] = gains_over(columns, reference)
+    return out
+
+
 def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, Any]]:
     """Every column's gain over ``reference`` (mean of seeds), beside the seed spread it must beat:
     2 × the larger std of the two cells. ``verdict`` says where the gain lies (one seed: no spread).
