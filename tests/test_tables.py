@@ -482,7 +482,7 @@ def test_pretrained_cells_start_from_one_segmenter_of_another_world(isolated_run
 
 def test_a_runs_file_reads_back_typed_and_its_gains_pair_within_each_world(tmp_path):
     """table1_runs.csv round-trips; gains pair seed by seed inside a world seed, never across two."""
-    from wrp.tables import gains_by_world, read_runs, write_runs
+    from wrp.tables import gains_by_world, published_runs, read_runs, write_runs
 
     rows = [{"arch": "DeepLabV3", "policy": policy, "seed": seed, "world_seed": world, "miou": miou,
              "eval_frames": 336}
@@ -495,6 +495,10 @@ def test_a_runs_file_reads_back_typed_and_its_gains_pair_within_each_world(tmp_p
     assert set(gains) == {("DeepLabV3", 0), ("DeepLabV3", 1)}
     (world0,), (world1,) = gains[("DeepLabV3", 0)], gains[("DeepLabV3", 1)]
     assert world0["per_seed"] == [1.0, 1.0] and world1["per_seed"] == [-1.0, -1.0]
+    # a second world written into a subfolder is read with the first; a run written twice counts once
+    write_runs([r for r in rows if r["world_seed"] == 1], tmp_path / "table1_world_seed1" / "table1_runs.csv")
+    assert sorted(map(str, published_runs(tmp_path))) == sorted(map(str, rows))
+    assert published_runs(tmp_path / "table1_world_seed1", table=2) == []
     path.write_text("arch,policy,seed\nDeepLabV3,baseline,0\n")
     with pytest.raises(ValueError, match="table1_runs.csv: columns .* write it again"):
         read_runs(path)

@@ -61,3 +61,18 @@ def test_confusable_changes_sort_disagreements_on_look_alike_classes_by_who_is_r
     assert "confusable classes: 1 px fixed, 1 broken" in texts
     bars = table_bars_figure({"A": {"baseline": [1.0, 2.0], "warp-refine": [3.0, 4.0]}}, title="t")
     assert save_figure(bars, tmp_path / "bars.png").stat().st_size > 0
+
+
+def test_paired_gains_figure_draws_every_seed_of_every_world_with_its_interval(tmp_path):
+    from wrp.tables import gains_over
+    from wrp.viz import paired_gains_figure
+
+    gains = {f"world {w}": gains_over({"baseline": [30.0, 31.0, 32.0],
+                                       "warp-refine": [31.0 + w, 33.0 + w, 33.5 + w]}, "baseline")
+             for w in (0, 1)}
+    fig = paired_gains_figure(gains, "Baseline", title="t", target=1.5)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["world 0: warp-refine", "world 1: warp-refine"]
+    dots = [c for c in ax.collections if len(c.get_offsets()) == 3]  # one dot per seed, per world
+    assert sorted(dots[1].get_offsets()[:, 0].tolist()) == [2.0, 2.5, 3.0]
+    assert save_figure(fig, tmp_path / "gains.png").stat().st_size > 0

@@ -223,6 +223,22 @@ def read_runs(path: str | Path) -> list[dict[str, Any]]:
                          "`wrp table2`") from exc
 
 
+def published_runs(folder: str | Path, table: int = 1) -> list[dict[str, Any]]:
+    """Every run of Table ``table`` written under ``folder``: its ``table{n}_runs.csv`` and those of
+    its subfolders (a second world seed written with ``--out figures/table1_world_seed1``), each
+    (architecture, column, seed, world seed) once. Empty when none was written."""
+    folder, seen, rows = Path(folder), set(), []
+    for path in [folder / f"table{table}_runs.csv", *sorted(folder.glob(f"*/table{table}_runs.csv"))]:
+        if not path.is_file():
+            continue
+        for row in read_runs(path):
+            key = (row["arch"], row["policy"], row["seed"], row["world_seed"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return rows
+
+
 def gains_by_world(rows: list[dict[str, Any]],
                    reference: str = "baseline") -> dict[tuple[str, int], list[dict[str, Any]]]:
     """:func:`gains_over` ``reference`` for each (architecture, world seed) of a runs file's rows:

@@ -584,6 +584,23 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
     return fig
 
 
+def paired_gains_figure(gains: dict[str, list[dict[str, Any]]], reference: str, title: str = "",
+                        target: float | None = None):
+    """The right panel of :func:`table_bars_figure` alone: per group (a world seed, an architecture)
+    each column's gain over ``reference`` paired by seed — dots per seed, the mean, its 95 % interval."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    count = sum(1 for rows in gains.values() for g in rows if g.get("per_seed"))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * max(count, 1)))
+    _paired_gains(ax, gains, reference, target)
+    if title:
+        fig.suptitle(textwrap.fill(title, 90), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _paired_gains(ax, gains: dict[str, list[dict[str, Any]]], reference: str, target: float | None) -> None:
     """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI."""
     rows = [(group, g) for group, items in gains.items() for g in items if g.get("per_seed")]
