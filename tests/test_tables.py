@@ -143,7 +143,13 @@ def test_the_note_under_a_table_says_when_the_grid_is_reduced(tmp_path):
     smoke = _smoke()
     reduced = grid_note(smoke, seeds=[0], archs=["DeepLabV3"])
     assert "**Reduced grid**" in reduced and "1 of the 3 architectures (DeepLabV3)" in reduced
-    assert "1 seed instead of 3" in reduced and "wrp table1 --profile smoke --seeds 0 1 2" in reduced
+    assert "1 seed instead of 3" in reduced
+    assert "wrp table1 --profile smoke --arch DeepLabV3 --arch OCRNet" in reduced
+    assert reduced.endswith("--seeds 0 1 2` runs more; `--profile paper --dataset DIR` the paper's grid.")
+    assert "from random weights" in reduced and "motion-only's from ±2" in reduced
+    pretrained = grid_note(Run.create("table", device="cpu", progress=False))
+    assert "fine-tuned from its architecture pretrained on the `verge` style's world" in pretrained
+    assert "--seeds" not in pretrained  # five seeds: only the architectures are left out
     assert "1 seed instead of 3" in grid_note(smoke, seeds=[0], table=2)
     assert "architectures" not in grid_note(smoke, seeds=[0], table=2)  # Table 2 has one architecture
 
@@ -230,7 +236,7 @@ def test_a_world_seed_keeps_the_world_and_varies_only_the_segmenters_training(is
     assert sorted(j["train"]["seed"] for j in jobs) == [0, 1]
     assert sorted(j["data"]["kwargs"]["seed"] for j in jobs) == [0, 1]
     note = grid_note(run, [0, 1], ["DeepLabV3"], world_seed=0)
-    assert "the world of seed 0 and its labels, training seed(s) 0, 1" in note
+    assert "one world (seed 0) and its labels, training seed(s) 0, 1" in note
 
 
 def test_k_picks_how_far_warp_refine_labels_reach_while_motion_only_keeps_two(isolated_runs):

@@ -31,7 +31,7 @@ from wrp.io import atomic_write_text
 from wrp.metrics import mean_std, paired_interval
 from wrp.paper import ARCHS, CONFIDENT, TABLE1, TABLE1_COLUMNS, TABLE2, TABLE2_ROWS, TRUE_LABELS
 from wrp.profiles import Profile, Run
-from wrp.stages import MOTION_ONLY_K, every_frame_samples, manifest_for, train_cell, true_label
+from wrp.stages import MOTION_ONLY_K, PRETRAIN_SEED, every_frame_samples, manifest_for, train_cell, true_label
 from wrp.train import job_from_file, load_model, predict
 from wrp.viz import confusable_changes
 
@@ -335,31 +335,37 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
     archs = list(archs or (prof.table_archs if table == 1 else [table2_arch(prof)]))
     crop = "×".join(map(str, prof.frame_crop(prof.table_crop)))
     over = ("seed(s) " if world_seed is None
-            else f"the world of seed {world_seed} and its labels, training seed(s) ")
+            else f"one world (seed {world_seed}) and its labels, training seed(s) ")
     if run.dataset is not None:
         data = f"the prepared dataset {run.dataset}"
     else:
         data = f"the synthetic world at {prof.fps:g} frames/s" if prof.fps else "the synthetic world"
-    reach = (f"; generated labels from ±{k if k is not None else prof.k} frames (warp-refine's confident "
-             f"pixels: confidence ≥ {prof.table_min_confidence:g})") if table == 1 else ""
+    reach = (f"; generated labels from ±{k if k is not None else prof.k} frames, motion-only's from "
+             f"±{MOTION_ONLY_K} (warp-refine's confident pixels: confidence ≥ {prof.table_min_confidence:g})"
+             ) if table == 1 else ""
     if prof.table_min_class_pixels != 1:
         reach += (f"; class-uniform sampling counts a class of the generated labels in a tile from "
                   f"{prof.table_min_class_pixels} pixels on")
+    start = (f"fine-tuned from its architecture pretrained on the `{prof.table_pretrain}` style's world "
+             f"(seed {PRETRAIN_SEED}), " if prof.table_pretrain else "from random weights, ")
     scored = ("every frame of the held-out records" if prof.table_eval == "every"
               else "the held-out records' labelled frames")
     text = (f"ours: {prof.name} profile on {data}, mean ± std over {over}"
-            f"{', '.join(map(str, seeds))}; every cell {prof.table_iters} iterations of batch "
+            f"{', '.join(map(str, seeds))}; every cell {start}{prof.table_iters} iterations of batch "
             f"{prof.batch_size} at {crop} crops{reach}; scored on {scored}; the paper's numbers are "
             "Cityscapes val.")
-    reduced = []
+    reduced, more = [], []
     if table == 1 and len(archs) < len(ARCHS):
         reduced.append(f"{len(archs)} of the {len(ARCHS)} architectures ({', '.join(archs)})")
+        more.append(" ".join(f"--arch {a}" for a in ARCHS))
     if len(seeds) < 3:
         reduced.append(f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} instead of 3 "
                        "(± is 0 for one seed)")
+        more.append("--seeds 0 1 2")
     if reduced:
         text += (" **Reduced grid**: " + "; ".join(reduced) + f". `wrp table{table} --profile "
-                 f"{prof.name} --seeds 0 1 2` runs more; `--profile paper --dataset DIR` the paper's grid.")
+                 f"{prof.name} {' '.join(more)}` runs more; `--profile paper --dataset DIR` the paper's "
+                 "grid.")
     return text
 
 
