@@ -379,23 +379,6 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
     return folder
 
 
-def read_quality(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The rows of an assessment folder's ``quality.csv`` (numbers as numbers) and its summary per
-    policy (``assess.json``, distances as ints) — what :func:`wrp.viz.quality_figure` draws."""
-    folder = Path(folder)
-    with open(folder / "quality.csv", newline="") as handle:
-        rows = [{**r, "distance": int(r["distance"]), "estimate_miou": float(r["estimate_miou"]),
-                 "agreement": float(r["agreement"]),
-                 "true_miou": float(r["true_miou"]) if r["true_miou"] != "" else ""}
-                for r in csv.DictReader(handle)]
-    summary = json.loads((folder / "assess.json").read_text())["policies"]
-    for s in summary.values():
-        for key in ("median_estimate", "median_true"):
-            if key in s:
-                s[key] = {int(d): v for d, v in s[key].items()}
-    return rows, summary
-
-
 def report(folder: str | Path) -> str:
     """The summary of an assessment folder as text: per policy the median estimate by distance (and
     the true mIoU and ρ where known), the calibration of its confidence, the frames to check."""
@@ -424,4 +407,4 @@ def report(folder: str | Path) -> str:
 
 
 __all__ = ["CARRIED", "check_policies", "frame_scores", "Reliability", "carry", "cycle_agreement",
-           "spearman", "summarise", "write_quality_csv", "assess", "read_quality", "report"]
+           "spearman", "summarise", "write_quality_csv", "assess", "report"]
