@@ -57,3 +57,19 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
                               "every frame |")
     assert "| 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
     assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm
+
+
+def test_the_gpu_smoke_report_reads_its_json_and_stages_go_to_an_empty_folder(tmp_path, monkeypatch):
+    smoke = _benchmark("gpu_smoke")
+    result = {"gpu": "G", "torch": "T", "sweep": [],
+              "throughput": [{"arch": "ocrnet", "images_per_s": 108.65, "peak_memory_gib": 12.79}],
+              "engine": {"seconds": 12.5, "miou": 0.6},
+              "same_seed": {"iters": 200, "runs": [{"miou": 23.97}, {"miou": 23.26}], "max_weight_diff": 0.5}}
+    text = smoke.table(result)
+    assert "ocrnet" in text and "108.7" in text and "12.79" in text
+    assert "mIoU 23.97 / 23.26, largest weight difference 0.5" in text
+    monkeypatch.setenv("WRP_RUNS", str(tmp_path))
+    with smoke.fresh_runs_dir():
+        inside = Path(smoke.os.environ["WRP_RUNS"])
+        assert inside != tmp_path and inside.is_dir() and not any(inside.iterdir())
+    assert smoke.os.environ["WRP_RUNS"] == str(tmp_path) and not inside.exists()
