@@ -68,7 +68,8 @@ def write_summary(out: Path) -> Path:
     records = [json.loads(p.read_text()) for p in sorted((out / "regimes").glob("*.json"))]
     records.sort(key=lambda r: (r["regime"]["world_fps"], r["regime"]["train_records"],
                                 r["regime"]["arch"], r["regime"].get("pretrain") or "",
-                                r["regime"]["cell_iters"]))
+                                r["regime"]["cell_iters"], -1 if r["regime"]["world_seed"] is None
+                                else r["regime"]["world_seed"]))
     lines = ["# Table 1 regimes: how much the neighbouring frames' labels can add",
              "",
              "Each row: one world and student; cells trained with the human labels only (Baseline) and "
@@ -84,7 +85,8 @@ def write_summary(out: Path) -> Path:
         g, by = r["regime"], {x["column"]: x for x in r["gains"]}
         base = mean_std(r["cells"]["baseline"])
         others = "; ".join(f"{c} {_gain(by, c)}" for c in by if c != TRUE_LABELS) or "—"
-        world = "one world, training seeds" if g["world_seed"] is not None else "a world per seed"
+        world = (f"world {g['world_seed']}, training seeds" if g["world_seed"] is not None
+                 else "a world per seed")
         change = r["neighbour_change"][str(g["k"])]
         lines.append(
             f"| {g['world_fps']:g} | {r['labelled_frames']} | ±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "

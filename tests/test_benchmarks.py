@@ -55,7 +55,7 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
     scratch, warm = regimes.write_summary(tmp_path).read_text().splitlines()[-2:]
     assert scratch.startswith("| 10 | 40 | ±10 (1.00 s) | 38.8 % | DeepLabV3, from scratch | 400 × 64×128 | "
                               "every frame |")
-    assert "| 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
+    assert "| world 0, training seeds: 0, 1, 2 | 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
     assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm
 
 
