@@ -46,7 +46,9 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             "k": args.k or prof.k, "arch": args.arch[0], "cell_iters": prof.table_iters,
             "cell_crop": list(prof.frame_crop(prof.table_crop)), "world_seed": prof.table_world_seed,
             "eval_frames": prof.table_eval, "min_confidence": prof.table_min_confidence,
-            "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None}
+            "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None,
+            **({"pretrain_labels": prof.table_pretrain_labels}
+               if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 
 
 def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
@@ -60,7 +62,10 @@ def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
 
 def _start(regime: dict[str, Any]) -> str:
     """How a regime's cells start: pretrained on a style's world, or (nothing said) from random weights."""
-    return f", pretrained on {regime['pretrain']}" if regime.get("pretrain") else ", from scratch"
+    if not regime.get("pretrain"):
+        return ", from scratch"
+    labels = " categories" if regime.get("pretrain_labels") == "categories" else ""
+    return f", pretrained on {regime['pretrain']}{labels}"
 
 
 def write_summary(out: Path) -> Path:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from wrp import stages
 from wrp.data import Manifest
@@ -508,3 +509,26 @@ def test_a_runs_file_reads_back_typed_and_its_gains_pair_within_each_world(tmp_p
     path.write_text("arch,policy,seed\nDeepLabV3,baseline,0\n")
     with pytest.raises(ValueError, match="table1_runs.csv: columns .* write it again"):
         read_runs(path)
+
+
+def test_cells_pretrained_on_the_categories_learn_the_classes_from_the_tables_labels(isolated_runs):
+    from wrp.data import CATEGORY_NAMES
+    from wrp.stages import segmentation_dataset
+
+    run = _table_run("--pretrain", "verge", "--pretrain-labels", "categories", "--cell-iters", "1",
+                     "--cell-crop", "32", "64")
+    assert run.profile.table_pretrain_labels == "categories"
+    cell = train_cell(run, "deeplabv3", None)
+    job = json.loads(Path(cell["stage"], "job.json").read_text())
+    start = Path(job["train"]["init"]).parent
+    pretrained = json.loads((start / "job.json").read_text())
+    assert pretrained["model"]["kwargs"]["num_classes"] == len(CATEGORY_NAMES) == 7
+    assert pretrained["data"]["kwargs"]["label_set"] == "categories"
+    assert "num_classes" not in job["model"]["kwargs"] and "label_set" not in job["data"]["kwargs"]
+    assert set(json.loads((start / "metrics.json").read_text())["per_class_iou"]) <= set(CATEGORY_NAMES)
+    labels = torch.cat([segmentation_dataset(**pretrained["data"]["kwargs"])[i][1] for i in range(4)])
+    assert 0 <= labels[labels != 255].min() and labels[labels != 255].max() < 7
+    classes = _table_run("--pretrain", "verge", "--cell-iters", "1", "--cell-crop", "32", "64")
+    assert Path(train_cell(classes, "deeplabv3", None)["stage"]) != Path(cell["stage"])
+    with pytest.raises(ValueError, match="table_pretrain_labels='parts' must be 'classes' or 'categories'"):
+        _smoke(table_pretrain_labels="parts")

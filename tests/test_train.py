@@ -317,3 +317,60 @@ def test_evaluation_in_batches_scores_as_frame_by_frame_and_takes_frames_of_seve
     one = evaluate(model, samples, progress=False, batch_size=1)
     batched = evaluate(model, samples, progress=False, batch_size=4)
     assert one["confusion"] == batched["confusion"] and batched["images"] == 7
+
+
+def test_a_model_of_another_label_set_starts_all_but_its_classifiers(tmp_path):
+    """Weights pretrained on the 7 categories start a 19-class model: every weight but the
+    classifiers' (which keep their random start); any other mismatch is refused, naming the file."""
+    from wrp.models import build_model, model_kwargs
+    from wrp.train import _initialise
+
+    for arch in ("deeplabv3", "ocrnet"):
+        kwargs = model_kwargs(arch, small=True)
+        coarse = build_model(**{**kwargs, "num_classes": 7})
+        torch.save(coarse.state_dict(), tmp_path / f"{arch}.pt")
+        torch.manual_seed(0)
+        fine = build_model(**kwargs)
+        random_start = {k: v.clone() for k, v in fine.state_dict().items()}
+        fresh = _initialise(fine, str(tmp_path / f"{arch}.pt"))
+        assert fresh and all(fine.state_dict()[k].shape[0] == 19 for k in fresh), fresh
+        for key, value in fine.state_dict().items():
+            expected = random_start[key] if key in fresh else coarse.state_dict()[key]
+            assert torch.equal(value, expected), key
+    other = build_model(**{**model_kwargs("deeplabv3", small=True), "backbone": "resnet34"})
+    with pytest.raises(ValueError, match="deeplabv3.pt are not weights of this model"):
+        _initialise(other, str(tmp_path / "deeplabv3.pt"))
+
+
+def test_a_model_of_the_categories_is_scored_on_the_categories(tmp_path):
+    from PIL import Image
+
+    from wrp.data import CATEGORY_NAMES, TRAIN_TO_CATEGORY, label_set
+    from wrp.train import evaluate
+
+    assert CATEGORY_NAMES == ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+    assert [CATEGORY_NAMES[TRAIN_TO_CATEGORY[i]] for i in (0, 1, 13, 15, 11, 12)] == [
+        "flat", "flat", "vehicle", "vehicle", "human", "human"]
+    assert TRAIN_TO_CATEGORY[255] == 255
+    with pytest.raises(ValueError, match="unknown label set 'parts'; choose from categories"):
+        label_set("parts")
+
+    class Constant(torch.nn.Module):  # predicts "vehicle" everywhere
+        num_classes = 7
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 7, *x.shape[2:]) * self.scale
+            out[:, 6] = 1.0
+            return {"out": out}
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "image.png")
+    label = np.full((8, 8), 26, np.uint8)  # official id of car; a bus (28) in the lower half
+    label[4:] = 28
+    Image.fromarray(label).save(tmp_path / "label.png")
+    scores = evaluate(Constant(), [(tmp_path / "image.png", tmp_path / "label.png")], progress=False,
+                      label_set="categories")
+    assert scores["per_class_iou"] == {"vehicle": 100.0} and scores["miou"] == 100.0

@@ -208,7 +208,8 @@ def table_run(args: argparse.Namespace) -> Run:
                 table_world_seed=getattr(args, "world_seed", None),
                 table_min_confidence=getattr(args, "min_confidence", None),
                 table_min_class_pixels=getattr(args, "min_class_pixels", None),
-                table_pretrain=getattr(args, "pretrain", None))
+                table_pretrain=getattr(args, "pretrain", None),
+                table_pretrain_labels=getattr(args, "pretrain_labels", None))
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -387,6 +388,11 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
                         help="start every cell from a segmenter pretrained on a synthetic world of "
                              "STYLE (as the paper's students start from ImageNet weights; default: the "
                              f"profile's table_pretrain; one of {', '.join(styles)})")
+    parser.add_argument("--pretrain-labels", choices=("classes", "categories"),
+                        help="what the pretrained segmenter learns: the 19 classes, or only the 7 "
+                             "Cityscapes categories (vehicle, human, …), so every cell learns the fine "
+                             "classes — car from bus — from the table's labels alone (default: the "
+                             "profile's table_pretrain_labels)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,6 +62,33 @@ for _lab in _CITYSCAPES_LABELS:
     if 0 <= _lab.trainId < NUM_CLASSES and not _lab.ignoreInEval:
         TRAIN_TO_LABEL[_lab.trainId] = _lab.id
 
+_BY_CATEGORY = sorted(_CITYSCAPES_LABELS, key=lambda lab: lab.categoryId)
+# The 7 Cityscapes categories of the train ids, in cityscapesscripts' order (flat,
+# construction, object, nature, sky, human, vehicle): a coarser label set that knows a vehicle
+# from a person but not a car from a bus — what a model pretrained elsewhere knows of a new taxonomy.
+CATEGORY_NAMES = tuple(dict.fromkeys(lab.category for lab in _BY_CATEGORY
+                                     if 0 <= lab.trainId < NUM_CLASSES))
+TRAIN_TO_CATEGORY = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+for _lab in _CITYSCAPES_LABELS:
+    if 0 <= _lab.trainId < NUM_CLASSES:
+        TRAIN_TO_CATEGORY[_lab.trainId] = CATEGORY_NAMES.index(_lab.category)
+
+#: Label sets a segmenter can be trained on instead of the train ids, by name: the lookup table
+#: from train ids and the names of the classes it gives (``wrp.stages.segmentation_dataset``).
+LABEL_SETS: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {
+    "categories": (TRAIN_TO_CATEGORY, CATEGORY_NAMES)}
+
+
+def label_set(name: str | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """(lookup table from train ids or ``None``, class names) of the label set ``name``
+    (``None``: the 19 train ids themselves), or an error naming the choices."""
+    if name is None:
+        return None, CLASS_NAMES
+    if name not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; choose from {', '.join(LABEL_SETS)} (or none: the "
+                         "train ids)")
+    return LABEL_SETS[name]
+
 
 class DatasetError(ValueError):
     """A problem with the files of a dataset; the message names the file and the fix."""

@@ -506,7 +506,9 @@ class MixedDataset(torch.utils.data.Dataset):
     :func:`wrp.data.read_label` and augmented with an rng seeded from ``(seed, e, i)``, so it does
     not depend on worker count or order; it works with any index sampler (``DistributedSampler``
     included). Call :meth:`set_epoch` before each epoch (with ``persistent_workers=False``, so the
-    workers see the new plan). Without an :class:`AugmentConfig` the full image is returned.
+    workers see the new plan). Without an :class:`AugmentConfig` the full image is returned. A
+    ``label_map`` (256 entries, :data:`wrp.data.LABEL_SETS`) turns every label into another label set
+    after sampling and augmentation, which still see the train ids.
     """
 
     def __init__(
@@ -518,7 +520,9 @@ class MixedDataset(torch.utils.data.Dataset):
         centroids_human: CentroidIndex | None = None,
         centroids_generated: CentroidIndex | None = None,
         epoch: int = 0,
+        label_map: np.ndarray | None = None,
     ) -> None:
+        self.label_map = label_map  # a lookup table from train ids to another label set, or None
         self.human = list(human)
         self.generated = list(generated)
         self.mix = mix
@@ -549,6 +553,8 @@ class MixedDataset(torch.utils.data.Dataset):
         if self.augment_cfg is not None:
             rng = np.random.default_rng([self.mix.seed, self.epoch, i])
             image, label = augment(image, label, self.augment_cfg, rng, centre=item.centre)
+        if self.label_map is not None:
+            label = self.label_map[label]
         return to_tensors(image, label)
 
 

@@ -84,6 +84,11 @@ class Profile:
     # the style of the synthetic world every table cell is pretrained on before it trains on the
     # table's labels (``wrp.stages.pretrained_segmenter``); None: cells start from random weights
     table_pretrain: str | None = None
+    # what that segmenter learns there: "classes" (the 19 train ids) or "categories" (the 7 Cityscapes
+    # categories: a vehicle from a person, not a car from a bus — the cells' classifiers then start
+    # random and the fine classes are learnt from the table's labels, as the paper's students start
+    # from ImageNet weights that know objects but not Cityscapes' classes)
+    table_pretrain_labels: str = "classes"
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
     writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)
@@ -100,6 +105,9 @@ class Profile:
                 problems.append(f"{name}={getattr(self, name)} must be ≥ 1")
         if self.thin_scale <= 0:
             problems.append(f"thin_scale={self.thin_scale} must be positive")
+        if self.table_pretrain_labels not in ("classes", "categories"):
+            problems.append(f"table_pretrain_labels={self.table_pretrain_labels!r} must be 'classes' or "
+                            "'categories'")
         if self.fps is not None and self.fps <= 0:
             problems.append(f"fps={self.fps} must be positive (or None: the world's own)")
         if self.partition_length % 2 == 0:

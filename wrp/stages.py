@@ -35,6 +35,9 @@ from wrp.data import (
     read_prepared,
     tree_fingerprint,
 )
+from wrp.data import (
+    label_set as label_set_of,
+)
 from wrp.denoiser import (
     GATE_THRESHOLDS,
     MIN_SUPPORT,
@@ -170,12 +173,14 @@ def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: 
                          human_share: float = 0.3, generated: list[list[str]] | None = None,
                          class_uniform_share: float = 0.5, centroid_cache: str | None = None,
                          augment: dict[str, Any] | None = None,
-                         generated_min_pixels: int = 1) -> MixedDataset:
+                         generated_min_pixels: int = 1, label_set: str | None = None) -> MixedDataset:
     """Builder ``segmentation-data``: human labels of the train partitions (+ generated ones),
     mixed and augmented per supplementary 3.1 (``wrp.mixing``). In the generated labels a class
     counts for class-uniform sampling in a tile from ``generated_min_pixels`` pixels on
     (:func:`~wrp.mixing.class_centroids`), so that stray pixels of a class are not sampled as
-    often as its real instances."""
+    often as its real instances. ``label_set`` (a name of :data:`wrp.data.LABEL_SETS`) trains on
+    another label set than the train ids (sampling still balances the train ids)."""
+    lookup, _ = label_set_of(label_set)
     human = human_samples(Manifest.load(manifest).clips("train"))
     gen = [tuple(pair) for pair in (generated or [])]
     index = CentroidIndex.build([lab for _, lab in human], cache_path=centroid_cache, progress=False)
@@ -184,7 +189,7 @@ def segmentation_dataset(manifest: str, epoch_size: int, crop: list[int], seed: 
     return MixedDataset(human, gen, MixConfig(epoch_size=epoch_size, human_share=human_share,
                                               class_uniform_share=class_uniform_share, seed=seed),
                         AugmentConfig(crop=tuple(crop), **(augment or {})), centroids_human=index,
-                        centroids_generated=gen_index)
+                        centroids_generated=gen_index, label_map=lookup)
 
 
 def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbone: str | None = None,
@@ -192,24 +197,28 @@ def segmenter_job(run: Run, manifest: Path, arch: str = "msa_hrnet_ocr", backbon
                   generated: list[list[str]] | None = None, human_share: float = 0.3,
                   crop: list[int] | None = None, augment: dict[str, Any] | None = None,
                   train_seed: int | None = None, init: str | None = None,
-                  generated_min_pixels: int = 1) -> Job:
+                  generated_min_pixels: int = 1, label_set: str | None = None) -> Job:
     """The :class:`~wrp.train.Job` that trains one segmenter at the run's sizes: a fixed epoch of
     3× the human-labelled set (supplementary 3.1), the profile's iterations unless ``iters``,
     from the weights ``init`` (a ``model.pt`` of the same model) or from random ones.
     ``generated_min_pixels``: see :func:`segmentation_dataset` (in the job only when it is not 1,
-    so the jobs, and stage keys, of segmenters trained before it existed are unchanged)."""
+    so the jobs, and stage keys, of segmenters trained before it existed are unchanged).
+    ``label_set``: train on another label set than the 19 train ids (:data:`wrp.data.LABEL_SETS`),
+    with a classifier of its size — in the job only when given, for the same reason."""
     prof = run.profile
+    classes = {} if label_set is None else {"num_classes": len(label_set_of(label_set)[1])}
     iters = iters if iters is not None else prof.seg_iters
     n_human = len(Manifest.load(manifest).train)
     seed = run.seed if train_seed is None else train_seed
     return Job(
-        model=Builder("segmentation-model", model_kwargs(arch, prof.small_models, backbone)),
+        model=Builder("segmentation-model", {**model_kwargs(arch, prof.small_models, backbone), **classes}),
         data=Builder("segmentation-data", {
             "manifest": str(manifest), "epoch_size": max(3 * n_human, prof.batch_size),
             "crop": list(crop or prof.seg_crop), "seed": seed, "generated": generated,
             "human_share": human_share if generated else 1.0, "augment": augment,
             **({"generated_min_pixels": generated_min_pixels}
-               if generated and generated_min_pixels != 1 else {})}),
+               if generated and generated_min_pixels != 1 else {}),
+            **({"label_set": label_set} if label_set is not None else {})}),
         loss=Builder("segmentation-loss", {"main": loss}),
         train=TrainConfig(iters=iters, batch_size=prof.batch_size,
                           base_lr=base_lr if base_lr is not None else base_lr_for(run), seed=seed,
@@ -233,7 +242,8 @@ def train_segmenter(run: Run, arch: str = "msa_hrnet_ocr", train_seed: int | Non
     def build(out: Path) -> dict[str, Any]:
         result = launch(job, out, nproc=run.nproc, progress=run.progress)
         model = load_model(job, out)
-        scores = evaluate(model, human_samples(Manifest.load(manifest).clips("val")), progress=run.progress)
+        scores = evaluate(model, human_samples(Manifest.load(manifest).clips("val")), progress=run.progress,
+                          label_set=job.data.kwargs.get("label_set"))
         atomic_write_json(out / "metrics.json", {**result, **scores})
         return {"miou": scores["miou"], "images_per_s": result["images_per_s"]}
 
@@ -699,14 +709,17 @@ def pretrained_segmenter(run: Run, arch: str) -> Path:
     names a ``table_pretrain`` style: a segmenter trained on another world — that style, seed
     :data:`PRETRAIN_SEED`, :data:`PRETRAIN_RECORDS` training records whatever the table's world
     has, every frame of their partitions labelled (its true labels) — for the profile's
-    ``seg_iters`` at the table's crop. The analogue of the paper's students, which
+    ``seg_iters`` at the table's crop, on the 19 classes or, where ``table_pretrain_labels`` is
+    ``"categories"``, on the 7 Cityscapes categories only. The analogue of the paper's students, which
     start from ImageNet weights: a cell fine-tunes features it already has, so what it learns
     from the table's labels is the table's data, not how to see at all."""
     prof = run.profile
     other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain,
                                                               train_records=PRETRAIN_RECORDS), dataset=None)
+    labels = "categories" if prof.table_pretrain_labels == "categories" else None
     return train_segmenter(other, arch, generated=generated_pairs(other, TRUE_LABELS),
-                           crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters)
+                           crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters,
+                           label_set=labels)
 
 
 def every_frame_samples(run: Run) -> list[tuple[Path, Path]]:

@@ -35,7 +35,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from wrp.cache import ADDED_LATER, canonical_config
-from wrp.data import CLASS_NAMES, read_image, read_label
+from wrp.data import label_set as label_set_of
+from wrp.data import read_image, read_label
 from wrp.io import atomic_save, atomic_write_json, atomic_write_text
 from wrp.metrics import confusion_matrix, iou, mean_iou
 from wrp.models import segment
@@ -212,14 +213,26 @@ def _place(model: nn.Module, device: str, channels_last: bool) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _initialise(model: nn.Module, path: str) -> None:
+def _initialise(model: nn.Module, path: str) -> list[str]:
     """Load the start weights ``path`` (a ``model.pt``) into ``model``, or an error naming the
-    file: it must exist and hold this very model's weights."""
+    file: it must exist and hold this very model's weights — but for its classifiers, which may
+    have been trained on another label set (another number of classes: a model pretrained on the
+    Cityscapes categories starting a 19-class one, as ImageNet weights start the paper's models).
+    Those keep their random initialisation; returns their names."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"the start weights {path} do not exist; train the model they come "
                                 "from first (or leave init unset for random weights)")
+    state, own = load_state(path), model.state_dict()
+    classes = getattr(model, "num_classes", None)
+    fresh = [name for name, value in state.items() if name in own and own[name].shape != value.shape
+             and own[name].shape[0] == classes and own[name].shape[1:] == value.shape[1:]]
+    state = {name: value for name, value in state.items() if name not in fresh}
     try:
-        model.load_state_dict(load_state(path))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != set(fresh):
+            raise RuntimeError(f"missing {sorted(set(missing) - set(fresh))[:5]}, "
+                               f"unexpected {unexpected[:5]}")
+        return fresh
     except RuntimeError as exc:
         raise ValueError(f"the start weights {path} are not weights of this model ({str(exc)[:300]}); "
                          "pretrain the same architecture and backbone") from exc
@@ -451,10 +464,12 @@ def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", flip: bool
 
 
 def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "cpu",
-             progress: bool = True, batch_size: int = 8) -> dict[str, Any]:
+             progress: bool = True, batch_size: int = 8, label_set: str | None = None) -> dict[str, Any]:
     """Confusion matrix, mIoU and per-class IoU of ``model`` on (image, label) files, at the
     single scale the label policies run ``g_ψ`` at; consecutive frames of one size go through the
-    model ``batch_size`` at a time (eval mode: the same predictions as one by one)."""
+    model ``batch_size`` at a time (eval mode: the same predictions as one by one). A model of
+    another label set (``label_set``, :data:`wrp.data.LABEL_SETS`) is scored on the labels mapped to it."""
+    lookup, names = label_set_of(label_set)
 
     conf = 0
     bar = progress_bar(total=len(samples), desc="evaluate", disable=not progress)
@@ -469,9 +484,10 @@ def evaluate(model: nn.Module, samples: list[tuple[Path, Path]], device: str = "
             probs, _ = segment(model, x)
             predicted.extend(probs.argmax(1).cpu().numpy())
         for labels, (_, label_path) in zip(predicted, chunk, strict=True):
-            conf = conf + confusion_matrix(labels, read_label(label_path))
+            truth = read_label(label_path)
+            conf = conf + confusion_matrix(labels, truth if lookup is None else lookup[truth], len(names))
         bar.update(len(chunk))
     bar.close()
-    per_class = {CLASS_NAMES[i]: round(float(v) * 100, 2) for i, v in enumerate(iou(conf)) if np.isfinite(v)}
+    per_class = {names[i]: round(float(v) * 100, 2) for i, v in enumerate(iou(conf)) if np.isfinite(v)}
     return {"miou": round(mean_iou(conf), 2), "per_class_iou": per_class, "images": len(samples),
             "confusion": conf.tolist()}
