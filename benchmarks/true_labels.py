@@ -47,6 +47,7 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             "cell_crop": list(prof.frame_crop(prof.table_crop)), "world_seed": prof.table_world_seed,
             "eval_frames": prof.table_eval, "min_confidence": prof.table_min_confidence,
             "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None,
+            **({"world_density": prof.density} if prof.density is not None else {}),
             **({"pretrain_labels": prof.table_pretrain_labels}
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 

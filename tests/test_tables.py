@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,26 @@ def test_world_fps_renders_a_faster_world_for_every_stage_and_the_note_says_so(i
     assert "frames/s" not in grid_note(smoke, [0])
     with pytest.raises(ValueError, match="fps=0.0 must be positive"):
         get_profile("smoke", fps=0.0)
+
+
+def test_world_density_fills_the_world_with_more_moving_things_and_the_note_says_so(isolated_runs):
+    from wrp.profiles import get_profile
+    from wrp.synthetic import SynthConfig, build_scene
+
+    smoke = _smoke()
+    assert smoke.profile.density is None and SynthConfig.from_profile(smoke.profile, 0).density == 1.0
+    dense = _table_run("--world-density", "3")
+    assert dense == smoke.with_profile(density=3.0)
+    plain, config = (SynthConfig.from_profile(run.profile, 0) for run in (smoke, dense))
+    assert config.density == 3.0 and config == replace(plain, density=3.0)
+    objects = [build_scene(c, 0).meta["counts"] for c in (plain, config)]
+    for kind in ("person", "rider"):
+        assert objects[1].get(kind, 0) > 2 * objects[0].get(kind, 0), (kind, objects)
+    assert manifest_for(dense) != manifest_for(smoke), "another density is another world, keyed apart"
+    assert "with 3× its vehicles, persons and riders" in grid_note(dense, [0])
+    assert "vehicles, persons" not in grid_note(smoke, [0])
+    with pytest.raises(ValueError, match="density=0.0 must be positive"):
+        get_profile("smoke", density=0.0)
 
 
 def test_budget_options_reach_the_profile_and_bad_values_are_refused(isolated_runs, capsys):

@@ -201,9 +201,11 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 
 def table_run(args: argparse.Namespace) -> Run:
     """The run of a table command: the profile with the budget options (``--cell-iters``,
-    ``--cell-crop``, ``--world-fps``) applied to its table fields. Shared with the benchmarks."""
+    ``--cell-crop``, ``--world-fps``, ``--world-density``) applied to its table fields. Shared with
+    the benchmarks."""
     crop = tuple(args.cell_crop) if args.cell_crop else None
     return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
+                density=getattr(args, "world_density", None),
                 table_eval=getattr(args, "eval_frames", None),
                 table_world_seed=getattr(args, "world_seed", None),
                 table_min_confidence=getattr(args, "min_confidence", None),
@@ -251,7 +253,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
     paths.append(save_figure(figure, out / f"{name}.png"))
     paths.append(atomic_write_json(out / f"{name}.json", {
         "profile": run.profile.name, "dataset": str(run.dataset) if run.dataset else "synthetic",
-        "world_fps": run.profile.fps, "seeds": seeds, "world_seed": run.profile.table_world_seed,
+        "world_fps": run.profile.fps, "world_density": run.profile.density,
+        "seeds": seeds, "world_seed": run.profile.table_world_seed,
         "eval_frames": run.profile.table_eval,
         "k": getattr(args, "k", None) or run.profile.k, "table_iters": run.profile.table_iters,
         "table_crop": list(run.profile.frame_crop(run.profile.table_crop)), "results": results,
@@ -383,6 +386,9 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     parser.add_argument("--world-fps", type=POSITIVE, metavar="FPS",
                         help="render the synthetic world at FPS frames per second (default: the "
                              "profile's, 35): at 10 a partition's frames show more new street")
+    parser.add_argument("--world-density", type=POSITIVE, metavar="X",
+                        help="X times the style's density of vehicles, persons and riders in the "
+                             "synthetic world (default: the profile's, 1)")
     styles = [s for s in STYLES if s != HELD_OUT_STYLE]  # the held-out style stays out of every choice
     parser.add_argument("--pretrain", choices=styles, metavar="STYLE",
                         help="start every cell from a segmenter pretrained on a synthetic world of "

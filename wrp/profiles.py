@@ -46,6 +46,9 @@ class Profile:
     # frames per second move the car further between frames — 35 / fps times — so the other frames
     # of a partition show more street the labelled one does not (Cityscapes records at 17)
     fps: float | None = None
+    # synthetic world only: × its style's density of vehicles, persons and riders (None: 1, the
+    # style's own): more moving things pass through the frames around a labelled one
+    density: float | None = None
     # synthetic world only: its look and layout, a name of ``wrp.synthetic.STYLES`` (the world family)
     style: str = "street"
     # --- propagation ---
@@ -108,6 +111,8 @@ class Profile:
         if self.table_pretrain_labels not in ("classes", "categories"):
             problems.append(f"table_pretrain_labels={self.table_pretrain_labels!r} must be 'classes' or "
                             "'categories'")
+        if self.density is not None and self.density <= 0:
+            problems.append(f"density={self.density} must be positive (or None: the style's own)")
         if self.fps is not None and self.fps <= 0:
             problems.append(f"fps={self.fps} must be positive (or None: the world's own)")
         if self.partition_length % 2 == 0:

@@ -171,13 +171,15 @@ class SynthConfig:
     @classmethod
     def from_profile(cls, profile: Any, seed: int = 0, **overrides: Any) -> SynthConfig:
         """Sizes from a :class:`wrp.profiles.Profile` (train + val records, partitions × length),
-        its ``thin_scale``, its ``style`` and its ``fps`` (``None``: the world's own)."""
+        its ``thin_scale``, its ``style``, its ``fps`` and ``density`` (``None``: the world's own)."""
         sizes = {"height": profile.height, "width": profile.width,
                  "records": profile.train_records + profile.val_records,
                  "frames_per_record": profile.partitions_per_record * profile.partition_length,
                  "thin_scale": profile.thin_scale, "style": profile.style}
         if profile.fps is not None:
             sizes["fps"] = float(profile.fps)
+        if getattr(profile, "density", None) is not None:
+            sizes["density"] = float(profile.density)
         return cls(**{**sizes, "seed": seed, **overrides})
 
 

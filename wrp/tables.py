@@ -340,6 +340,8 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
         data = f"the prepared dataset {run.dataset}"
     else:
         data = f"the synthetic world at {prof.fps:g} frames/s" if prof.fps else "the synthetic world"
+        if prof.density is not None:
+            data += f" with {prof.density:g}× its vehicles, persons and riders"
     reach = (f"; generated labels from ±{k if k is not None else prof.k} frames, motion-only's from "
              f"±{MOTION_ONLY_K} (warp-refine's confident pixels: confidence ≥ {prof.table_min_confidence:g})"
              ) if table == 1 else ""
