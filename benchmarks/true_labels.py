@@ -10,8 +10,9 @@ If the true labels of the neighbouring frames do not raise validation mIoU over 
 propagation method can on that world and budget: the extra frames add nothing the segmenter
 lacks. The printed share of pixels whose true label differs from the labelled frame's
 (``wrp.tables.neighbour_change``) says how much there is to add. A regime is the world (frame rate
-``--world-fps``, labelled records ``--train-records``), the student (``--arch``, ``--cell-iters``,
-``--cell-crop``) and the measurement (``--world-seed``: one world, training seeds paired;
+``--world-fps``, traffic ``--world-density``, labelled records ``--train-records``), the student
+(``--arch``, ``--cell-iters``, ``--cell-crop``, its start ``--pretrain`` / ``--pretrain-labels``) and
+the measurement (``--world-seed``: one world, training seeds paired;
 ``--eval-frames every``: every frame of the held-out records scores a cell). Add columns with
 ``--policy`` (``warp-refine``, ``motion-only``, …): their labels are propagated first.
 
@@ -69,6 +70,11 @@ def _start(regime: dict[str, Any]) -> str:
     return f", pretrained on {regime['pretrain']}{labels}"
 
 
+def _density(regime: dict[str, Any]) -> str:
+    """A world denser in vehicles, persons and riders than its style's (nothing said: as the style)."""
+    return f", {regime['world_density']:g}× traffic" if regime.get("world_density") else ""
+
+
 def write_summary(out: Path) -> Path:
     """``regimes.md``: one row per measured regime (its ceiling and every other column's paired gain)."""
     records = [json.loads(p.read_text()) for p in sorted((out / "regimes").glob("*.json"))]
@@ -82,7 +88,8 @@ def write_summary(out: Path) -> Path:
              "with the world's **true labels** of the ±k frames too (the ceiling of every label "
              "policy), over training seeds. Gains over Baseline are paired by seed: mean "
              "[95 % t-interval]. `new pixels`: share of pixels whose true label at ±k differs from "
-             "the labelled frame's. `python benchmarks/true_labels.py --help` says how to add a row.",
+             "the labelled frame's. `fps`: the world's frame rate (`N× traffic`: N times its vehicles, "
+             "persons and riders). `python benchmarks/true_labels.py --help` says how to add a row.",
              "",
              "| fps | labelled frames | ±k (s) | new pixels at ±k | student | iters × crop | scored on | "
              "seeds | Baseline | ceiling gain | other columns | minutes |",
@@ -95,7 +102,8 @@ def write_summary(out: Path) -> Path:
                  else "a world per seed")
         change = r["neighbour_change"][str(g["k"])]
         lines.append(
-            f"| {g['world_fps']:g} | {r['labelled_frames']} | ±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
+            f"| {g['world_fps']:g}{_density(g)} | {r['labelled_frames']} | "
+            f"±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
             f"{change:.1f} % | {g['arch']}{_start(g)} | "
             f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
             f"{'every frame' if g['eval_frames'] == 'every' else 'labelled frames'} | "
