@@ -31,10 +31,13 @@ from typing import Any
 
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.data import Manifest
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import mean_std
-from wrp.paper import TRUE_LABELS
+from wrp.paper import ARCHS, TRUE_LABELS
+from wrp.stages import MOTION_ONLY_K, PRETRAIN_SEED, manifest_for, train_cell, true_label
 from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
+from wrp.train import evaluate, job_from_file, load_model
 
 DEFAULT_COLUMNS = ("baseline", TRUE_LABELS)
 
@@ -51,6 +54,31 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             **({"world_density": prof.density} if prof.density is not None else {}),
             **({"pretrain_labels": prof.table_pretrain_labels}
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
+
+
+def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
+                   world: int) -> dict[str, Any]:
+    """Every cell of the regime (trained on ``run``'s table world) scored on every frame of every
+    record of another world, seed ``world``, of the same style, frame rate and traffic: a held-out
+    set 3.5 times the regime's own, drawn independently of the world the cells learnt from, so a
+    gain that belongs to the table world's few validation records shows as such."""
+    table_world = run.profile.table_world_seed
+    if world in (table_world, PRETRAIN_SEED):
+        role = "train on" if world == table_world else "are pretrained on"
+        raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
+    m = Manifest.load(manifest_for(run.with_seed(world)))
+    samples = [(clip.images[pos], true_label(m.ground_truth(split), clip.clip_id, pos, "--score-world"))
+               for split in ("train", "val") for clip in m.clips(split) for pos in range(len(clip))]
+    cells: dict[str, list[float]] = {}
+    for column in columns:
+        for seed in seeds:
+            cell_k = MOTION_ONLY_K if column == "motion-only" else k
+            cell = train_cell(run.with_seed(table_world), ARCHS[arch], column, cell_k, train_seed=seed)
+            stage = Path(cell["stage"])
+            model = load_model(job_from_file(stage / "job.json"), stage, run.device)
+            scores = evaluate(model, samples, run.device, progress=run.progress)
+            cells.setdefault(column, []).append(scores["miou"])
+    return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline")}
 
 
 def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
@@ -98,6 +126,13 @@ def write_summary(out: Path) -> Path:
         g, by = r["regime"], {x["column"]: x for x in r["gains"]}
         base = mean_std(r["cells"]["baseline"])
         others = "; ".join(f"{c} {_gain(by, c)}" for c in by if c != TRUE_LABELS) or "—"
+        if r.get("score_world"):
+            w = r["score_world"]
+            at = {x["column"]: x for x in w["gains"]}
+            there = ", ".join(f"{c} {_gain(at, c)}" for c in at)
+            at_base = mean_std(w["cells"]["baseline"])[0]
+            others = (f"scored on world {w['seed']} ({w['frames']} frames): Baseline {at_base:.2f}, {there}"
+                      + ("" if others == "—" else f"; {others}"))
         world = (f"world {g['world_seed']}, training seeds" if g["world_seed"] is not None
                  else "a world per seed")
         change = r["neighbour_change"][str(g["k"])]
@@ -120,6 +155,10 @@ def main() -> None:
                         help="training records of the world (default: the profile's): fewer labelled "
                              "frames leave the student shorter of views")
     add_run_options(parser, seed=False)
+    parser.add_argument("--score-world", type=int, metavar="SEED",
+                        help="also score every cell on every frame of all records of world SEED (same "
+                             "style, frame rate and traffic; needs --world-seed): a larger held-out set, "
+                             "independent of the world the cells learn from")
     parser.add_argument("--out", default="figures/table1_regimes")
     args = parser.parse_args()
     args.arch = args.arch or ["DeepLabV3"]
@@ -131,6 +170,8 @@ def main() -> None:
             run = run.with_profile(train_records=args.train_records)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.score_world is not None and run.profile.table_world_seed is None:
+        parser.error("--score-world scores the cells of one world: give --world-seed too")
     if not run.synthetic:
         parser.error("the ceiling trains on the true label of every generated frame: a regime is "
                      "measured on the synthetic world (leave out --dataset)")
@@ -155,14 +196,28 @@ def main() -> None:
     print(gains_report(gains, "Baseline", label="  "))
     print("  pixels whose true label differs from the labelled frame's: "
           + " / ".join(f"±{d} {v:.1f} %" for d, v in mean_change.items()))
+    elsewhere = None
+    if args.score_world is not None:
+        try:
+            elsewhere = score_on_world(run, args.arch[0], columns, seeds, args.k, args.score_world)
+        except ValueError as exc:
+            parser.error(str(exc))
+        for name, values in elsewhere["cells"].items():
+            mean, std = mean_std(values)
+            print(f"  on world {args.score_world}: {name:<12} {mean:6.2f} ± {std:4.2f}  "
+                  f"[{', '.join(f'{v:.2f}' for v in values)}]")
+        print(gains_report(elsewhere["gains"], "Baseline", label=f"  on world {args.score_world}: "))
     out = Path(args.out)
-    target = out / "regimes" / f"{config_hash({**regime, 'columns': sorted(columns), 'seeds': seeds})}.json"
+    key = {**regime, "columns": sorted(columns), "seeds": seeds,
+           **({"score_world": args.score_world} if elsewhere else {})}
+    target = out / "regimes" / f"{config_hash(key)}.json"
     seconds = round(time.time() - started, 1)
     if target.is_file():  # measured before: its cells were reused now, the first run's time is the cost
         seconds = max(seconds, json.loads(target.read_text())["seconds"])
     path = atomic_write_json(target, {
         "regime": regime, "seeds": seeds, "labelled_frames": prof.train_records * prof.partitions_per_record,
-        "cells": cells, "runs": runs, "gains": gains, "neighbour_change": mean_change, "seconds": seconds})
+        "cells": cells, "runs": runs, "gains": gains, "neighbour_change": mean_change, "seconds": seconds,
+        **({"score_world": elsewhere} if elsewhere else {})})
     print(f"→ {path}, {write_summary(out)}")
 
 

@@ -57,6 +57,16 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
                               "every frame |")
     assert "| world 0, training seeds: 0, 1, 2 | 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
     assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm
+    regime = {**pretrained["regime"], "pretrain_labels": "categories", "world_density": 2.0}
+    coarse = {**pretrained, "regime": regime,
+              "score_world": {"seed": 7, "frames": 1176,
+                              "cells": {"baseline": [29.0, 30.0, 31.0], "true-labels": [29.5, 30.0, 31.1]},
+                              "gains": [{"column": "true-labels", "gain": 0.2, "paired_ci95": [-0.4, 0.8]}]}}
+    (tmp_path / "regimes" / "c.json").write_text(json.dumps(coarse))
+    lines = regimes.write_summary(tmp_path).read_text().splitlines()
+    (row,) = [line for line in lines if "categories" in line]
+    assert row.startswith("| 10, 2× traffic | 40 |") and "DeepLabV3, pretrained on verge categories |" in row
+    assert "| scored on world 7 (1176 frames): Baseline 30.00, true-labels +0.20 [-0.40, +0.80] | 30 |" in row
 
 
 def test_the_gpu_smoke_report_reads_its_json_and_stages_go_to_an_empty_folder(tmp_path, monkeypatch):
@@ -73,3 +83,21 @@ def test_the_gpu_smoke_report_reads_its_json_and_stages_go_to_an_empty_folder(tm
         inside = Path(smoke.os.environ["WRP_RUNS"])
         assert inside != tmp_path and inside.is_dir() and not any(inside.iterdir())
     assert smoke.os.environ["WRP_RUNS"] == str(tmp_path) and not inside.exists()
+
+
+def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs):
+    from wrp.profiles import Run
+    from wrp.stages import PRETRAIN_SEED
+
+    regimes = _benchmark("true_labels")
+    run = Run.create("smoke", progress=False, table_world_seed=0, table_iters=1, table_crop=(32, 64))
+    there = regimes.score_on_world(run, "DeepLabV3", ["baseline", "true-labels"], [0, 1], None, 2)
+    frames = 3 * 9  # the smoke world: 3 records of one 9-frame partition, every frame scored
+    assert there["seed"] == 2 and there["frames"] == frames
+    assert [len(v) for v in there["cells"].values()] == [2, 2]
+    assert [g["column"] for g in there["gains"]] == ["true-labels"]
+    cells = list((isolated_runs / "stages" / "segmenter").iterdir())
+    assert len(cells) == 4, "the regime's own cells, trained once"
+    for world in (0, PRETRAIN_SEED):
+        with pytest.raises(ValueError, match=f"--score-world {world} is the world the cells"):
+            regimes.score_on_world(run, "DeepLabV3", ["baseline"], [0], None, world)
