@@ -117,7 +117,8 @@ def write_summary(out: Path) -> Path:
              "policy), over training seeds. Gains over Baseline are paired by seed: mean "
              "[95 % t-interval]. `new pixels`: share of pixels whose true label at ±k differs from "
              "the labelled frame's. `fps`: the world's frame rate (`N× traffic`: N times its vehicles, "
-             "persons and riders). `python benchmarks/true_labels.py --help` says how to add a row.",
+             "persons and riders). `minutes`: the run's wall time; cells an earlier row trained are "
+             "reused, not counted again. `python benchmarks/true_labels.py --help` says how to add a row.",
              "",
              "| fps | labelled frames | ±k (s) | new pixels at ±k | student | iters × crop | scored on | "
              "seeds | Baseline | ceiling gain | other columns | minutes |",
