@@ -173,6 +173,8 @@ def main() -> None:
         parser.error(str(exc))
     if args.score_world is not None and run.profile.table_world_seed is None:
         parser.error("--score-world scores the cells of one world: give --world-seed too")
+    if args.score_world in (run.profile.table_world_seed, PRETRAIN_SEED):
+        parser.error(f"--score-world {args.score_world} is a world the cells learn from; choose another seed")
     if not run.synthetic:
         parser.error("the ceiling trains on the true label of every generated frame: a regime is "
                      "measured on the synthetic world (leave out --dataset)")

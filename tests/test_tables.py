@@ -553,3 +553,5 @@ def test_cells_pretrained_on_the_categories_learn_the_classes_from_the_tables_la
     assert Path(train_cell(classes, "deeplabv3", None)["stage"]) != Path(cell["stage"])
     with pytest.raises(ValueError, match="table_pretrain_labels='parts' must be 'classes' or 'categories'"):
         _smoke(table_pretrain_labels="parts")
+    with pytest.raises(ValueError, match=r"there is none: name its world with table_pretrain \(--pretrain\)"):
+        _table_run("--pretrain-labels", "categories")

@@ -111,6 +111,10 @@ class Profile:
         if self.table_pretrain_labels not in ("classes", "categories"):
             problems.append(f"table_pretrain_labels={self.table_pretrain_labels!r} must be 'classes' or "
                             "'categories'")
+        elif self.table_pretrain_labels != "classes" and self.table_pretrain is None:
+            problems.append(f"table_pretrain_labels={self.table_pretrain_labels!r} says what the "
+                            "pretrained start learns, and there is none: name its world with "
+                            "table_pretrain (--pretrain)")
         if self.density is not None and self.density <= 0:
             problems.append(f"density={self.density} must be positive (or None: the style's own)")
         if self.fps is not None and self.fps <= 0:
