@@ -31,11 +31,10 @@ from typing import Any
 
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
-from wrp.data import Manifest
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import mean_std
 from wrp.paper import ARCHS, TRUE_LABELS
-from wrp.stages import MOTION_ONLY_K, PRETRAIN_SEED, manifest_for, train_cell, true_label
+from wrp.stages import MOTION_ONLY_K, PRETRAIN_SEED, every_frame_samples, train_cell
 from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
 from wrp.train import evaluate, job_from_file, load_model
 
@@ -56,19 +55,25 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 
 
+def check_score_world(run, world: int) -> None:
+    """An error unless ``world`` is a world the regime's cells neither train nor pretrain on."""
+    table_world = run.profile.table_world_seed
+    if table_world is None:
+        raise ValueError("--score-world scores the cells of one world: give --world-seed too")
+    if world in (table_world, PRETRAIN_SEED):
+        role = "train on" if world == table_world else "are pretrained on"
+        raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
+
+
 def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
                    world: int) -> dict[str, Any]:
     """Every cell of the regime (trained on ``run``'s table world) scored on every frame of every
     record of another world, seed ``world``, of the same style, frame rate and traffic: a held-out
     set 3.5 times the regime's own, drawn independently of the world the cells learnt from, so a
     gain that belongs to the table world's few validation records shows as such."""
+    check_score_world(run, world)
     table_world = run.profile.table_world_seed
-    if world in (table_world, PRETRAIN_SEED):
-        role = "train on" if world == table_world else "are pretrained on"
-        raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
-    m = Manifest.load(manifest_for(run.with_seed(world)))
-    samples = [(clip.images[pos], true_label(m.ground_truth(split), clip.clip_id, pos, "--score-world"))
-               for split in ("train", "val") for clip in m.clips(split) for pos in range(len(clip))]
+    samples = every_frame_samples(run.with_seed(world), ("train", "val"))
     cells: dict[str, list[float]] = {}
     for column in columns:
         for seed in seeds:
@@ -169,12 +174,10 @@ def main() -> None:
         run = table_run(args)
         if args.train_records:
             run = run.with_profile(train_records=args.train_records)
+        if args.score_world is not None:  # refused before any cell trains
+            check_score_world(run, args.score_world)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.score_world is not None and run.profile.table_world_seed is None:
-        parser.error("--score-world scores the cells of one world: give --world-seed too")
-    if args.score_world in (run.profile.table_world_seed, PRETRAIN_SEED):
-        parser.error(f"--score-world {args.score_world} is a world the cells learn from; choose another seed")
     if not run.synthetic:
         parser.error("the ceiling trains on the true label of every generated frame: a regime is "
                      "measured on the synthetic world (leave out --dataset)")
@@ -201,10 +204,7 @@ def main() -> None:
           + " / ".join(f"±{d} {v:.1f} %" for d, v in mean_change.items()))
     elsewhere = None
     if args.score_world is not None:
-        try:
-            elsewhere = score_on_world(run, args.arch[0], columns, seeds, args.k, args.score_world)
-        except ValueError as exc:
-            parser.error(str(exc))
+        elsewhere = score_on_world(run, args.arch[0], columns, seeds, args.k, args.score_world)
         for name, values in elsewhere["cells"].items():
             mean, std = mean_std(values)
             print(f"  on world {args.score_world}: {name:<12} {mean:6.2f} ± {std:4.2f}  "

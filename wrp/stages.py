@@ -716,23 +716,27 @@ def pretrained_segmenter(run: Run, arch: str) -> Path:
     prof = run.profile
     other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain,
                                                               train_records=PRETRAIN_RECORDS), dataset=None)
-    labels = "categories" if prof.table_pretrain_labels == "categories" else None
+    labels = None if prof.table_pretrain_labels == "classes" else prof.table_pretrain_labels
     return train_segmenter(other, arch, generated=generated_pairs(other, TRUE_LABELS),
                            crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters,
                            label_set=labels)
 
 
-def every_frame_samples(run: Run) -> list[tuple[Path, Path]]:
-    """(image, label) of every frame of the validation records, or an error naming the fix when
-    the dataset labels only their labelled frames (a table asks before it trains a cell)."""
+def every_frame_samples(run: Run, splits: tuple[str, ...] = ("val",)) -> list[tuple[Path, Path]]:
+    """(image, label) of every frame of the records of ``splits`` (default: the validation
+    records), or an error naming the fix when the dataset labels only their labelled frames (a
+    table asks before it trains a cell)."""
     m = Manifest.load(manifest_for(run))
-    clips, truth = m.clips("val"), m.ground_truth("val")
-    if not every_frame_labelled(clips, truth):
-        raise ValueError(f"table_eval='every' scores every frame of the validation records, and "
-                         f"{run.dataset} labels only their labelled frames; use table_eval='labelled' "
-                         "(--eval-frames labelled)")
-    return [(clip.images[pos], true_label(truth, clip.clip_id, pos, "table_eval='every'"))
-            for clip in clips for pos in range(len(clip))]
+    samples = []
+    for split in splits:
+        clips, truth = m.clips(split), m.ground_truth(split)
+        if not every_frame_labelled(clips, truth):
+            raise ValueError(f"table_eval='every' scores every frame of the {split} records, and "
+                             f"{run.dataset} labels only their labelled frames; use table_eval='labelled' "
+                             "(--eval-frames labelled)")
+        samples += [(clip.images[pos], true_label(truth, clip.clip_id, pos, "table_eval='every'"))
+                    for clip in clips for pos in range(len(clip))]
+    return samples
 
 
 def score_every_frame(run: Run, segmenter: Path) -> Path:

@@ -178,7 +178,7 @@ class SynthConfig:
                  "thin_scale": profile.thin_scale, "style": profile.style}
         if profile.fps is not None:
             sizes["fps"] = float(profile.fps)
-        if getattr(profile, "density", None) is not None:
+        if profile.density is not None:
             sizes["density"] = float(profile.density)
         return cls(**{**sizes, "seed": seed, **overrides})
 
