@@ -65,6 +65,26 @@ def check_score_world(run, world: int) -> None:
         raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
 
 
+def _score_cells(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
+                 sets: dict[str, list]) -> dict[str, dict[str, list[float]]]:
+    """mIoU of every cell of the regime (trained on ``run``'s table world) on each set of
+    (image, label) samples: ``{set: {column: [mIoU per seed]}}``; each cell is loaded once."""
+    table_world = run.profile.table_world_seed
+    scores: dict[str, dict[str, list[float]]] = {name: {} for name in sets}
+    for column in columns:
+        for seed in seeds:
+            cell_k = MOTION_ONLY_K if column == "motion-only" else k
+            cell = train_cell(run.with_seed(table_world), ARCHS[arch], column, cell_k, train_seed=seed)
+            stage = Path(cell["stage"])
+            job = job_from_file(stage / "job.json")
+            model = load_model(job, stage, run.device)
+            label_set = job.data.kwargs.get("label_set")
+            for name, samples in sets.items():
+                scores[name].setdefault(column, []).append(
+                    evaluate(model, samples, run.device, progress=run.progress, label_set=label_set)["miou"])
+    return scores
+
+
 def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
                    world: int) -> dict[str, Any]:
     """Every cell of the regime (trained on ``run``'s table world) scored on every frame of every
@@ -72,18 +92,23 @@ def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int 
     set 3.5 times the regime's own, drawn independently of the world the cells learnt from, so a
     gain that belongs to the table world's few validation records shows as such."""
     check_score_world(run, world)
-    table_world = run.profile.table_world_seed
     samples = every_frame_samples(run.with_seed(world), ("train", "val"))
-    cells: dict[str, list[float]] = {}
-    for column in columns:
-        for seed in seeds:
-            cell_k = MOTION_ONLY_K if column == "motion-only" else k
-            cell = train_cell(run.with_seed(table_world), ARCHS[arch], column, cell_k, train_seed=seed)
-            stage = Path(cell["stage"])
-            model = load_model(job_from_file(stage / "job.json"), stage, run.device)
-            scores = evaluate(model, samples, run.device, progress=run.progress)
-            cells.setdefault(column, []).append(scores["miou"])
+    cells = _score_cells(run, arch, columns, seeds, k, {"there": samples})["there"]
     return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline")}
+
+
+def score_fit(run, arch: str, columns: list[str], seeds: list[int], k: int | None) -> dict[str, Any]:
+    """Every cell of the regime scored on the records it trains on: their human-labelled frames
+    (what every column learns from) and their other frames (what only the generated labels show;
+    Baseline never sees them). A student short of views scores far higher on what it learnt from
+    than on the held-out records; one that scores the same everywhere is limited by what it can
+    fit, and more labels of the same records cannot raise it."""
+    if run.profile.table_world_seed is None:
+        raise ValueError("--fit scores the cells of one world on its training records: give --world-seed too")
+    world = run.with_seed(run.profile.table_world_seed)
+    sets = {name: every_frame_samples(world, ("train",), frames=name) for name in ("labelled", "unlabelled")}
+    return {"frames": {name: len(samples) for name, samples in sets.items()},
+            "cells": _score_cells(run, arch, columns, seeds, k, sets)}
 
 
 def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
@@ -151,7 +176,45 @@ def write_summary(out: Path) -> Path:
             f"{world}: {', '.join(map(str, r['seeds']))} | {base[0]:.2f} ± {base[1]:.2f} | "
             f"{_gain(by, TRUE_LABELS)} | "
             f"{others} | {r['seconds'] / 60:.0f} |")
-    return atomic_write_text(out / "regimes.md", "\n".join(lines) + "\n")
+    return atomic_write_text(out / "regimes.md", "\n".join(lines + _fit_lines(records)) + "\n")
+
+
+def _trio(mean: dict[tuple[str, str], float], column: str) -> str:
+    """A column's mean mIoU on the labelled, the other and the held-out frames, as ``a / b / c``."""
+    return " / ".join(f"{mean[part, column]:.2f}" for part in ("labelled", "unlabelled", "held-out"))
+
+
+def _fit_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The section of ``regimes.md`` on the regimes measured with ``--fit`` (none: no section)."""
+    fitted = [r for r in records if r.get("fit")]
+    if not fitted:
+        return []
+    lines = ["", "## Do the students fit what they learn from?", "",
+             "Regimes measured with `--fit`: mean mIoU over the seeds on the training records' "
+             "human-labelled frames (every column learns from them), on their other frames (only the "
+             "generated labels show them; Baseline never sees them) and on the held-out frames (the "
+             "table's score). A student short of views scores far above its held-out score on what it "
+             "learnt from, and there the labels of more frames can help; a student that scores alike "
+             "on all three is limited by what it can fit. `ceiling − Baseline on other frames`: what "
+             "training on those very frames' true labels taught the student about them.",
+             "",
+             "| regime | frames: labelled / other | Baseline: labelled / other / held-out | "
+             "ceiling: labelled / other / held-out | ceiling − Baseline on other frames |",
+             "|---|---:|---:|---:|---:|"]
+    for r in fitted:
+        g, fit = r["regime"], r["fit"]
+        mean = {(part, column): mean_std(values)[0] for part, cells in fit["cells"].items()
+                for column, values in cells.items()}
+        for column, values in r["cells"].items():
+            mean["held-out", column] = mean_std(values)[0]
+
+        lines.append(
+            f"| {g['world_fps']:g} frames/s{_density(g)}, {g['arch']}{_start(g)}, "
+            f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]}, world {g['world_seed']} | "
+            f"{fit['frames']['labelled']} / {fit['frames']['unlabelled']} | {_trio(mean, 'baseline')} | "
+            f"{_trio(mean, TRUE_LABELS)} | "
+            f"{mean['unlabelled', TRUE_LABELS] - mean['unlabelled', 'baseline']:+.2f} |")
+    return lines
 
 
 def main() -> None:
@@ -165,6 +228,10 @@ def main() -> None:
                         help="also score every cell on every frame of all records of world SEED (same "
                              "style, frame rate and traffic; needs --world-seed): a larger held-out set, "
                              "independent of the world the cells learn from")
+    parser.add_argument("--fit", action="store_true",
+                        help="also score every cell on its own training records (their labelled frames "
+                             "and their other frames; needs --world-seed): does the student fit what it "
+                             "learns from, and what did the neighbours' labels teach it")
     parser.add_argument("--out", default="figures/table1_regimes")
     args = parser.parse_args()
     args.arch = args.arch or ["DeepLabV3"]
@@ -176,6 +243,9 @@ def main() -> None:
             run = run.with_profile(train_records=args.train_records)
         if args.score_world is not None:  # refused before any cell trains
             check_score_world(run, args.score_world)
+        if args.fit and run.profile.table_world_seed is None:
+            raise ValueError("--fit scores the cells of one world on its training records: give "
+                             "--world-seed too")
     except ValueError as exc:
         parser.error(str(exc))
     if not run.synthetic:
@@ -210,17 +280,27 @@ def main() -> None:
             print(f"  on world {args.score_world}: {name:<12} {mean:6.2f} ± {std:4.2f}  "
                   f"[{', '.join(f'{v:.2f}' for v in values)}]")
         print(gains_report(elsewhere["gains"], "Baseline", label=f"  on world {args.score_world}: "))
+    fit = None
+    if args.fit:
+        fit = score_fit(run, args.arch[0], columns, seeds, args.k)
+        for part, cells_there in fit["cells"].items():
+            for name, values in cells_there.items():
+                mean, std = mean_std(values)
+                print(f"  on the training records' {part} frames ({fit['frames'][part]}): {name:<12} "
+                      f"{mean:6.2f} ± {std:4.2f}")
     out = Path(args.out)
     key = {**regime, "columns": sorted(columns), "seeds": seeds,
            **({"score_world": args.score_world} if elsewhere else {})}
     target = out / "regimes" / f"{config_hash(key)}.json"
     seconds = round(time.time() - started, 1)
-    if target.is_file():  # measured before: its cells were reused now, the first run's time is the cost
-        seconds = max(seconds, json.loads(target.read_text())["seconds"])
+    before = json.loads(target.read_text()) if target.is_file() else {}
+    if before:  # measured before: its cells were reused now, the first run's time is the cost
+        seconds = max(seconds, before["seconds"])
+    fit = fit or before.get("fit")  # a run without --fit keeps what an earlier one measured
     path = atomic_write_json(target, {
         "regime": regime, "seeds": seeds, "labelled_frames": prof.train_records * prof.partitions_per_record,
         "cells": cells, "runs": runs, "gains": gains, "neighbour_change": mean_change, "seconds": seconds,
-        **({"score_world": elsewhere} if elsewhere else {})})
+        **({"score_world": elsewhere} if elsewhere else {}), **({"fit": fit} if fit else {})})
     print(f"→ {path}, {write_summary(out)}")
 
 

@@ -101,3 +101,45 @@ def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs
     for world in (0, PRETRAIN_SEED):
         with pytest.raises(ValueError, match=f"--score-world {world} is the world the cells"):
             regimes.score_on_world(run, "DeepLabV3", ["baseline"], [0], None, world)
+
+
+def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
+    from wrp.profiles import Run
+    from wrp.stages import every_frame_samples
+
+    regimes = _benchmark("true_labels")
+    run = Run.create("smoke", progress=False, table_world_seed=0, table_iters=1, table_crop=(32, 64))
+    fit = regimes.score_fit(run, "DeepLabV3", ["baseline", "true-labels"], [0], None)
+    partitions = run.profile.train_records * run.profile.partitions_per_record
+    frames = partitions * run.profile.partition_length
+    assert fit["frames"] == {"labelled": partitions, "unlabelled": frames - partitions}
+    assert {part: sorted(cells) for part, cells in fit["cells"].items()} == {
+        "labelled": ["baseline", "true-labels"], "unlabelled": ["baseline", "true-labels"]}
+    assert all(0 <= v[0] <= 100 for cells in fit["cells"].values() for v in cells.values())
+    with pytest.raises(ValueError, match="must be 'every', 'labelled' or 'unlabelled'"):
+        every_frame_samples(run, ("train",), frames="human")
+    with pytest.raises(ValueError, match="--fit scores the cells of one world"):
+        regimes.score_fit(run.with_profile(table_world_seed=None), "DeepLabV3", ["baseline"], [0], None)
+
+
+def test_the_regime_report_says_how_well_the_students_fit(tmp_path):
+    regimes = _benchmark("true_labels")
+    regime = {"profile": "table", "style": "street", "world_fps": 10.0, "train_records": 20,
+              "partitions_per_record": 2, "k": 10, "arch": "DeepLabV3", "cell_iters": 400,
+              "cell_crop": [64, 128], "world_seed": 0, "eval_frames": "every", "min_confidence": 1.0,
+              "dataset": None, "pretrain": "verge"}
+    record = {"regime": regime, "seeds": [0, 1], "labelled_frames": 40,
+              "cells": {"baseline": [30.0, 32.0], "true-labels": [31.0, 33.0]},
+              "gains": [{"column": "true-labels", "gain": 1.0, "paired_ci95": [-1.0, 3.0]}],
+              "neighbour_change": {"1": 9.5, "10": 38.8}, "seconds": 600.0}
+    (tmp_path / "regimes").mkdir()
+    (tmp_path / "regimes" / "a.json").write_text(json.dumps(record))
+    assert "Do the students fit" not in regimes.write_summary(tmp_path).read_text()
+    record["fit"] = {"frames": {"labelled": 40, "unlabelled": 800},
+                     "cells": {"labelled": {"baseline": [34.0, 36.0], "true-labels": [33.0, 33.0]},
+                               "unlabelled": {"baseline": [33.0, 33.0], "true-labels": [34.0, 35.0]}}}
+    (tmp_path / "regimes" / "a.json").write_text(json.dumps(record))
+    text = regimes.write_summary(tmp_path).read_text()
+    assert "## Do the students fit what they learn from?" in text
+    assert ("| 10 frames/s, DeepLabV3, pretrained on verge, 400 × 64×128, world 0 | 40 / 800 | "
+            "35.00 / 33.00 / 31.00 | 33.00 / 34.50 / 32.00 | +1.50 |") in text

@@ -722,10 +722,14 @@ def pretrained_segmenter(run: Run, arch: str) -> Path:
                            label_set=labels)
 
 
-def every_frame_samples(run: Run, splits: tuple[str, ...] = ("val",)) -> list[tuple[Path, Path]]:
+def every_frame_samples(run: Run, splits: tuple[str, ...] = ("val",),
+                        frames: str = "every") -> list[tuple[Path, Path]]:
     """(image, label) of every frame of the records of ``splits`` (default: the validation
     records), or an error naming the fix when the dataset labels only their labelled frames (a
-    table asks before it trains a cell)."""
+    table asks before it trains a cell). ``frames``: ``"every"``, or only the human-labelled frame
+    of each partition (``"labelled"``) or only its other frames (``"unlabelled"``)."""
+    if frames not in ("every", "labelled", "unlabelled"):
+        raise ValueError(f"frames={frames!r} must be 'every', 'labelled' or 'unlabelled'")
     m = Manifest.load(manifest_for(run))
     samples = []
     for split in splits:
@@ -735,7 +739,8 @@ def every_frame_samples(run: Run, splits: tuple[str, ...] = ("val",)) -> list[tu
                              f"{run.dataset} labels only their labelled frames; use table_eval='labelled' "
                              "(--eval-frames labelled)")
         samples += [(clip.images[pos], true_label(truth, clip.clip_id, pos, "table_eval='every'"))
-                    for clip in clips for pos in range(len(clip))]
+                    for clip in clips for pos in range(len(clip))
+                    if frames == "every" or (pos == clip.labelled) == (frames == "labelled")]
     return samples
 
 
