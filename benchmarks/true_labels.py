@@ -66,11 +66,12 @@ def check_score_world(run, world: int) -> None:
 
 
 def _score_cells(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
-                 sets: dict[str, list]) -> dict[str, dict[str, list[float]]]:
-    """mIoU of every cell of the regime (trained on ``run``'s table world) on each set of
-    (image, label) samples: ``{set: {column: [mIoU per seed]}}``; each cell is loaded once."""
+                 sets: dict[str, list]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every cell of the regime (trained on ``run``'s table world) scored on each set of
+    (image, label) samples, and (set ``"held-out"``) its own table score:
+    ``{set: {column: [{"miou", "per_class_iou"} per seed]}}``; each cell is loaded once."""
     table_world = run.profile.table_world_seed
-    scores: dict[str, dict[str, list[float]]] = {name: {} for name in sets}
+    scores: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in (*sets, "held-out")}
     for column in columns:
         for seed in seeds:
             cell_k = MOTION_ONLY_K if column == "motion-only" else k
@@ -81,8 +82,27 @@ def _score_cells(run, arch: str, columns: list[str], seeds: list[int], k: int | 
             label_set = job.data.kwargs.get("label_set")
             for name, samples in sets.items():
                 scores[name].setdefault(column, []).append(
-                    evaluate(model, samples, run.device, progress=run.progress, label_set=label_set)["miou"])
+                    evaluate(model, samples, run.device, progress=run.progress, label_set=label_set))
+            scores["held-out"].setdefault(column, []).append(cell)
     return scores
+
+
+def _miou(scores: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+    """``{column: [mIoU per seed]}`` of :func:`_score_cells`' scores on one set."""
+    return {column: [s["miou"] for s in per_seed] for column, per_seed in scores.items()}
+
+
+def _class_means(scores: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """``{column: {class: mean IoU over the seeds}}`` of :func:`_score_cells`' scores on one set
+    (a class missing from a seed's frames is left out of that seed's mean)."""
+    means: dict[str, dict[str, float]] = {}
+    for column, per_seed in scores.items():
+        values: dict[str, list[float]] = {}
+        for seed_scores in per_seed:
+            for name, value in seed_scores["per_class_iou"].items():
+                values.setdefault(name, []).append(value)
+        means[column] = {name: round(sum(v) / len(v), 2) for name, v in values.items()}
+    return means
 
 
 def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
@@ -93,22 +113,25 @@ def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int 
     gain that belongs to the table world's few validation records shows as such."""
     check_score_world(run, world)
     samples = every_frame_samples(run.with_seed(world), ("train", "val"))
-    cells = _score_cells(run, arch, columns, seeds, k, {"there": samples})["there"]
+    cells = _miou(_score_cells(run, arch, columns, seeds, k, {"there": samples})["there"])
     return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline")}
 
 
 def score_fit(run, arch: str, columns: list[str], seeds: list[int], k: int | None) -> dict[str, Any]:
     """Every cell of the regime scored on the records it trains on: their human-labelled frames
     (what every column learns from) and their other frames (what only the generated labels show;
-    Baseline never sees them). A student short of views scores far higher on what it learnt from
-    than on the held-out records; one that scores the same everywhere is limited by what it can
-    fit, and more labels of the same records cannot raise it."""
+    Baseline never sees them), in mIoU and per class (mean over seeds; ``"held-out"``: the table's
+    own score). A student short of views scores far higher on what it learnt from than on the
+    held-out records; one that scores the same everywhere is limited by what it can fit, and more
+    labels of the same records cannot raise it."""
     if run.profile.table_world_seed is None:
         raise ValueError("--fit scores the cells of one world on its training records: give --world-seed too")
     world = run.with_seed(run.profile.table_world_seed)
     sets = {name: every_frame_samples(world, ("train",), frames=name) for name in ("labelled", "unlabelled")}
+    scores = _score_cells(run, arch, columns, seeds, k, sets)
     return {"frames": {name: len(samples) for name, samples in sets.items()},
-            "cells": _score_cells(run, arch, columns, seeds, k, sets)}
+            "cells": {name: _miou(scores[name]) for name in sets},
+            "per_class": {name: _class_means(by) for name, by in scores.items()}}
 
 
 def _gain(by: dict[str, dict[str, Any]], column: str) -> str:
@@ -214,6 +237,37 @@ def _fit_lines(records: list[dict[str, Any]]) -> list[str]:
             f"{fit['frames']['labelled']} / {fit['frames']['unlabelled']} | {_trio(mean, 'baseline')} | "
             f"{_trio(mean, TRUE_LABELS)} | "
             f"{mean['unlabelled', TRUE_LABELS] - mean['unlabelled', 'baseline']:+.2f} |")
+    return lines + _per_class_lines([r for r in fitted if r["fit"].get("per_class")])
+
+
+def _short(record: dict[str, Any]) -> str:
+    """A regime in a few words: its labelled frames, student, start, iterations and world."""
+    g = record["regime"]
+    return (f"{record['labelled_frames']} labelled, {g['arch']}{_start(g)}{_density(g)}, "
+            f"{g['cell_iters']} it, world {g['world_seed']}")
+
+
+def _per_class_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per class, for each regime measured with ``--fit``: Baseline's IoU on its labelled frames → on
+    the held-out frames, and the ceiling's change of the held-out IoU (none measured: no lines)."""
+    if not records:
+        return []
+    lines = ["", "Per class (mean IoU over the seeds): Baseline on its own labelled frames → on the held-out "
+             "frames, and in brackets what the true labels of the ±k frames changed on the held-out frames. "
+             "A class far better on the labelled frames than held out is one the student has seen too few "
+             "instances of; the bracket says whether more views of the same records supplied them.", "",
+             "| class | " + " | ".join(_short(r) for r in records) + " |",
+             "|---|" + "---:|" * len(records)]
+    per_class = [r["fit"]["per_class"] for r in records]
+    classes = dict.fromkeys(c for pc in per_class for c in pc["held-out"]["baseline"])
+    for name in classes:
+        cells = []
+        for pc in per_class:
+            fitted, held = pc["labelled"]["baseline"].get(name), pc["held-out"]["baseline"].get(name)
+            ceiling = pc["held-out"].get(TRUE_LABELS, {}).get(name)
+            change = "" if ceiling is None or held is None else f" ({ceiling - held:+.0f})"
+            cells.append("—" if fitted is None or held is None else f"{fitted:.0f} → {held:.0f}{change}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -288,6 +342,9 @@ def main() -> None:
                 mean, std = mean_std(values)
                 print(f"  on the training records' {part} frames ({fit['frames'][part]}): {name:<12} "
                       f"{mean:6.2f} ± {std:4.2f}")
+        fitted, held = fit["per_class"]["labelled"]["baseline"], fit["per_class"]["held-out"]["baseline"]
+        print("  Baseline per class, its labelled frames → held-out: "
+              + ", ".join(f"{c} {fitted[c]:.0f} → {held[c]:.0f}" for c in held if c in fitted))
     out = Path(args.out)
     key = {**regime, "columns": sorted(columns), "seeds": seeds,
            **({"score_world": args.score_world} if elsewhere else {})}

@@ -116,6 +116,8 @@ def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
     assert {part: sorted(cells) for part, cells in fit["cells"].items()} == {
         "labelled": ["baseline", "true-labels"], "unlabelled": ["baseline", "true-labels"]}
     assert all(0 <= v[0] <= 100 for cells in fit["cells"].values() for v in cells.values())
+    assert set(fit["per_class"]) == {"labelled", "unlabelled", "held-out"}
+    assert "road" in fit["per_class"]["held-out"]["baseline"]
     with pytest.raises(ValueError, match="must be 'every', 'labelled' or 'unlabelled'"):
         every_frame_samples(run, ("train",), frames="human")
     with pytest.raises(ValueError, match="--fit scores the cells of one world"):
@@ -143,3 +145,11 @@ def test_the_regime_report_says_how_well_the_students_fit(tmp_path):
     assert "## Do the students fit what they learn from?" in text
     assert ("| 10 frames/s, DeepLabV3, pretrained on verge, 400 × 64×128, world 0 | 40 / 800 | "
             "35.00 / 33.00 / 31.00 | 33.00 / 34.50 / 32.00 | +1.50 |") in text
+    assert "| class |" not in text, "no per-class table without per-class scores"
+    record["fit"]["per_class"] = {
+        "labelled": {"baseline": {"road": 95.0, "truck": 82.6}, "true-labels": {"road": 94.0, "truck": 70.0}},
+        "held-out": {"baseline": {"road": 91.7, "truck": 4.9}, "true-labels": {"road": 92.0, "truck": 7.0}}}
+    (tmp_path / "regimes" / "a.json").write_text(json.dumps(record))
+    text = regimes.write_summary(tmp_path).read_text()
+    assert "| class | 40 labelled, DeepLabV3, pretrained on verge, 400 it, world 0 |" in text
+    assert "| road | 95 → 92 (+0) |" in text and "| truck | 83 → 5 (+2) |" in text
