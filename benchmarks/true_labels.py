@@ -31,6 +31,7 @@ from typing import Any
 
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.data import CLASS_NAMES
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import mean_std
 from wrp.paper import ARCHS, TRUE_LABELS
@@ -259,8 +260,8 @@ def _per_class_lines(records: list[dict[str, Any]]) -> list[str]:
              "| class | " + " | ".join(_short(r) for r in records) + " |",
              "|---|" + "---:|" * len(records)]
     per_class = [r["fit"]["per_class"] for r in records]
-    classes = dict.fromkeys(c for pc in per_class for c in pc["held-out"]["baseline"])
-    for name in classes:
+    seen = {c for pc in per_class for c in pc["held-out"]["baseline"]}
+    for name in [c for c in CLASS_NAMES if c in seen]:  # in the train ids' order
         cells = []
         for pc in per_class:
             fitted, held = pc["labelled"]["baseline"].get(name), pc["held-out"]["baseline"].get(name)
@@ -344,7 +345,8 @@ def main() -> None:
                       f"{mean:6.2f} ± {std:4.2f}")
         fitted, held = fit["per_class"]["labelled"]["baseline"], fit["per_class"]["held-out"]["baseline"]
         print("  Baseline per class, its labelled frames → held-out: "
-              + ", ".join(f"{c} {fitted[c]:.0f} → {held[c]:.0f}" for c in held if c in fitted))
+              + ", ".join(f"{c} {fitted[c]:.0f} → {held[c]:.0f}" for c in CLASS_NAMES
+                          if c in held and c in fitted))
     out = Path(args.out)
     key = {**regime, "columns": sorted(columns), "seeds": seeds,
            **({"score_world": args.score_world} if elsewhere else {})}
