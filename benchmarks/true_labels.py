@@ -266,7 +266,7 @@ def _per_class_lines(records: list[dict[str, Any]]) -> list[str]:
         for pc in per_class:
             fitted, held = pc["labelled"]["baseline"].get(name), pc["held-out"]["baseline"].get(name)
             ceiling = pc["held-out"].get(TRUE_LABELS, {}).get(name)
-            change = "" if ceiling is None or held is None else f" ({ceiling - held:+.0f})"
+            change = "" if ceiling is None or held is None else f" ({round(ceiling - held):+d})"
             cells.append("—" if fitted is None or held is None else f"{fitted:.0f} → {held:.0f}{change}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
