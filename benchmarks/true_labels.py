@@ -15,6 +15,9 @@ lacks. The printed share of pixels whose true label differs from the labelled fr
 the measurement (``--world-seed``: one world, training seeds paired;
 ``--eval-frames every``: every frame of the held-out records scores a cell). Add columns with
 ``--policy`` (``warp-refine``, ``motion-only``, …): their labels are propagated first.
+``--score-world SEED`` also scores every cell on another world; ``--fit`` on its own training
+records (their labelled frames and their other frames, per class too): a student that does not
+fit what it learns from cannot gain from the labels of more frames of the same records.
 
 Each regime is written to ``<out>/regimes/<key>.json`` as it finishes; ``<out>/regimes.md`` lists
 every regime measured so far, with the ceiling's paired gain and interval (default ``--out``:
