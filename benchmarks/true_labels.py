@@ -59,13 +59,18 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 
 
+def table_world(run, option: str) -> int:
+    """The one world every cell of the regime trains on, or an error: ``option`` needs one."""
+    if run.profile.table_world_seed is None:
+        raise ValueError(f"{option} scores the cells of one world: give --world-seed too")
+    return run.profile.table_world_seed
+
+
 def check_score_world(run, world: int) -> None:
     """An error unless ``world`` is a world the regime's cells neither train nor pretrain on."""
-    table_world = run.profile.table_world_seed
-    if table_world is None:
-        raise ValueError("--score-world scores the cells of one world: give --world-seed too")
-    if world in (table_world, PRETRAIN_SEED):
-        role = "train on" if world == table_world else "are pretrained on"
+    own = table_world(run, "--score-world")
+    if world in (own, PRETRAIN_SEED):
+        role = "train on" if world == own else "are pretrained on"
         raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
 
 
@@ -74,12 +79,12 @@ def _score_cells(run, arch: str, columns: list[str], seeds: list[int], k: int | 
     """Every cell of the regime (trained on ``run``'s table world) scored on each set of
     (image, label) samples, and (set ``"held-out"``) its own table score:
     ``{set: {column: [{"miou", "per_class_iou"} per seed]}}``; each cell is loaded once."""
-    table_world = run.profile.table_world_seed
+    world = run.with_seed(run.profile.table_world_seed)
     scores: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in (*sets, "held-out")}
     for column in columns:
         for seed in seeds:
             cell_k = MOTION_ONLY_K if column == "motion-only" else k
-            cell = train_cell(run.with_seed(table_world), ARCHS[arch], column, cell_k, train_seed=seed)
+            cell = train_cell(world, ARCHS[arch], column, cell_k, train_seed=seed)
             stage = Path(cell["stage"])
             job = job_from_file(stage / "job.json")
             model = load_model(job, stage, run.device)
@@ -105,7 +110,7 @@ def _class_means(scores: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str,
         for seed_scores in per_seed:
             for name, value in seed_scores["per_class_iou"].items():
                 values.setdefault(name, []).append(value)
-        means[column] = {name: round(sum(v) / len(v), 2) for name, v in values.items()}
+        means[column] = {name: round(mean_std(v)[0], 2) for name, v in values.items()}
     return means
 
 
@@ -128,9 +133,7 @@ def score_fit(run, arch: str, columns: list[str], seeds: list[int], k: int | Non
     own score). A student short of views scores far higher on what it learnt from than on the
     held-out records; one that scores the same everywhere is limited by what it can fit, and more
     labels of the same records cannot raise it."""
-    if run.profile.table_world_seed is None:
-        raise ValueError("--fit scores the cells of one world on its training records: give --world-seed too")
-    world = run.with_seed(run.profile.table_world_seed)
+    world = run.with_seed(table_world(run, "--fit"))
     sets = {name: every_frame_samples(world, ("train",), frames=name) for name in ("labelled", "unlabelled")}
     scores = _score_cells(run, arch, columns, seeds, k, sets)
     return {"frames": {name: len(samples) for name, samples in sets.items()},
@@ -301,9 +304,8 @@ def main() -> None:
             run = run.with_profile(train_records=args.train_records)
         if args.score_world is not None:  # refused before any cell trains
             check_score_world(run, args.score_world)
-        if args.fit and run.profile.table_world_seed is None:
-            raise ValueError("--fit scores the cells of one world on its training records: give "
-                             "--world-seed too")
+        if args.fit:
+            table_world(run, "--fit")  # refused before any cell trains
     except ValueError as exc:
         parser.error(str(exc))
     if not run.synthetic:

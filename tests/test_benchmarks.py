@@ -101,6 +101,9 @@ def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs
     for world in (0, PRETRAIN_SEED):
         with pytest.raises(ValueError, match=f"--score-world {world} is the world the cells"):
             regimes.score_on_world(run, "DeepLabV3", ["baseline"], [0], None, world)
+    anywhere = run.with_profile(table_world_seed=None)
+    with pytest.raises(ValueError, match="--score-world scores the cells of one world: give --world-seed"):
+        regimes.score_on_world(anywhere, "DeepLabV3", ["baseline"], [0], None, 7)
 
 
 def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
@@ -120,7 +123,7 @@ def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
     assert "road" in fit["per_class"]["held-out"]["baseline"]
     with pytest.raises(ValueError, match="must be 'every', 'labelled' or 'unlabelled'"):
         every_frame_samples(run, ("train",), frames="human")
-    with pytest.raises(ValueError, match="--fit scores the cells of one world"):
+    with pytest.raises(ValueError, match="--fit scores the cells of one world: give --world-seed too"):
         regimes.score_fit(run.with_profile(table_world_seed=None), "DeepLabV3", ["baseline"], [0], None)
 
 
