@@ -10,7 +10,9 @@ style, kept out of every choice of the method's settings) or a prepared tree giv
 ``wrp synth --as-frames`` and prepared with ``wrp prepare-frames``). For each world and seed it asks
 the stages for g_ψ, Ω (with its snapshot and gate chosen on held-out training records) and the
 validation labels of every policy — all cached, so a rerun only reports — and also propagates
-with **Ω alone**: Ω's last snapshot with no gate, as the method ran before the gate existed.
+with **Ω alone**: Ω's last snapshot with no gate, as the method ran before the gate existed, and
+**before refit**: the chosen snapshot and gate of Ω trained without the selection records, as the
+method labelled before Ω was refitted on every training record.
 
 Each world and seed is written to ``<out>/worlds/<world>_s<seed>.json`` as it finishes, and the
 report always covers every such file in ``<out>`` (worlds may be run by separate invocations, e.g.
@@ -31,6 +33,7 @@ import csv
 import io
 import json
 import statistics
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from wrp.cache import config_hash  # noqa: E402
 from wrp.data import Manifest  # noqa: E402
+from wrp.denoiser import Gate  # noqa: E402
 from wrp.io import atomic_write_json, atomic_write_text  # noqa: E402
 from wrp.policies import (  # noqa: E402
     POLICIES,
@@ -56,27 +60,29 @@ from wrp.synthetic import HELD_OUT_STYLE, STYLES  # noqa: E402
 from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
 
 ALONE = "Ω alone"  # warp-refine with Ω's last snapshot and no gate
+BEFORE_REFIT = "before refit"  # warp-refine with the chosen snapshot of Ω's run without the selection records
 
 
-def _omega_alone(run: Run, trained: Path) -> list[dict[str, Any]]:
-    """Accuracy rows of warp-refine with the last snapshot of Ω's training run in ``trained`` and
-    no gate (cached by that folder)."""
-    folder = runs_dir() / "benchmarks" / "omega-alone" / config_hash({"denoiser": str(trained)})
+def _warp_refine_with(run: Run, name: str, trained: Path, weights: Path, gate: Gate | None
+                      ) -> list[dict[str, Any]]:
+    """Accuracy rows (policy ``name``) of warp-refine labelling with ``weights`` of the training
+    run in ``trained`` under ``gate`` (``None``: no gate), cached by the three."""
+    key = {"denoiser": str(trained), "weights": weights.name, "gate": asdict(gate) if gate else None}
+    folder = runs_dir() / "benchmarks" / "warp-refine-with" / config_hash(key)
     done = folder / "accuracy.json"
     if done.is_file():
         return json.loads(done.read_text())
     job = job_from_file(trained / "job.json")
-    last = sorted((trained / SNAPSHOTS).glob("*.pt"))[-1]
     cues = propagator_for(train_segmenter(run), None, device=run.device)
-    propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, trained, run.device, last),
-                            run.device, gate=None)
+    propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, trained, run.device, weights),
+                            run.device, gate=gate)
     manifest = Manifest.load(manifest_for(run))
     clips = manifest.clips("val")
     propagate_clips(clips, "warp-refine", folder / "labels", propagator, run.profile.k, progress=run.progress)
     rows = propagation_accuracy(clips, manifest.ground_truth("val"), folder / "labels", ["warp-refine"],
                                 run.profile.k)
     for row in rows:
-        row["policy"] = ALONE
+        row["policy"] = name
     atomic_write_json(done, rows)
     return rows
 
@@ -89,11 +95,18 @@ def measure(run: Run, world: str) -> dict[str, Any]:
                          "this benchmark scores every propagated frame and needs them")
     omega = json.loads((denoiser / "metrics.json").read_text())
     omega["selection"].pop("snapshots", None)
+    trained = Path(omega["trained"])
+    last = sorted((trained / SNAPSHOTS).glob("*.pt"))[-1]
+    rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, trained, last, None)
+    if omega.get("refit", omega["trained"]) != omega["trained"]:
+        chosen = trained / SNAPSHOTS / omega["selection"]["snapshot"]
+        rows += _warp_refine_with(run, BEFORE_REFIT, trained, chosen, Gate(**omega["selection"]["gate"]))
     return {"world": world, "seed": run.seed, "dataset": str(run.dataset) if run.dataset else None,
-            "style": None if run.dataset else run.profile.style, "k": run.profile.k,
-            "accuracy": read_accuracy(folder) + _omega_alone(run, Path(omega["trained"])),
-            "omega": {k: omega[k] for k in ("selection", "held_out", "warning", "iterations")},
-            "stages": {"denoiser": omega["trained"], "refinement": str(denoiser), "propagation": str(folder)}}
+            "style": None if run.dataset else run.profile.style, "k": run.profile.k, "accuracy": rows,
+            "omega": {k: omega[k] for k in ("selection", "held_out", "held_out_before_refit", "warning",
+                                            "iterations") if k in omega},
+            "stages": {"denoiser": omega["trained"], "refit": omega.get("refit"), "refinement": str(denoiser),
+                       "propagation": str(folder)}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +195,9 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
              "",
              "mIoU (%) of the propagated validation labels by distance d from the labelled frame, median "
              "over seeds; every frame scored against its exact label, unlabelled pixels wrong. "
-             f"`{ALONE}`: warp-refine with Ω's last snapshot and no gate. "
+             f"`{ALONE}`: warp-refine with Ω's last snapshot and no gate; `{BEFORE_REFIT}`: with the chosen "
+             "snapshot and gate of Ω trained without the selection records (before the refit on every "
+             "training record). "
              f"Held-out style: `{HELD_OUT_STYLE}`.",
              ""]
     for world, s in summary.items():
@@ -239,15 +254,17 @@ def _figure(summary: dict[str, Any], path: Path) -> None:
     worlds = list(summary)
     cols = min(3, len(worlds))
     rows = -(-len(worlds) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.5 * rows + 0.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 6.6), 3.5 * rows + 0.9), squeeze=False,
+                             sharey=True)
     colours = {"copy": "#999999", "motion-only": "#1f77b4", "semantic-only": "#9467bd",
-               "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728"}
+               "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728", BEFORE_REFIT: "#7f0000"}
+    styles = {ALONE: "--", BEFORE_REFIT: ":"}
     for ax, world in zip(axes.flat, worlds, strict=False):
         s = summary[world]
         ds = list(range(1, s["k"] + 1))
         for p in s["policies"]:
             ax.plot(ds, [s["miou"][f"{p}|{d}"] for d in ds], label=p, color=colours.get(p, "black"),
-                    lw=2.2 if p == "warp-refine" else 1.2, ls="--" if p == ALONE else "-",
+                    lw=2.2 if p == "warp-refine" else 1.2, ls=styles.get(p, "-"),
                     marker="o" if p == "warp-refine" else None, ms=3)
         held = " (held-out style)" if world == HELD_OUT_STYLE else ""
         ax.set_title(f"{world}{held}, seed{'s' if len(s['seeds']) > 1 else ''} "
@@ -260,7 +277,8 @@ def _figure(summary: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("mIoU (%) of propagated labels")
     axes.flat[0].legend(fontsize=8, loc="lower left")
     fig.suptitle("Accuracy of propagated labels on every world of the family (median over seeds)\n"
-                 "dashed: Ω alone — its last snapshot, no gate", fontsize=11)
+                 "dashed: Ω alone — its last snapshot, no gate\n"
+                 "dotted: before Ω's refit on every training record", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

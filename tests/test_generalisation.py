@@ -198,25 +198,32 @@ def test_snapshots_enter_a_job_key_only_when_asked_for():
 def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatch):
     """Ω's training and the choice of its weights and gate are separate stages: a changed choice
     (here a bumped version) chooses again from the same snapshots without training Ω again, and
-    the chosen folder reads like a training run's."""
+    the chosen folder reads like a training run's. It labels with the refit — Ω trained again on
+    every training record, the selection records too — at the chosen snapshot's iteration."""
     import wrp.stages as stages
     from wrp.train import job_from_file, load_model
 
     run = Run.create("smoke", device="cpu", progress=False)
     first = stages.train_denoiser(run)
     metrics = json.loads((first / "metrics.json").read_text())
-    trained = Path(metrics["trained"])
-    finished = (trained / "stage.json").read_bytes()
-    assert trained.parent.name == "denoiser" and first.parent.name == "refinement"
-    chosen = trained / "snapshots" / metrics["selection"]["snapshot"]
-    ours, theirs = torch.load(first / "model.pt"), torch.load(chosen)
+    trained, refit = Path(metrics["trained"]), Path(metrics["refit"])
+    finished = [(folder / "stage.json").read_bytes() for folder in (trained, refit)]
+    assert trained.parent.name == refit.parent.name == "denoiser" and first.parent.name == "refinement"
+    assert refit != trained and job_from_file(trained / "job.json").data.kwargs["held_out"]
+    assert "held_out" not in job_from_file(refit / "job.json").data.kwargs
+    twin = refit / "snapshots" / metrics["selection"]["snapshot"]
+    ours, theirs = torch.load(first / "model.pt"), torch.load(twin)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    chosen = torch.load(trained / "snapshots" / metrics["selection"]["snapshot"])
+    assert not all(torch.equal(ours[k], chosen[k]) for k in ours)  # not the weights the choice scored
+    assert set(metrics["held_out_before_refit"]) == set(metrics["held_out"])
     load_model(job_from_file(first / "job.json"), first)  # the folder loads like a training run's
 
     monkeypatch.setattr(stages, "REFINEMENT_VERSION", stages.REFINEMENT_VERSION + 1)
     again = stages.train_denoiser(run)
     assert again != first and (again / "stage.json").is_file()
-    assert (trained / "stage.json").read_bytes() == finished  # Ω was not trained again
+    # neither Ω was trained again
+    assert [(folder / "stage.json").read_bytes() for folder in (trained, refit)] == finished
     assert json.loads((again / "metrics.json").read_text())["trained"] == str(trained)
 
 

@@ -84,8 +84,9 @@ SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's s
 # Ω's training (stage ``denoiser``): 2 leaves the selection records out, 3 keys the same training
 DENOISER_VERSION = 3
 # the choice of Ω's weights and gate (stage ``refinement``): 1 gates on Ω's and the input's class,
-# 2 also starts the choice from the best gate on Ω's class alone
-REFINEMENT_VERSION = 2
+# 2 also starts the choice from the best gate on Ω's class alone, 3 labels with Ω refitted on every
+# training record (the chosen snapshot's twin) under the chosen gate
+REFINEMENT_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,18 +323,25 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     The cyclic labels of :func:`selection_clips` (held-out training records) are not trained on:
     they choose the snapshot of Ω and the :class:`~wrp.denoiser.Gate` — how sure Ω must be to
     change its input label — that label them best, among which "change nothing"; no label beyond
-    the human-labelled frames is used. The validation records' cyclic labels then check the choice:
+    the human-labelled frames is used. Ω is then trained again from the same seed on every
+    training record (the selection records too, stage ``denoiser`` without held-out clips) and
+    labels with that run's snapshot of the same iteration under the chosen gate: the choice costs
+    no training data. The validation records' cyclic labels then check the refitted Ω (and, for
+    the record, the chosen one before the refit):
     when Ω does not improve them (overall or at some p), a warning is printed here and by
     :func:`propagate`, and recorded. The choice is a stage of its own, so a change of how it is
     made re-chooses in a minute without training Ω again.
 
-    Returns the ``refinement`` folder, which reads like a training run's: ``model.pt`` (the chosen
-    weights), ``job.json``, ``log.csv`` and ``metrics.json`` (the training's result, ``selection``,
-    ``held_out`` per ``p``, ``warning``, and ``trained``: the training folder with every snapshot)."""
+    Returns the ``refinement`` folder, which reads like a training run's: ``model.pt`` (the weights
+    to label with), ``job.json``, ``log.csv`` and ``metrics.json`` (the refit's result,
+    ``selection``, ``held_out`` per ``p``, ``held_out_before_refit``, ``warning``, ``trained``: the
+    training folder with every snapshot the choice was made from, and ``refit``: the run on every
+    training record)."""
     trained = denoiser_training(run, inpaint, **job_overrides)
     job = job_from_file(trained / "job.json")
     samples = Path(job.data.kwargs["samples"])
     held = list(job.data.kwargs.get("held_out") or [])
+    refit = denoiser_training(run, inpaint, select=False, **job_overrides) if held else trained
     validation = cyclic_samples_for(run, "val", inpaint=inpaint)
 
     def build(out: Path) -> dict[str, Any]:
@@ -346,20 +354,25 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
                                                progress=run.progress, device=run.device)
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
+        gate = Gate(**selection["gate"])
+        before_refit = score_cyclic(load_model(job, trained, weights=weights), validation, gate)
+        twin = refit / weights.relative_to(trained)  # the same snapshot (iteration) of the refit
         # copies, so the folder reads like a training run's
-        copies = ((weights, FINAL), (trained / "job.json", "job.json"), (trained / "log.csv", "log.csv"))
+        copies = ((twin, FINAL), (refit / "job.json", "job.json"), (refit / "log.csv", "log.csv"))
         for source, name in copies:
             atomic_write_bytes(out / name, source.read_bytes())
-        held_out = score_cyclic(load_model(job, out), validation, Gate(**selection["gate"]))
+        held_out = score_cyclic(load_model(job, out), validation, gate)
         warning = refinement_warning(held_out)
-        result = json.loads((trained / "result.json").read_text())
-        atomic_write_json(out / "metrics.json", {**result, "trained": str(trained), "selection": selection,
-                                                 "held_out": held_out, "warning": warning})
+        result = json.loads((refit / "result.json").read_text())
+        atomic_write_json(out / "metrics.json", {**result, "trained": str(trained), "refit": str(refit),
+                                                 "selection": selection, "held_out": held_out,
+                                                 "held_out_before_refit": before_refit, "warning": warning})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
-                "snapshot": selection["snapshot"], "gate": selection["gate"]}
+                "before_refit_miou": before_refit["refined"], "snapshot": selection["snapshot"],
+                "gate": selection["gate"]}
 
-    config = {"trained": str(trained), "validation": str(validation), "thresholds": list(GATE_THRESHOLDS),
-              "min_support": MIN_SUPPORT}
+    config = {"trained": str(trained), "refit": str(refit), "validation": str(validation),
+              "thresholds": list(GATE_THRESHOLDS), "min_support": MIN_SUPPORT}
     folder = Stage("refinement", config, version=REFINEMENT_VERSION).run(build, verbose=run.progress)
     warning = denoiser_warning(folder)
     if warning and folder not in _WARNED:  # once per process and Ω
@@ -368,14 +381,16 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     return folder
 
 
-def denoiser_training(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
+def denoiser_training(run: Run, inpaint: str = DEFAULT_INPAINT, select: bool = True,
+                      **job_overrides: Any) -> Path:
     """Stage ``denoiser``: train (or reuse) Ω_λ with ``g_ψ`` frozen on the cyclic samples of the
-    training records but those of :func:`selection_clips`, keeping 8 snapshots of its weights
-    (``snapshots/``) beside ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``. What to
-    label with is chosen from them by :func:`train_denoiser`."""
+    training records but those of :func:`selection_clips` (every training record with
+    ``select=False``: the refit), keeping 8 snapshots of its weights (``snapshots/``) beside
+    ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``. What to label with is chosen
+    from them by :func:`train_denoiser`."""
     seg = train_segmenter(run)
     samples = cyclic_samples_for(run, "train", inpaint=inpaint)
-    job = denoiser_job(run, samples, seg, held_out=selection_clips(run), **job_overrides)
+    job = denoiser_job(run, samples, seg, held_out=selection_clips(run) if select else None, **job_overrides)
 
     def build(out: Path) -> dict[str, Any]:
         return launch(job, out, nproc=run.nproc, progress=run.progress)
