@@ -413,12 +413,15 @@ def denoiser_summary(folder: Path) -> str:
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     held, chosen = metrics["held_out"], metrics["selection"]
     gate = Gate(**chosen["gate"]).groups()
+    before = metrics.get("held_out_before_refit")
+    refit = (f" (Ω refitted on every training record; {before['refined']:.2f} before the refit)"
+             if before and metrics.get("refit") != metrics.get("trained") else "")
     return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
             f"(Ω's class or the input's, motion explains the pixel or not) groups\n"
             f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
             f"{chosen['input_miou']:.2f} → {chosen['chosen_miou']:.2f}\n"
             f"validation records' cyclic labels: mIoU {held['cyclic']:.2f} before Ω, "
-            f"{held['refined']:.2f} after")
+            f"{held['refined']:.2f} after" + refit)
 
 
 def denoiser_gate(folder: Path) -> Gate | None:
