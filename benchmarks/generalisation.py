@@ -55,7 +55,14 @@ from wrp.policies import (  # noqa: E402
 )
 from wrp.profiles import Run  # noqa: E402
 from wrp.runtime import runs_dir  # noqa: E402
-from wrp.stages import manifest_for, propagate, propagator_for, train_denoiser, train_segmenter  # noqa: E402
+from wrp.stages import (  # noqa: E402
+    REFINEMENT_VERSION,
+    manifest_for,
+    propagate,
+    propagator_for,
+    train_denoiser,
+    train_segmenter,
+)
 from wrp.synthetic import HELD_OUT_STYLE, STYLES  # noqa: E402
 from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
 
@@ -96,12 +103,14 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     omega = json.loads((denoiser / "metrics.json").read_text())
     omega["selection"].pop("snapshots", None)
     trained = Path(omega["trained"])
-    last = sorted((trained / SNAPSHOTS).glob("*.pt"))[-1]
-    rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, trained, last, None)
-    if omega.get("refit", omega["trained"]) != omega["trained"]:
-        chosen = trained / SNAPSHOTS / omega["selection"]["snapshot"]
+    refit = Path(omega.get("refit", trained))  # Ω on every training record, as before the gate existed
+    last = sorted((refit / SNAPSHOTS).glob("*.pt"))[-1]
+    rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, refit, last, None)
+    if refit != trained:
+        chosen = trained / omega["selection"].get("weights", f"{SNAPSHOTS}/{omega['selection']['snapshot']}")
         rows += _warp_refine_with(run, BEFORE_REFIT, trained, chosen, Gate(**omega["selection"]["gate"]))
-    return {"world": world, "seed": run.seed, "dataset": str(run.dataset) if run.dataset else None,
+    return {"world": world, "seed": run.seed, "refinement_version": REFINEMENT_VERSION,
+            "dataset": str(run.dataset) if run.dataset else None,
             "style": None if run.dataset else run.profile.style, "k": run.profile.k, "accuracy": rows,
             "omega": {k: omega[k] for k in ("selection", "held_out", "held_out_before_refit", "warning",
                                             "iterations") if k in omega},
@@ -122,6 +131,19 @@ def _gate(r: dict[str, Any]) -> str:
     return f"on {kind}, {opened} of {total} groups open"
 
 
+def check_versions(results: list[dict[str, Any]]) -> str | None:
+    """Why ``results`` cannot share one report — measured under different ways of choosing Ω
+    (``REFINEMENT_VERSION``; a record without one predates the refit, version 2) — or ``None``."""
+    versions: dict[int, list[str]] = {}
+    for r in results:
+        versions.setdefault(r.get("refinement_version", 2), []).append(f"{r['world']}_s{r['seed']}")
+    if len(versions) < 2:
+        return None
+    groups = "; ".join(f"refinement version {v}: {', '.join(names)}" for v, names in sorted(versions.items()))
+    return (f"the worlds measured here chose Ω in different ways and cannot share medians: {groups} — "
+            "measure into another --out, or remove the older records")
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
@@ -136,7 +158,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for world, runs in worlds.items():
         k = runs[0]["k"]
-        policies = list(dict.fromkeys(row["policy"] for row in runs[0]["accuracy"]))
+        # the policies every run of the world has (a row some runs lack would take a partial median)
+        policies = [p for p in dict.fromkeys(row["policy"] for row in runs[0]["accuracy"])
+                    if all(any(row["policy"] == p for row in r["accuracy"]) for r in runs)]
         cell = {(p, d): _median([row["miou"] for r in runs for row in r["accuracy"]
                                  if row["policy"] == p and int(row["distance"]) == d])
                 for p in policies for d in range(1, k + 1)}
@@ -316,6 +340,8 @@ def main() -> None:
     results = [json.loads(p.read_text()) for p in sorted((out / "worlds").glob("*.json"))]
     if not results:
         parser.error(f"nothing measured in {out / 'worlds'}; name --worlds or --dataset")
+    if mixed := check_versions(results):
+        parser.error(mixed)
     summary = write_report(results, out)
     print((out / "generalisation.md").read_text())
     print(f"→ {out / 'generalisation.md'}, .csv, .json, .png ({len(summary)} worlds)")

@@ -156,3 +156,26 @@ def test_the_regime_report_says_how_well_the_students_fit(tmp_path):
     text = regimes.write_summary(tmp_path).read_text()
     assert "| class | 40 labelled, DeepLabV3, pretrained on verge, 400 it, world 0 |" in text
     assert "| road | 95 → 92 (+0) |" in text and "| truck | 83 → 5 (+2) |" in text
+
+
+def test_the_generalisation_benchmark_measures_the_refit_against_the_chosen_omega(isolated_runs):
+    """One world and seed at the smoke profile: the record holds warp-refine, Ω alone and warp-refine
+    before the refit, says which way of choosing Ω made it, and records of two ways are refused
+    one report."""
+    from wrp.profiles import Run
+    from wrp.stages import REFINEMENT_VERSION
+
+    generalisation = _benchmark("generalisation")
+    record = generalisation.measure(Run.create("smoke", device="cpu", progress=False), "street")
+    policies = {row["policy"] for row in record["accuracy"]}
+    assert {"motion-only", "warp-refine", generalisation.ALONE, generalisation.BEFORE_REFIT} <= policies
+    assert record["refinement_version"] == REFINEMENT_VERSION
+    assert record["stages"]["refit"] != record["stages"]["denoiser"]
+    assert set(record["omega"]["held_out_before_refit"]) == set(record["omega"]["held_out"])
+    (summary,) = generalisation.summarise([record]).values()
+    assert generalisation.BEFORE_REFIT in summary["policies"]
+    older = {**record, "seed": 1, "refinement_version": 2}
+    assert generalisation.check_versions([record]) is None
+    message = generalisation.check_versions([record, older])
+    assert "refinement version 2: street_s1" in message
+    assert f"refinement version {REFINEMENT_VERSION}: street_s0" in message

@@ -201,6 +201,7 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     the chosen folder reads like a training run's. It labels with the refit — Ω trained again on
     every training record, the selection records too — at the chosen snapshot's iteration."""
     import wrp.stages as stages
+    from wrp.denoiser import score_cyclic
     from wrp.train import job_from_file, load_model
 
     run = Run.create("smoke", device="cpu", progress=False)
@@ -216,8 +217,14 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     chosen = torch.load(trained / "snapshots" / metrics["selection"]["snapshot"])
     assert not all(torch.equal(ours[k], chosen[k]) for k in ours)  # not the weights the choice scored
-    assert set(metrics["held_out_before_refit"]) == set(metrics["held_out"])
-    load_model(job_from_file(first / "job.json"), first)  # the folder loads like a training run's
+    # the validation records' cyclic labels score the refit, and the chosen weights before it
+    samples, gate = stages.cyclic_samples_for(run, "val"), Gate(**metrics["selection"]["gate"])
+    job = job_from_file(trained / "job.json")
+    refitted = load_model(job_from_file(first / "job.json"), first)  # loads like a training run's
+    assert metrics["held_out"] == json.loads(json.dumps(score_cyclic(refitted, samples, gate)))
+    before = load_model(job, trained, weights=trained / metrics["selection"]["weights"])
+    assert metrics["held_out_before_refit"] == json.loads(json.dumps(score_cyclic(before, samples, gate)))
+    assert metrics["checkpoint"] == str(first / "model.pt")
 
     monkeypatch.setattr(stages, "REFINEMENT_VERSION", stages.REFINEMENT_VERSION + 1)
     again = stages.train_denoiser(run)

@@ -4,7 +4,7 @@ A profile is one name that selects sizes everywhere — data, models, iterations
 
 - ``smoke``: seconds to a few minutes on 2 CPU cores; what CI and nbval run. Proves the code
   path, not the science.
-- ``demo``: the embedded default (``make demo``), ≤ 30 minutes on a laptop-class CPU and large
+- ``demo``: the embedded default (``make demo``), about 35 minutes on a laptop-class CPU and large
   enough that the paper's qualitative results show.
 - ``table``: the demo's models on a world where generated labels can help a segmenter (10 frames/s),
   and Tables 1 and 2 measured there as the paper does: students that start from pretrained weights,
@@ -179,7 +179,7 @@ class Profile:
 
 _DEMO = Profile(
     name="demo",
-    description="make demo: the whole method on the synthetic street world, ≤ 30 min on a CPU",
+    description="make demo: the whole method on the synthetic street world, ~35 min on a CPU",
     dataset="synthetic",
     height=128,
     width=256,

@@ -355,16 +355,19 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
         if not held:
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
         gate = Gate(**selection["gate"])
-        before_refit = score_cyclic(load_model(job, trained, weights=weights), validation, gate)
-        twin = refit / weights.relative_to(trained)  # the same snapshot (iteration) of the refit
+        selection["weights"] = weights.relative_to(trained).as_posix()  # in both training folders
+        twin = refit / selection["weights"]  # the same snapshot (iteration) of the refit
         # copies, so the folder reads like a training run's
         copies = ((twin, FINAL), (refit / "job.json", "job.json"), (refit / "log.csv", "log.csv"))
         for source, name in copies:
             atomic_write_bytes(out / name, source.read_bytes())
         held_out = score_cyclic(load_model(job, out), validation, gate)
+        before_refit = (score_cyclic(load_model(job, trained, weights=weights), validation, gate)
+                        if refit != trained else held_out)
         warning = refinement_warning(held_out)
         result = json.loads((refit / "result.json").read_text())
-        atomic_write_json(out / "metrics.json", {**result, "trained": str(trained), "refit": str(refit),
+        atomic_write_json(out / "metrics.json", {**result, "checkpoint": str(out / FINAL),
+                                                 "trained": str(trained), "refit": str(refit),
                                                  "selection": selection, "held_out": held_out,
                                                  "held_out_before_refit": before_refit, "warning": warning})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
