@@ -219,7 +219,9 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
              "",
              "mIoU (%) of the propagated validation labels by distance d from the labelled frame, median "
              "over seeds; every frame scored against its exact label, unlabelled pixels wrong. "
-             f"`{ALONE}`: warp-refine with Ω's last snapshot and no gate; `{BEFORE_REFIT}`: with the chosen "
+             f"`{ALONE}`: warp-refine with the last snapshot of Ω trained on every training record (its "
+             f"refit; before the refit existed, of its run without the selection records) and no gate; "
+             f"`{BEFORE_REFIT}`: with the chosen "
              "snapshot and gate of Ω trained without the selection records (before the refit on every "
              "training record). "
              f"Held-out style: `{HELD_OUT_STYLE}`.",
