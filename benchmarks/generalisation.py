@@ -107,8 +107,8 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     last = sorted((refit / SNAPSHOTS).glob("*.pt"))[-1]
     rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, refit, last, None)
     if refit != trained:
-        chosen = trained / omega["selection"].get("weights", f"{SNAPSHOTS}/{omega['selection']['snapshot']}")
-        rows += _warp_refine_with(run, BEFORE_REFIT, trained, chosen, Gate(**omega["selection"]["gate"]))
+        rows += _warp_refine_with(run, BEFORE_REFIT, trained, trained / omega["selection"]["weights"],
+                                  Gate(**omega["selection"]["gate"]))
     return {"world": world, "seed": run.seed, "refinement_version": REFINEMENT_VERSION,
             "dataset": str(run.dataset) if run.dataset else None,
             "style": None if run.dataset else run.profile.style, "k": run.profile.k, "accuracy": rows,
