@@ -234,6 +234,32 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     assert json.loads((again / "metrics.json").read_text())["trained"] == str(trained)
 
 
+def test_with_one_training_record_omega_is_chosen_on_what_it_trained_on_and_not_refitted(isolated_runs):
+    """One training record leaves none to hold out: Ω is trained once, on it, the snapshot and gate
+    are chosen on its own cyclic labels (and the choice says so), nothing is refitted, and the
+    labelling weights are the chosen snapshot itself."""
+    import wrp.stages as stages
+    from wrp.denoiser import score_cyclic
+    from wrp.train import job_from_file, load_model
+
+    run = Run.create("smoke", device="cpu", progress=False, train_records=1)
+    assert stages.selection_clips(run) == []
+    folder = stages.train_denoiser(run)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    trained = Path(metrics["trained"])
+    assert metrics["refit"] == metrics["trained"]
+    assert "held_out" not in job_from_file(trained / "job.json").data.kwargs
+    assert "records it trained on" in metrics["selection"]["note"]
+    assert metrics["held_out_before_refit"] == metrics["held_out"]
+    ours, chosen = torch.load(folder / "model.pt"), torch.load(trained / metrics["selection"]["weights"])
+    assert ours.keys() == chosen.keys() and all(torch.equal(ours[k], chosen[k]) for k in ours)
+    samples, gate = stages.cyclic_samples_for(run, "val"), Gate(**metrics["selection"]["gate"])
+    scored = score_cyclic(load_model(job_from_file(folder / "job.json"), folder), samples, gate)
+    assert metrics["held_out"] == json.loads(json.dumps(scored))
+    assert "before the refit" not in stages.denoiser_summary(folder)
+    assert sum(1 for _ in (isolated_runs / "stages" / "denoiser").iterdir()) == 1  # Ω trained once
+
+
 def test_a_failing_omega_is_chosen_out_and_the_user_is_warned(isolated_runs, capsys):
     """Ω trained for 4 iterations (smoke) cannot repair anything: left alone it ruins the held-out
     cyclic labels; the selection closes its gate, warp-refine keeps the warped labels and every
