@@ -112,8 +112,8 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     return {"world": world, "seed": run.seed, "refinement_version": REFINEMENT_VERSION,
             "dataset": str(run.dataset) if run.dataset else None,
             "style": None if run.dataset else run.profile.style, "k": run.profile.k, "accuracy": rows,
-            "omega": {k: omega[k] for k in ("selection", "held_out", "held_out_before_refit", "warning",
-                                            "iterations") if k in omega},
+            "omega": {k: omega[k] for k in ("selection", "labels_with", "held_out", "held_out_before_refit",
+                                            "held_out_refit", "warning", "iterations") if k in omega},
             "stages": {"denoiser": omega["trained"], "refit": omega.get("refit"), "refinement": str(denoiser),
                        "propagation": str(folder)}}
 
@@ -223,7 +223,8 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
              f"refit; before the refit existed, of its run without the selection records) and no gate; "
              f"`{BEFORE_REFIT}`: with the chosen "
              "snapshot and gate of Ω trained without the selection records (before the refit on every "
-             "training record). "
+             "training record). Warp-refine labels with the refit unless the validation records' cyclic "
+             "labels score it below the chosen Ω (`REFINEMENT_VERSION` 4; the per-seed table says which). "
              f"Held-out style: `{HELD_OUT_STYLE}`.",
              ""]
     for world, s in summary.items():
@@ -259,7 +260,7 @@ def _per_seed_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["## Per world and seed", "",
              "| world | seed | wr − motion-only, worst d | wr − best other, d=k | Ω alone − motion-only, "
              "worst d | retention | worst class at d=1 (IoU vs motion-only) | held-out cyclic before → "
-             "after (worst p gain) | gate | snapshot |",
+             "after (worst p gain) | gate | snapshot (Ω that labels) |",
              "|---|---|---:|---:|---:|---:|---|---|---|---|"]
     for r in results:
         (s,) = summarise([r]).values()
@@ -272,7 +273,7 @@ def _per_seed_table(results: list[dict[str, Any]]) -> list[str]:
                      f"{s['warp_refine_minus_best_other'][k]:+.2f} | {alone_worst} | {s['retention']:.2f} | "
                      f"{s['worst_class_loss_d1']['class']} {-s['worst_class_loss_d1']['iou']:+.1f} | "
                      f"{c['cyclic']:.1f} → {c['refined']:.1f} ({gain:+.2f}) | {s['gate'][str(r['seed'])]} | "
-                     f"{r['omega']['selection']['snapshot']} |")
+                     f"{r['omega']['selection']['snapshot']} ({r['omega'].get('labels_with', '—')}) |")
     return lines + [""]
 
 

@@ -212,6 +212,7 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     assert trained.parent.name == refit.parent.name == "denoiser" and first.parent.name == "refinement"
     assert refit != trained and job_from_file(trained / "job.json").data.kwargs["held_out"]
     assert "held_out" not in job_from_file(refit / "job.json").data.kwargs
+    assert metrics["labels_with"] == "refit"  # at smoke both score alike; a tie keeps the refit
     twin = refit / "snapshots" / metrics["selection"]["snapshot"]
     ours, theirs = torch.load(first / "model.pt"), torch.load(twin)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
@@ -224,6 +225,7 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     assert metrics["held_out"] == json.loads(json.dumps(score_cyclic(refitted, samples, gate)))
     before = load_model(job, trained, weights=trained / metrics["selection"]["weights"])
     assert metrics["held_out_before_refit"] == json.loads(json.dumps(score_cyclic(before, samples, gate)))
+    assert metrics["held_out_refit"] == metrics["held_out"]
     assert metrics["checkpoint"] == str(first / "model.pt")
 
     monkeypatch.setattr(stages, "REFINEMENT_VERSION", stages.REFINEMENT_VERSION + 1)
@@ -232,6 +234,48 @@ def test_a_new_choice_of_gate_reuses_the_trained_omega(isolated_runs, monkeypatc
     # neither Ω was trained again
     assert [(folder / "stage.json").read_bytes() for folder in (trained, refit)] == finished
     assert json.loads((again / "metrics.json").read_text())["trained"] == str(trained)
+
+
+def test_a_refit_the_validation_records_score_lower_does_not_label(isolated_runs, monkeypatch):
+    """No record is left to check the refit's own weights, and a second training of the same recipe
+    can fail on a class the first learnt: when the validation records' cyclic labels score the refit
+    below the chosen Ω, the chosen Ω labels, the folder holds its weights and run, and the summary
+    says so. (The refit's low score is injected: at smoke both Ω score alike.)"""
+    import wrp.stages as stages
+    from wrp.train import job_from_file
+
+    loaded = {}
+    real_load, real_score = stages.load_model, stages.score_cyclic
+
+    def load_model(job, folder, *args, **kwargs):
+        model = real_load(job, folder, *args, **kwargs)
+        loaded[id(model)] = Path(folder)
+        return model
+
+    def score_cyclic(model, samples, gate=None, **kwargs):
+        scores = real_score(model, samples, gate, **kwargs)
+        if loaded.get(id(model), Path()).name == refit_key:  # the refit: 5 points lower everywhere
+            scores = {**scores, "refined": scores["refined"] - 5,
+                      "per_p": {p: {**v, "refined": v["refined"] - 5} for p, v in scores["per_p"].items()}}
+        return scores
+
+    run = Run.create("smoke", device="cpu", progress=False)
+    refit_key = stages.denoiser_training(run, select=False).name
+    monkeypatch.setattr(stages, "load_model", load_model)
+    monkeypatch.setattr(stages, "score_cyclic", score_cyclic)
+    folder = stages.train_denoiser(run)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    trained, refit = Path(metrics["trained"]), Path(metrics["refit"])
+    assert refit.name == refit_key and refit != trained
+    assert metrics["labels_with"] == "chosen"
+    assert metrics["held_out_refit"]["refined"] < metrics["held_out_before_refit"]["refined"]
+    assert metrics["held_out"] == metrics["held_out_before_refit"]  # the check reads the Ω that labels
+    ours, chosen = torch.load(folder / "model.pt"), torch.load(trained / metrics["selection"]["weights"])
+    assert ours.keys() == chosen.keys() and all(torch.equal(ours[k], chosen[k]) for k in ours)
+    assert job_from_file(folder / "job.json").data.kwargs["held_out"]  # the chosen run's job
+    assert (folder / "log.csv").read_bytes() == (trained / "log.csv").read_bytes()
+    assert f"not its refit on every training record: that scored {metrics['held_out_refit']['refined']:.2f}" \
+        in stages.denoiser_summary(folder)
 
 
 def test_with_one_training_record_omega_is_chosen_on_what_it_trained_on_and_not_refitted(isolated_runs):

@@ -85,8 +85,9 @@ SELECT_SHARE = 0.2  # of the training records: their cyclic labels choose Ω's s
 DENOISER_VERSION = 3
 # the choice of Ω's weights and gate (stage ``refinement``): 1 gates on Ω's and the input's class,
 # 2 also starts the choice from the best gate on Ω's class alone, 3 labels with Ω refitted on every
-# training record (the chosen snapshot's twin) under the chosen gate
-REFINEMENT_VERSION = 3
+# training record (the chosen snapshot's twin) under the chosen gate, 4 keeps the chosen Ω instead
+# when the validation records' cyclic labels score the refit lower
+REFINEMENT_VERSION = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,17 +325,19 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     they choose the snapshot of Ω and the :class:`~wrp.denoiser.Gate` — how sure Ω must be to
     change its input label — that label them best, among which "change nothing"; no label beyond
     the human-labelled frames is used. Ω is then trained again from the same seed on every
-    training record (the selection records too, stage ``denoiser`` without held-out clips) and
-    labels with that run's snapshot of the same iteration under the chosen gate: the choice costs
-    no training data. The validation records' cyclic labels then check the refitted Ω (and, for
-    the record, the chosen one before the refit):
-    when Ω does not improve them (overall or at some p), a warning is printed here and by
-    :func:`propagate`, and recorded. The choice is a stage of its own, so a change of how it is
-    made re-chooses in a minute without training Ω again.
+    training record (the selection records too, stage ``denoiser`` without held-out clips), and
+    its snapshot of the same iteration under the chosen gate labels — the choice costs no training
+    data — unless the validation records' cyclic labels score it below the chosen Ω: no record is
+    left to check the refit's own weights, and a second training of the same recipe can fail on a
+    class the first learnt (``labels_with``: ``refit`` or ``chosen``). The validation records'
+    cyclic labels then check the Ω that labels: when it does not improve them (overall or at some
+    p), a warning is printed here and by :func:`propagate`, and recorded. The choice is a stage of
+    its own, so a change of how it is made re-chooses in a minute without training Ω again.
 
     Returns the ``refinement`` folder, which reads like a training run's: ``model.pt`` (the weights
-    to label with), ``job.json``, ``log.csv`` and ``metrics.json`` (the refit's result,
-    ``selection``, ``held_out`` per ``p``, ``held_out_before_refit``, ``warning``, ``trained``: the
+    to label with), ``job.json``, ``log.csv`` and ``metrics.json`` (the labelling run's result,
+    ``selection``, ``labels_with``, ``held_out`` per ``p`` (the Ω that labels),
+    ``held_out_before_refit`` (the chosen Ω) and ``held_out_refit``, ``warning``, ``trained``: the
     training folder with every snapshot the choice was made from, and ``refit``: the run on every
     training record)."""
     trained = denoiser_training(run, inpaint, **job_overrides)
@@ -356,23 +359,28 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
             selection["note"] = "one training record: Ω was chosen on the records it trained on"
         gate = Gate(**selection["gate"])
         selection["weights"] = weights.relative_to(trained).as_posix()  # in both training folders
+        before_refit = score_cyclic(load_model(job, trained, weights=weights), validation, gate)
         twin = refit / selection["weights"]  # the same snapshot (iteration) of the refit
+        after_refit = (score_cyclic(load_model(job, refit, weights=twin), validation, gate)
+                       if refit != trained else before_refit)
+        labels_with = "refit" if after_refit["refined"] >= before_refit["refined"] else "chosen"
+        source = refit if labels_with == "refit" else trained
+        held_out = after_refit if labels_with == "refit" else before_refit
         # copies, so the folder reads like a training run's
-        copies = ((twin, FINAL), (refit / "job.json", "job.json"), (refit / "log.csv", "log.csv"))
-        for source, name in copies:
-            atomic_write_bytes(out / name, source.read_bytes())
-        held_out = score_cyclic(load_model(job, out), validation, gate)
-        before_refit = (score_cyclic(load_model(job, trained, weights=weights), validation, gate)
-                        if refit != trained else held_out)
+        copies = ((source / selection["weights"], FINAL), (source / "job.json", "job.json"),
+                  (source / "log.csv", "log.csv"))
+        for path, name in copies:
+            atomic_write_bytes(out / name, path.read_bytes())
         warning = refinement_warning(held_out)
-        result = json.loads((refit / "result.json").read_text())
+        result = json.loads((source / "result.json").read_text())
         atomic_write_json(out / "metrics.json", {**result, "checkpoint": str(out / FINAL),
                                                  "trained": str(trained), "refit": str(refit),
-                                                 "selection": selection, "held_out": held_out,
-                                                 "held_out_before_refit": before_refit, "warning": warning})
+                                                 "selection": selection, "labels_with": labels_with,
+                                                 "held_out": held_out, "held_out_before_refit": before_refit,
+                                                 "held_out_refit": after_refit, "warning": warning})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
-                "before_refit_miou": before_refit["refined"], "snapshot": selection["snapshot"],
-                "gate": selection["gate"]}
+                "before_refit_miou": before_refit["refined"], "refit_miou": after_refit["refined"],
+                "labels_with": labels_with, "snapshot": selection["snapshot"], "gate": selection["gate"]}
 
     config = {"trained": str(trained), "refit": str(refit), "validation": str(validation),
               "thresholds": list(GATE_THRESHOLDS), "min_support": MIN_SUPPORT}
@@ -416,9 +424,14 @@ def denoiser_summary(folder: Path) -> str:
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     held, chosen = metrics["held_out"], metrics["selection"]
     gate = Gate(**chosen["gate"]).groups()
-    before = metrics.get("held_out_before_refit")
-    refit = (f" (Ω refitted on every training record; {before['refined']:.2f} before the refit)"
-             if before and metrics.get("refit") != metrics.get("trained") else "")
+    before, after = metrics.get("held_out_before_refit"), metrics.get("held_out_refit")
+    refit = ""
+    if before and metrics.get("refit") != metrics.get("trained"):
+        if metrics.get("labels_with", "refit") == "refit":
+            refit = f" (Ω refitted on every training record; {before['refined']:.2f} before the refit)"
+        else:
+            refit = (f" (Ω as chosen, not its refit on every training record: that scored "
+                     f"{after['refined']:.2f})")
     return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
             f"(Ω's class or the input's, motion explains the pixel or not) groups\n"
             f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
