@@ -12,7 +12,10 @@ the stages for g_ψ, Ω (with its snapshot and gate chosen on held-out training 
 validation labels of every policy — all cached, so a rerun only reports — and also propagates
 with **Ω alone**: Ω's last snapshot with no gate, as the method ran before the gate existed, and
 **before refit**: the chosen snapshot and gate of Ω trained without the selection records, as the
-method labelled before Ω was refitted on every training record.
+method labelled before Ω was refitted on every training record. Where the validation records'
+cyclic labels score the refit lower, the chosen Ω labels (``labels_with``: ``chosen``; warp-refine
+is then ``before refit``) and the run also propagates with the refit it did not use (**refit, not
+used**). Ω alone is always the refit's last snapshot.
 
 Each world and seed is written to ``<out>/worlds/<world>_s<seed>.json`` as it finishes, and the
 report always covers every such file in ``<out>`` (worlds may be run by separate invocations, e.g.
@@ -68,6 +71,7 @@ from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
 
 ALONE = "Ω alone"  # warp-refine with Ω's last snapshot and no gate
 BEFORE_REFIT = "before refit"  # warp-refine with the chosen snapshot of Ω's run without the selection records
+REFIT = "refit, not used"  # warp-refine with the refit's twin snapshot where the chosen Ω labels instead
 
 
 def _warp_refine_with(run: Run, name: str, trained: Path, weights: Path, gate: Gate | None
@@ -107,8 +111,10 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     last = sorted((refit / SNAPSHOTS).glob("*.pt"))[-1]
     rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, refit, last, None)
     if refit != trained:
-        rows += _warp_refine_with(run, BEFORE_REFIT, trained, trained / omega["selection"]["weights"],
-                                  Gate(**omega["selection"]["gate"]))
+        weights, gate = omega["selection"]["weights"], Gate(**omega["selection"]["gate"])
+        rows += _warp_refine_with(run, BEFORE_REFIT, trained, trained / weights, gate)
+        if omega.get("labels_with") == "chosen":  # what labelling with the refit would have given
+            rows += _warp_refine_with(run, REFIT, refit, refit / weights, gate)
     return {"world": world, "seed": run.seed, "refinement_version": REFINEMENT_VERSION,
             "dataset": str(run.dataset) if run.dataset else None,
             "style": None if run.dataset else run.profile.style, "k": run.profile.k, "accuracy": rows,
@@ -284,8 +290,9 @@ def _figure(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 6.6), 3.5 * rows + 0.9), squeeze=False,
                              sharey=True)
     colours = {"copy": "#999999", "motion-only": "#1f77b4", "semantic-only": "#9467bd",
-               "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728", BEFORE_REFIT: "#7f0000"}
-    styles = {ALONE: "--", BEFORE_REFIT: ":"}
+               "warp-inpaint": "#2ca02c", "warp-refine": "#d62728", ALONE: "#d62728", BEFORE_REFIT: "#7f0000",
+               REFIT: "#ff9896"}
+    styles = {ALONE: "--", BEFORE_REFIT: ":", REFIT: "-."}
     for ax, world in zip(axes.flat, worlds, strict=False):
         s = summary[world]
         ds = list(range(1, s["k"] + 1))

@@ -337,7 +337,8 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     Returns the ``refinement`` folder, which reads like a training run's: ``model.pt`` (the weights
     to label with), ``job.json``, ``log.csv`` and ``metrics.json`` (the labelling run's result,
     ``selection``, ``labels_with``, ``held_out`` per ``p`` (the Ω that labels),
-    ``held_out_before_refit`` (the chosen Ω) and ``held_out_refit``, ``warning``, ``trained``: the
+    ``held_out_before_refit`` (the chosen Ω) and ``held_out_refit`` (``None`` with one training
+    record: nothing is refitted), ``warning``, ``trained``: the
     training folder with every snapshot the choice was made from, and ``refit``: the run on every
     training record)."""
     trained = denoiser_training(run, inpaint, **job_overrides)
@@ -362,8 +363,9 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
         before_refit = score_cyclic(load_model(job, trained, weights=weights), validation, gate)
         twin = refit / selection["weights"]  # the same snapshot (iteration) of the refit
         after_refit = (score_cyclic(load_model(job, refit, weights=twin), validation, gate)
-                       if refit != trained else before_refit)
-        labels_with = "refit" if after_refit["refined"] >= before_refit["refined"] else "chosen"
+                       if refit != trained else None)  # one training record: nothing was refitted
+        labels_with = ("refit" if after_refit and after_refit["refined"] >= before_refit["refined"]
+                       else "chosen")
         source = refit if labels_with == "refit" else trained
         held_out = after_refit if labels_with == "refit" else before_refit
         # copies, so the folder reads like a training run's
@@ -379,7 +381,8 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
                                                  "held_out": held_out, "held_out_before_refit": before_refit,
                                                  "held_out_refit": after_refit, "warning": warning})
         return {"cyclic_miou": held_out["cyclic"], "refined_miou": held_out["refined"],
-                "before_refit_miou": before_refit["refined"], "refit_miou": after_refit["refined"],
+                "before_refit_miou": before_refit["refined"],
+                "refit_miou": after_refit["refined"] if after_refit else None,
                 "labels_with": labels_with, "snapshot": selection["snapshot"], "gate": selection["gate"]}
 
     config = {"trained": str(trained), "refit": str(refit), "validation": str(validation),
