@@ -107,13 +107,13 @@ def measure(run: Run, world: str) -> dict[str, Any]:
     omega = json.loads((denoiser / "metrics.json").read_text())
     omega["selection"].pop("snapshots", None)
     trained = Path(omega["trained"])
-    refit = Path(omega.get("refit", trained))  # Ω on every training record, as before the gate existed
+    refit = Path(omega["refit"])  # Ω on every training record, as before the gate existed
     last = sorted((refit / SNAPSHOTS).glob("*.pt"))[-1]
     rows = read_accuracy(folder) + _warp_refine_with(run, ALONE, refit, last, None)
     if refit != trained:
         weights, gate = omega["selection"]["weights"], Gate(**omega["selection"]["gate"])
         rows += _warp_refine_with(run, BEFORE_REFIT, trained, trained / weights, gate)
-        if omega.get("labels_with") == "chosen":  # what labelling with the refit would have given
+        if omega["labels_with"] == "chosen":  # what labelling with the refit would have given
             rows += _warp_refine_with(run, REFIT, refit, refit / weights, gate)
     return {"world": world, "seed": run.seed, "refinement_version": REFINEMENT_VERSION,
             "dataset": str(run.dataset) if run.dataset else None,
@@ -165,8 +165,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     for world, runs in worlds.items():
         k = runs[0]["k"]
         # the policies every run of the world has (a row some runs lack would take a partial median)
+        have = [{row["policy"] for row in r["accuracy"]} for r in runs]
         policies = [p for p in dict.fromkeys(row["policy"] for row in runs[0]["accuracy"])
-                    if all(any(row["policy"] == p for row in r["accuracy"]) for r in runs)]
+                    if all(p in h for h in have)]
         cell = {(p, d): _median([row["miou"] for r in runs for row in r["accuracy"]
                                  if row["policy"] == p and int(row["distance"]) == d])
                 for p in policies for d in range(1, k + 1)}

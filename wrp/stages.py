@@ -366,8 +366,7 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
                        if refit != trained else None)  # one training record: nothing was refitted
         labels_with = ("refit" if after_refit and after_refit["refined"] >= before_refit["refined"]
                        else "chosen")
-        source = refit if labels_with == "refit" else trained
-        held_out = after_refit if labels_with == "refit" else before_refit
+        source, held_out = (refit, after_refit) if labels_with == "refit" else (trained, before_refit)
         # copies, so the folder reads like a training run's
         copies = ((source / selection["weights"], FINAL), (source / "job.json", "job.json"),
                   (source / "log.csv", "log.csv"))
@@ -427,14 +426,11 @@ def denoiser_summary(folder: Path) -> str:
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     held, chosen = metrics["held_out"], metrics["selection"]
     gate = Gate(**chosen["gate"]).groups()
-    before, after = metrics.get("held_out_before_refit"), metrics.get("held_out_refit")
-    refit = ""
-    if before and metrics.get("refit") != metrics.get("trained"):
-        if metrics.get("labels_with", "refit") == "refit":
-            refit = f" (Ω refitted on every training record; {before['refined']:.2f} before the refit)"
-        else:
-            refit = (f" (Ω as chosen, not its refit on every training record: that scored "
-                     f"{after['refined']:.2f})")
+    after = metrics["held_out_refit"]  # None: nothing was refitted (one training record)
+    refit = ("" if after is None else
+             f" (Ω refitted on every training record; {metrics['held_out_before_refit']['refined']:.2f} "
+             "before the refit)" if metrics["labels_with"] == "refit" else
+             f" (Ω as chosen, not its refit on every training record: that scored {after['refined']:.2f})")
     return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
             f"(Ω's class or the input's, motion explains the pixel or not) groups\n"
             f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
