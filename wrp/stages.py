@@ -364,8 +364,8 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
         twin = refit / selection["weights"]  # the same snapshot (iteration) of the refit
         after_refit = (score_cyclic(load_model(job, refit, weights=twin), validation, gate)
                        if refit != trained else None)  # one training record: nothing was refitted
-        labels_with = ("refit" if after_refit and after_refit["refined"] >= before_refit["refined"]
-                       else "chosen")
+        keep_chosen = after_refit is None or after_refit["refined"] < before_refit["refined"]
+        labels_with = "chosen" if keep_chosen else "refit"  # a tie keeps the refit
         source, held_out = (refit, after_refit) if labels_with == "refit" else (trained, before_refit)
         # copies, so the folder reads like a training run's
         copies = ((source / selection["weights"], FINAL), (source / "job.json", "job.json"),
@@ -427,10 +427,12 @@ def denoiser_summary(folder: Path) -> str:
     held, chosen = metrics["held_out"], metrics["selection"]
     gate = Gate(**chosen["gate"]).groups()
     after = metrics["held_out_refit"]  # None: nothing was refitted (one training record)
-    refit = ("" if after is None else
-             f" (Ω refitted on every training record; {metrics['held_out_before_refit']['refined']:.2f} "
-             "before the refit)" if metrics["labels_with"] == "refit" else
-             f" (Ω as chosen, not its refit on every training record: that scored {after['refined']:.2f})")
+    refit = ""
+    if after is not None and metrics["labels_with"] == "refit":
+        refit = (f" (Ω refitted on every training record; {metrics['held_out_before_refit']['refined']:.2f} "
+                 "before the refit)")
+    elif after is not None:
+        refit = f" (Ω as chosen, not its refit on every training record: that scored {after['refined']:.2f})"
     return (f"Ω: snapshot {chosen['snapshot']}, gate open for {sum(t < 1 for t in gate)} of {len(gate)} "
             f"(Ω's class or the input's, motion explains the pixel or not) groups\n"
             f"held-out training records' cyclic labels ({chosen['samples']}): mIoU "
