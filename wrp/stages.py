@@ -366,7 +366,7 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
                        if refit != trained else None)  # one training record: nothing was refitted
         keep_chosen = after_refit is None or after_refit["refined"] < before_refit["refined"]
         labels_with = "chosen" if keep_chosen else "refit"  # a tie keeps the refit
-        source, held_out = (refit, after_refit) if labels_with == "refit" else (trained, before_refit)
+        source, held_out = (trained, before_refit) if keep_chosen else (refit, after_refit)
         # copies, so the folder reads like a training run's
         copies = ((source / selection["weights"], FINAL), (source / "job.json", "job.json"),
                   (source / "log.csv", "log.csv"))
