@@ -262,15 +262,28 @@ def write_report(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     return summary
 
 
+def _at_1_and_k(summary: dict[str, Any], policy: str) -> str:
+    """``policy``'s mIoU at d = 1 and d = k of one run's summary, or — where it was not measured."""
+    at = [summary["miou"].get(f"{policy}|{d}") for d in (1, summary["k"])]
+    return "—" if None in at else f"{at[0]:.2f} / {at[1]:.2f}"
+
+
+def _refined(held_out: dict[str, Any] | None) -> str:
+    """The held-out cyclic labels' mIoU after an Ω, or — (no such Ω: nothing refitted; before the refit)."""
+    return "—" if held_out is None else f"{held_out['refined']:.2f}"
+
+
 def _per_seed_table(results: list[dict[str, Any]]) -> list[str]:
     """Every world and seed on one row: :func:`summarise` of that run alone."""
     lines = ["## Per world and seed", "",
              "| world | seed | wr − motion-only, worst d | wr − best other, d=k | Ω alone − motion-only, "
              "worst d | retention | worst class at d=1 (IoU vs motion-only) | held-out cyclic before → "
-             "after (worst p gain) | gate | snapshot (Ω that labels) |",
-             "|---|---|---:|---:|---:|---:|---|---|---|---|"]
+             "after (worst p gain) | gate | snapshot (Ω that labels) | "
+             "warp-refine, d=1 / d=k (before refit) | held-out cyclic after the chosen Ω / the refit |",
+             "|---|---|---:|---:|---:|---:|---|---|---|---|---:|---|"]
     for r in results:
         (s,) = summarise([r]).values()
+        omega = r["omega"]
         k, vs_motion, alone = s["k"], s["warp_refine_minus_motion_only"], s["omega_alone_minus_motion_only"]
         worst_d = min(vs_motion, key=lambda d: vs_motion[d])
         (c,) = s["held_out_cyclic"]
@@ -280,7 +293,10 @@ def _per_seed_table(results: list[dict[str, Any]]) -> list[str]:
                      f"{s['warp_refine_minus_best_other'][k]:+.2f} | {alone_worst} | {s['retention']:.2f} | "
                      f"{s['worst_class_loss_d1']['class']} {-s['worst_class_loss_d1']['iou']:+.1f} | "
                      f"{c['cyclic']:.1f} → {c['refined']:.1f} ({gain:+.2f}) | {s['gate'][str(r['seed'])]} | "
-                     f"{r['omega']['selection']['snapshot']} ({r['omega'].get('labels_with', '—')}) |")
+                     f"{omega['selection']['snapshot']} ({omega.get('labels_with', '—')}) | "
+                     f"{_at_1_and_k(s, 'warp-refine')} ({_at_1_and_k(s, BEFORE_REFIT)}) | "
+                     f"{_refined(omega.get('held_out_before_refit'))} / "
+                     f"{_refined(omega.get('held_out_refit'))} |")
     return lines + [""]
 
 
