@@ -10,7 +10,8 @@ If the true labels of the neighbouring frames do not raise validation mIoU over 
 propagation method can on that world and budget: the extra frames add nothing the segmenter
 lacks. The printed share of pixels whose true label differs from the labelled frame's
 (``wrp.tables.neighbour_change``) says how much there is to add. A regime is the world (frame rate
-``--world-fps``, traffic ``--world-density``, labelled records ``--train-records``), the student
+``--world-fps``, traffic ``--world-density``, labelled records ``--train-records``,
+their partitions ``--partitions``), the student
 (``--arch``, ``--cell-iters``, ``--cell-crop``, its start ``--pretrain`` / ``--pretrain-labels``) and
 the measurement (``--world-seed``: one world, training seeds paired;
 ``--eval-frames every``: every frame of the held-out records scores a cell). Add columns with
@@ -119,11 +120,14 @@ def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int 
     """Every cell of the regime (trained on ``run``'s table world) scored on every frame of every
     record of another world, seed ``world``, of the same style, frame rate and traffic: a held-out
     set 3.5 times the regime's own, drawn independently of the world the cells learnt from, so a
-    gain that belongs to the table world's few validation records shows as such."""
+    gain that belongs to the table world's few validation records shows as such. ``per_class``: each
+    column's IoU per class there, mean over the seeds."""
     check_score_world(run, world)
     samples = every_frame_samples(run.with_seed(world), ("train", "val"))
-    cells = _miou(_score_cells(run, arch, columns, seeds, k, {"there": samples})["there"])
-    return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline")}
+    scores = _score_cells(run, arch, columns, seeds, k, {"there": samples})["there"]
+    cells = _miou(scores)
+    return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline"),
+            "per_class": _class_means(scores)}
 
 
 def score_fit(run, arch: str, columns: list[str], seeds: list[int], k: int | None) -> dict[str, Any]:
@@ -163,6 +167,11 @@ def _density(regime: dict[str, Any]) -> str:
     return f", {regime['world_density']:g}× traffic" if regime.get("world_density") else ""
 
 
+def _streets(regime: dict[str, Any]) -> str:
+    """Where a regime's labelled frames lie: ``records × partitions`` (one street per record)."""
+    return f"{regime['train_records']} × {regime['partitions_per_record']}"
+
+
 def write_summary(out: Path) -> Path:
     """``regimes.md``: one row per measured regime (its ceiling and every other column's paired gain)."""
     records = [json.loads(p.read_text()) for p in sorted((out / "regimes").glob("*.json"))]
@@ -180,7 +189,8 @@ def write_summary(out: Path) -> Path:
              "persons and riders). `minutes`: the run's wall time; cells an earlier row trained are "
              "reused, not counted again. `python benchmarks/true_labels.py --help` says how to add a row.",
              "",
-             "| fps | labelled frames | ±k (s) | new pixels at ±k | student | iters × crop | scored on | "
+             "| fps | labelled frames (records × partitions) | ±k (s) | new pixels at ±k | student | "
+             "iters × crop | scored on | "
              "seeds | Baseline | ceiling gain | other columns | minutes |",
              "|---:|---:|---:|---:|---|---|---|---|---:|---:|---|---:|"]
     for r in records:
@@ -198,7 +208,7 @@ def write_summary(out: Path) -> Path:
                  else "a world per seed")
         change = r["neighbour_change"][str(g["k"])]
         lines.append(
-            f"| {g['world_fps']:g}{_density(g)} | {r['labelled_frames']} | "
+            f"| {g['world_fps']:g}{_density(g)} | {r['labelled_frames']} ({_streets(g)}) | "
             f"±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
             f"{change:.1f} % | {g['arch']}{_start(g)} | "
             f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
@@ -206,7 +216,8 @@ def write_summary(out: Path) -> Path:
             f"{world}: {', '.join(map(str, r['seeds']))} | {base[0]:.2f} ± {base[1]:.2f} | "
             f"{_gain(by, TRUE_LABELS)} | "
             f"{others} | {r['seconds'] / 60:.0f} |")
-    return atomic_write_text(out / "regimes.md", "\n".join(lines + _fit_lines(records)) + "\n")
+    return atomic_write_text(out / "regimes.md",
+                             "\n".join(lines + _fit_lines(records) + _world_class_lines(records)) + "\n")
 
 
 def _trio(mean: dict[tuple[str, str], float], column: str) -> str:
@@ -247,6 +258,33 @@ def _fit_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines + _per_class_lines([r for r in fitted if r["fit"].get("per_class")])
 
 
+def _world_class_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per class, for each regime scored on another world with its per-class IoU: Baseline's IoU
+    there and, in brackets, every other column's change of it (none scored so: no lines)."""
+    records = [r for r in records if r.get("score_world", {}).get("per_class")]
+    if not records:
+        return []
+    per_class = [r["score_world"]["per_class"] for r in records]
+    columns = [[c for c in (TRUE_LABELS, *pc) if c in pc and c != "baseline"] for pc in per_class]
+    columns = [list(dict.fromkeys(cols)) for cols in columns]
+    heads = [f"{_short(r)}, on world {r['score_world']['seed']}: Baseline ({' / '.join(cols)})"
+             for r, cols in zip(records, columns, strict=True)]
+    lines = ["", "Per class on the scoring world (mean IoU over the seeds): Baseline, and in brackets each "
+             "other column's change of it. Where the neighbours' labels help, and whether it is the same "
+             "classes on every world.", "",
+             "| class | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(records)]
+    seen = {c for pc in per_class for c in pc["baseline"]}
+    for name in [c for c in CLASS_NAMES if c in seen]:
+        cells = []
+        for pc, cols in zip(per_class, columns, strict=True):
+            base = pc["baseline"].get(name)
+            changes = " / ".join("—" if name not in pc[c] else f"{round(pc[c][name] - base):+d}"
+                                 for c in cols) if base is not None else ""
+            cells.append("—" if base is None else f"{base:.0f}" + (f" ({changes})" if changes else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _short(record: dict[str, Any]) -> str:
     """A regime in a few words: its labelled frames, student, start, iterations and world."""
     g = record["regime"]
@@ -284,6 +322,9 @@ def main() -> None:
     parser.add_argument("--train-records", type=int, metavar="N",
                         help="training records of the world (default: the profile's): fewer labelled "
                              "frames leave the student shorter of views")
+    parser.add_argument("--partitions", type=int, metavar="N",
+                        help="partitions (labelled frames) per record (default: the profile's): with "
+                             "--train-records, how many streets the labelled frames come from")
     add_run_options(parser, seed=False)
     parser.add_argument("--score-world", type=int, metavar="SEED",
                         help="also score every cell on every frame of all records of world SEED (same "
@@ -302,6 +343,8 @@ def main() -> None:
         run = table_run(args)
         if args.train_records:
             run = run.with_profile(train_records=args.train_records)
+        if args.partitions:
+            run = run.with_profile(partitions_per_record=args.partitions)
         if args.score_world is not None:  # refused before any cell trains
             check_score_world(run, args.score_world)
         if args.fit:

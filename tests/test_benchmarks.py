@@ -53,8 +53,8 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
     pretrained = {**record, "regime": {**record["regime"], "pretrain": "verge"}}
     (tmp_path / "regimes" / "b.json").write_text(json.dumps(pretrained))
     scratch, warm = regimes.write_summary(tmp_path).read_text().splitlines()[-2:]
-    assert scratch.startswith("| 10 | 40 | ±10 (1.00 s) | 38.8 % | DeepLabV3, from scratch | 400 × 64×128 | "
-                              "every frame |")
+    assert scratch.startswith("| 10 | 40 (20 × 2) | ±10 (1.00 s) | 38.8 % | DeepLabV3, from scratch | "
+                              "400 × 64×128 | every frame |")
     assert "| world 0, training seeds: 0, 1, 2 | 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
     assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm
     regime = {**pretrained["regime"], "pretrain_labels": "categories", "world_density": 2.0}
@@ -65,8 +65,17 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
     (tmp_path / "regimes" / "c.json").write_text(json.dumps(coarse))
     lines = regimes.write_summary(tmp_path).read_text().splitlines()
     (row,) = [line for line in lines if "categories" in line]
-    assert row.startswith("| 10, 2× traffic | 40 |") and "DeepLabV3, pretrained on verge categories |" in row
+    assert row.startswith("| 10, 2× traffic | 40 (20 × 2) |")
+    assert "DeepLabV3, pretrained on verge categories |" in row
     assert "| scored on world 7 (1176 frames): Baseline 30.00, true-labels +0.20 [-0.40, +0.80] | 30 |" in row
+    assert "Per class on the scoring world" not in "\n".join(lines), "no per-class table without its scores"
+    coarse["score_world"]["per_class"] = {"baseline": {"road": 90.2, "truck": 10.0},
+                                          "true-labels": {"road": 90.0, "truck": 14.6},
+                                          "warp-refine": {"road": 91.0}}
+    (tmp_path / "regimes" / "c.json").write_text(json.dumps(coarse))
+    text = regimes.write_summary(tmp_path).read_text()
+    assert ("on world 7: Baseline (true-labels / warp-refine) |" in text
+            and "| road | 90 (+0 / +1) |" in text and "| truck | 10 (+5 / —) |" in text)
 
 
 def test_the_gpu_smoke_report_reads_its_json_and_stages_go_to_an_empty_folder(tmp_path, monkeypatch):
@@ -96,6 +105,8 @@ def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs
     assert there["seed"] == 2 and there["frames"] == frames
     assert [len(v) for v in there["cells"].values()] == [2, 2]
     assert [g["column"] for g in there["gains"]] == ["true-labels"]
+    assert sorted(there["per_class"]) == ["baseline", "true-labels"]
+    assert "road" in there["per_class"]["baseline"]
     cells = list((isolated_runs / "stages" / "segmenter").iterdir())
     assert len(cells) == 4, "the regime's own cells, trained once"
     for world in (0, PRETRAIN_SEED):
