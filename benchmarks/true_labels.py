@@ -265,8 +265,8 @@ def _world_class_lines(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return []
     per_class = [r["score_world"]["per_class"] for r in records]
-    columns = [[c for c in (TRUE_LABELS, *pc) if c in pc and c != "baseline"] for pc in per_class]
-    columns = [list(dict.fromkeys(cols)) for cols in columns]
+    # every column but Baseline, the ceiling first
+    columns = [sorted((c for c in pc if c != "baseline"), key=lambda c: c != TRUE_LABELS) for pc in per_class]
     heads = [f"{_short(r)}, on world {r['score_world']['seed']}: Baseline ({' / '.join(cols)})"
              for r, cols in zip(records, columns, strict=True)]
     lines = ["", "Per class on the scoring world (mean IoU over the seeds): Baseline, and in brackets each "
@@ -278,9 +278,11 @@ def _world_class_lines(records: list[dict[str, Any]]) -> list[str]:
         cells = []
         for pc, cols in zip(per_class, columns, strict=True):
             base = pc["baseline"].get(name)
-            changes = " / ".join("—" if name not in pc[c] else f"{round(pc[c][name] - base):+d}"
-                                 for c in cols) if base is not None else ""
-            cells.append("—" if base is None else f"{base:.0f}" + (f" ({changes})" if changes else ""))
+            if base is None:
+                cells.append("—")
+                continue
+            changes = " / ".join(f"{round(pc[c][name] - base):+d}" if name in pc[c] else "—" for c in cols)
+            cells.append(f"{base:.0f}" + (f" ({changes})" if changes else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -341,10 +343,9 @@ def main() -> None:
         parser.error("one --arch per regime")
     try:
         run = table_run(args)
-        if args.train_records:
-            run = run.with_profile(train_records=args.train_records)
-        if args.partitions:
-            run = run.with_profile(partitions_per_record=args.partitions)
+        layout = {"train_records": args.train_records, "partitions_per_record": args.partitions}
+        if any(layout.values()):
+            run = run.with_profile(**{name: n for name, n in layout.items() if n})
         if args.score_world is not None:  # refused before any cell trains
             check_score_world(run, args.score_world)
         if args.fit:
