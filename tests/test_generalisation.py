@@ -181,6 +181,12 @@ def test_the_warning_names_both_numbers_and_the_cycle_lengths_where_omega_fails(
                                                         2: {"cyclic": 90.0, "refined": 91.0}}}
     text = refinement_warning(worse)
     assert "86.30" in text and "70.40" in text and "p=1: 95.10 → 75.40" in text and "p=2" not in text
+    assert text.startswith("Ω does not improve")
+    one_length = {"cyclic": 71.4, "refined": 80.7, "per_p": {1: {"cyclic": 92.8, "refined": 92.7},
+                                                             2: {"cyclic": 80.0, "refined": 84.0}}}
+    text = refinement_warning(one_length)  # better overall, worse at p=1: says both, not "does not improve"
+    assert text.startswith("Ω improves the held-out cyclic labels overall (mIoU 71.40 before Ω, 80.70 after)")
+    assert "p=1: 92.80 → 92.70" in text and "p=2" not in text
 
 
 def test_snapshots_enter_a_job_key_only_when_asked_for():

@@ -524,13 +524,19 @@ def refinement_warning(held_out: dict[str, Any]) -> str | None:
     warped ones on this data — or ``None`` when it does everywhere."""
     worse = [f"p={p}: {v['cyclic']:.2f} → {v['refined']:.2f}" for p, v in held_out["per_p"].items()
              if v["refined"] <= v["cyclic"]]
-    if held_out["refined"] > held_out["cyclic"] and not worse:
-        return None
-    return (f"Ω does not improve the held-out cyclic labels (mIoU {held_out['cyclic']:.2f} before Ω, "
-            f"{held_out['refined']:.2f} after" + (f"; {', '.join(worse)}" if worse else "") + "). "
-            "Its labels are then no better than the warped ones: compare warp-refine with motion-only "
-            "before using them, and give Ω more labelled records, more iterations (--iters) or "
-            "another learning rate (--lr).")
+    overall = f"mIoU {held_out['cyclic']:.2f} before Ω, {held_out['refined']:.2f} after"
+    if held_out["refined"] > held_out["cyclic"]:
+        if not worse:
+            return None
+        finding = (f"Ω improves the held-out cyclic labels overall ({overall}) but not at every cycle "
+                   f"length ({', '.join(worse)}). At those distances its labels are no better than the "
+                   "warped ones")
+    else:
+        finding = (f"Ω does not improve the held-out cyclic labels ({overall}"
+                   + (f"; {', '.join(worse)}" if worse else "") + "). Its labels are then no better than "
+                   "the warped ones")
+    return (finding + ": compare warp-refine with motion-only before using them, and give Ω more "
+            "labelled records, more iterations (--iters) or another learning rate (--lr).")
 
 
 __all__ = ["Denoiser", "pack_inputs", "build_denoiser", "make_cyclic_samples", "CyclicDataset",
