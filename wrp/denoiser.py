@@ -524,10 +524,11 @@ def refinement_warning(held_out: dict[str, Any]) -> str | None:
     warped ones on this data — or ``None`` when it does everywhere."""
     worse = [f"p={p}: {v['cyclic']:.2f} → {v['refined']:.2f}" for p, v in held_out["per_p"].items()
              if v["refined"] <= v["cyclic"]]
+    improved = held_out["refined"] > held_out["cyclic"]
+    if improved and not worse:
+        return None
     overall = f"mIoU {held_out['cyclic']:.2f} before Ω, {held_out['refined']:.2f} after"
-    if held_out["refined"] > held_out["cyclic"]:
-        if not worse:
-            return None
+    if improved:
         finding = (f"Ω improves the held-out cyclic labels overall ({overall}) but not at every cycle "
                    f"length ({', '.join(worse)}). At those distances its labels are no better than the "
                    "warped ones")

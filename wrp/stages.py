@@ -416,8 +416,10 @@ _WARNED: set[Path] = set()
 
 
 def denoiser_warning(folder: Path) -> str | None:
-    """The warning recorded by a finished Ω stage (:func:`wrp.denoiser.refinement_warning`)."""
-    return json.loads((Path(folder) / "metrics.json").read_text()).get("warning")
+    """The warning of a finished Ω stage, from the label-free check it recorded
+    (:func:`wrp.denoiser.refinement_warning`): a stage built before keeps its numbers and gets the
+    current wording."""
+    return refinement_warning(json.loads((Path(folder) / "metrics.json").read_text())["held_out"])
 
 
 def denoiser_summary(folder: Path) -> str:
