@@ -63,8 +63,8 @@ from wrp.stages import (  # noqa: E402
     manifest_for,
     propagate,
     propagator_for,
+    teacher_segmenter,
     train_denoiser,
-    train_segmenter,
 )
 from wrp.synthetic import HELD_OUT_STYLE, STYLES  # noqa: E402
 from wrp.train import SNAPSHOTS, job_from_file, load_model  # noqa: E402
@@ -84,7 +84,7 @@ def _warp_refine_with(run: Run, name: str, trained: Path, weights: Path, gate: G
     if done.is_file():
         return json.loads(done.read_text())
     job = job_from_file(trained / "job.json")
-    cues = propagator_for(train_segmenter(run), None, device=run.device)
+    cues = propagator_for(teacher_segmenter(run), None, device=run.device)
     propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, trained, run.device, weights),
                             run.device, gate=gate)
     manifest = Manifest.load(manifest_for(run))

@@ -22,12 +22,12 @@ from wrp.data import Manifest
 from wrp.io import atomic_write_json
 from wrp.policies import POLICIES, propagate_clips, read_accuracy, warp_refine_margin
 from wrp.profiles import Run
-from wrp.stages import manifest_for, propagate, propagator_for, train_denoiser, train_segmenter
+from wrp.stages import manifest_for, propagate, propagator_for, teacher_segmenter, train_denoiser
 
 
 def _speed(run: Run) -> dict[str, float]:
     """Frames/s of motion-only and warp-refine, propagated afresh into a temporary folder."""
-    propagator = propagator_for(train_segmenter(run), train_denoiser(run), device=run.device)
+    propagator = propagator_for(teacher_segmenter(run), train_denoiser(run), device=run.device)
     clips = Manifest.load(manifest_for(run)).clips("val")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:

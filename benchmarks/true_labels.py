@@ -56,6 +56,7 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             "eval_frames": prof.table_eval, "min_confidence": prof.table_min_confidence,
             "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None,
             **({"world_density": prof.density} if prof.density is not None else {}),
+            **({"teacher_pretrain": prof.teacher_pretrain} if prof.teacher_pretrain else {}),
             **({"pretrain_labels": prof.table_pretrain_labels}
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 
@@ -162,6 +163,11 @@ def _start(regime: dict[str, Any]) -> str:
     return f", pretrained on {regime['pretrain']}{labels}"
 
 
+def _teacher(regime: dict[str, Any]) -> str:
+    """How the regime's g_ψ starts, where it is not from random weights (nothing said)."""
+    return f"; g_ψ pretrained on {regime['teacher_pretrain']}" if regime.get("teacher_pretrain") else ""
+
+
 def _density(regime: dict[str, Any]) -> str:
     """A world denser in vehicles, persons and riders than its style's (nothing said: as the style)."""
     return f", {regime['world_density']:g}× traffic" if regime.get("world_density") else ""
@@ -210,7 +216,7 @@ def write_summary(out: Path) -> Path:
         lines.append(
             f"| {g['world_fps']:g}{_density(g)} | {r['labelled_frames']} ({_streets(g)}) | "
             f"±{g['k']} ({g['k'] / g['world_fps']:.2f} s) | "
-            f"{change:.1f} % | {g['arch']}{_start(g)} | "
+            f"{change:.1f} % | {g['arch']}{_start(g)}{_teacher(g)} | "
             f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]} | "
             f"{'every frame' if g['eval_frames'] == 'every' else 'labelled frames'} | "
             f"{world}: {', '.join(map(str, r['seeds']))} | {base[0]:.2f} ± {base[1]:.2f} | "
@@ -250,7 +256,7 @@ def _fit_lines(records: list[dict[str, Any]]) -> list[str]:
             mean["held-out", column] = mean_std(values)[0]
 
         lines.append(
-            f"| {g['world_fps']:g} frames/s{_density(g)}, {g['arch']}{_start(g)}, "
+            f"| {g['world_fps']:g} frames/s{_density(g)}, {g['arch']}{_start(g)}{_teacher(g)}, "
             f"{g['cell_iters']} × {g['cell_crop'][0]}×{g['cell_crop'][1]}, world {g['world_seed']} | "
             f"{fit['frames']['labelled']} / {fit['frames']['unlabelled']} | {_trio(mean, 'baseline')} | "
             f"{_trio(mean, TRUE_LABELS)} | "
@@ -290,7 +296,7 @@ def _world_class_lines(records: list[dict[str, Any]]) -> list[str]:
 def _short(record: dict[str, Any]) -> str:
     """A regime in a few words: its labelled frames, student, start, iterations and world."""
     g = record["regime"]
-    return (f"{record['labelled_frames']} labelled, {g['arch']}{_start(g)}{_density(g)}, "
+    return (f"{record['labelled_frames']} labelled, {g['arch']}{_start(g)}{_teacher(g)}{_density(g)}, "
             f"{g['cell_iters']} it, world {g['world_seed']}")
 
 

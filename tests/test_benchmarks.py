@@ -57,6 +57,11 @@ def test_the_regime_report_lists_the_ceiling_with_its_paired_interval(tmp_path):
                               "400 × 64×128 | every frame |")
     assert "| world 0, training seeds: 0, 1, 2 | 31.00 ± 1.00 | +2.17 [+0.74, +3.60] | — | 30 |" in scratch
     assert "| DeepLabV3, pretrained on verge | 400 × 64×128 |" in warm
+    taught = {**record, "regime": {**record["regime"], "cell_iters": 1200, "teacher_pretrain": "verge"}}
+    (tmp_path / "regimes" / "t.json").write_text(json.dumps(taught))
+    assert "| DeepLabV3, from scratch; g_ψ pretrained on verge | 1200 × 64×128 |" in (
+        regimes.write_summary(tmp_path).read_text())
+    (tmp_path / "regimes" / "t.json").unlink()
     regime = {**pretrained["regime"], "pretrain_labels": "categories", "world_density": 2.0}
     coarse = {**pretrained, "regime": regime,
               "score_world": {"seed": 7, "frames": 1176,

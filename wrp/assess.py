@@ -46,8 +46,8 @@ from wrp.stages import (
     every_frame_labelled,
     manifest_for,
     propagator_for,
+    teacher_segmenter,
     train_denoiser,
-    train_segmenter,
 )
 from wrp.viz import quality_figure, save_figure
 
@@ -344,7 +344,7 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
     if k < 1:
         raise ValueError(f"k={k} must be ≥ 1")
     manifest = manifest_for(run)
-    seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
+    seg = teacher_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
     config = {"manifest": str(manifest), "split": split, "policies": policies, "k": k, "flow": flow,
               "inpaint": inpaint, "segmenter": str(seg) if seg else None,

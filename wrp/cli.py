@@ -211,7 +211,8 @@ def table_run(args: argparse.Namespace) -> Run:
                 table_min_confidence=getattr(args, "min_confidence", None),
                 table_min_class_pixels=getattr(args, "min_class_pixels", None),
                 table_pretrain=getattr(args, "pretrain", None),
-                table_pretrain_labels=getattr(args, "pretrain_labels", None))
+                table_pretrain_labels=getattr(args, "pretrain_labels", None),
+                teacher_pretrain=getattr(args, "teacher_pretrain", None))
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -399,6 +400,11 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
                              "Cityscapes categories (vehicle, human, …), so every cell learns the fine "
                              "classes — car from bus — from the table's labels alone (default: the "
                              "profile's table_pretrain_labels)")
+    parser.add_argument("--teacher-pretrain", choices=styles, metavar="STYLE",
+                        help="start g_ψ, the segmenter whose predictions every policy and Ω read, from "
+                             "MSA-HRNet-OCR pretrained on a synthetic world of STYLE (as the paper's g_ψ "
+                             "starts from Mapillary weights: a teacher stronger than its students; "
+                             "default: the profile's teacher_pretrain)")
 
 
 def build_parser() -> argparse.ArgumentParser:

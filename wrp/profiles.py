@@ -92,6 +92,10 @@ class Profile:
     # random and the fine classes are learnt from the table's labels, as the paper's students start
     # from ImageNet weights that know objects but not Cityscapes' classes)
     table_pretrain_labels: str = "classes"
+    # the style of the synthetic world g_ψ is pretrained on (its 19 classes, every frame labelled)
+    # before it trains on the run's human labels, as the paper's g_ψ starts from weights trained on
+    # Mapillary: a teacher that knows more than the students it labels for. None: random weights
+    teacher_pretrain: str | None = None
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
     writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)

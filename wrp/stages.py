@@ -252,6 +252,19 @@ def train_segmenter(run: Run, arch: str = "msa_hrnet_ocr", train_seed: int | Non
     return Stage("segmenter", {"job": job.to_json(), "nproc": run.nproc}).run(build, verbose=run.progress)
 
 
+def teacher_segmenter(run: Run) -> Path:
+    """Stage ``segmenter`` of ``g_ψ``, the segmenter whose predictions are the semantic cue of every
+    policy and Ω's features: trained on the run's human labels only, from random weights or, where
+    the profile names a ``teacher_pretrain`` style, fine-tuned from MSA-HRNet-OCR pretrained on
+    that style's world (:func:`pretrained_segmenter`) — the paper's ``g_ψ`` starts from weights
+    trained on Mapillary, so it knows more than the students it labels for. Without a
+    ``teacher_pretrain`` its stage is the one it always was."""
+    style = run.profile.teacher_pretrain
+    if style is None:
+        return train_segmenter(run)
+    return train_segmenter(run, init=str(pretrained_segmenter(run, "msa_hrnet_ocr", style) / "model.pt"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Ω: cyclic warped labels of the labelled frames, and the denoiser trained on them (§3)
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +278,7 @@ def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
     """
     check_inpaint(inpaint)
     manifest = manifest_for(run)
-    seg = train_segmenter(run) if inpaint == "semantic" else None
+    seg = teacher_segmenter(run) if inpaint == "semantic" else None
     cycle_lengths = run.profile.cycle_lengths
     config = {"manifest": str(manifest), "segmenter": str(seg) if seg else None, "split": split, "flow": flow,
               "cycle_lengths": list(cycle_lengths), "inpaint": inpaint}
@@ -401,7 +414,7 @@ def denoiser_training(run: Run, inpaint: str = DEFAULT_INPAINT, select: bool = T
     ``select=False``: the refit), keeping 8 snapshots of its weights (``snapshots/``) beside
     ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``. What to label with is chosen
     from them by :func:`train_denoiser`."""
-    seg = train_segmenter(run)
+    seg = teacher_segmenter(run)
     samples = cyclic_samples_for(run, "train", inpaint=inpaint)
     job = denoiser_job(run, samples, seg, held_out=selection_clips(run) if select else None, **job_overrides)
 
@@ -536,7 +549,7 @@ def _propagate(run: Run, split: str, policies: tuple[str, ...], flow: str, batch
                inpaint: str, min_confidence: float | None, out: Path | None, procs: int, workers: int,
                nodes: Nodes) -> Path:
     manifest = manifest_for(run)
-    seg = train_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
+    seg = teacher_segmenter(run) if set(policies) & NEEDS_SEGMENTER else None
     den = train_denoiser(run, inpaint=inpaint) if "warp-refine" in policies else None
     k = run.profile.k
     config = {"manifest": str(manifest), "split": split, "policies": list(policies), "flow": flow,
@@ -741,9 +754,11 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     return {**metrics, "eval_frames": metrics["images"], "stage": str(folder)}
 
 
-def pretrained_segmenter(run: Run, arch: str) -> Path:
+def pretrained_segmenter(run: Run, arch: str, style: str | None = None, labels: str | None = None) -> Path:
     """Stage ``segmenter`` of the weights every Table cell of ``arch`` starts from when the profile
-    names a ``table_pretrain`` style: a segmenter trained on another world — that style, seed
+    names a ``table_pretrain`` style (or ``g_ψ`` when it names a ``teacher_pretrain`` style, given as
+    ``style`` with ``labels`` the label set, default the 19 classes): a segmenter trained on another
+    world — that style, seed
     :data:`PRETRAIN_SEED`, :data:`PRETRAIN_RECORDS` training records whatever the table's world
     has, every frame of their partitions labelled (its true labels) — for the profile's
     ``seg_iters`` at the table's crop, on the 19 classes or, where ``table_pretrain_labels`` is
@@ -751,9 +766,12 @@ def pretrained_segmenter(run: Run, arch: str) -> Path:
     start from ImageNet weights: a cell fine-tunes features it already has, so what it learns
     from the table's labels is the table's data, not how to see at all."""
     prof = run.profile
-    other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=prof.table_pretrain,
-                                                              train_records=PRETRAIN_RECORDS), dataset=None)
-    labels = None if prof.table_pretrain_labels == "classes" else prof.table_pretrain_labels
+    if style is None:
+        style = prof.table_pretrain
+        labels = prof.table_pretrain_labels
+    other = replace(run.with_seed(PRETRAIN_SEED).with_profile(style=style, train_records=PRETRAIN_RECORDS),
+                    dataset=None)
+    labels = None if labels in (None, "classes") else labels
     return train_segmenter(other, arch, generated=generated_pairs(other, TRUE_LABELS),
                            crop=list(prof.frame_crop(prof.table_crop)), iters=prof.seg_iters,
                            label_set=labels)

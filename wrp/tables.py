@@ -350,6 +350,9 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
                   f"{prof.table_min_class_pixels} pixels on")
     start = (f"fine-tuned from its architecture pretrained on the `{prof.table_pretrain}` style's world "
              f"(seed {PRETRAIN_SEED}), " if prof.table_pretrain else "from random weights, ")
+    if table == 1 and prof.teacher_pretrain:
+        reach += (f"; g_ψ fine-tuned from MSA-HRNet-OCR pretrained on the `{prof.teacher_pretrain}` "
+                  f"style's world (seed {PRETRAIN_SEED})")
     scored = ("every frame of the held-out records" if prof.table_eval == "every"
               else "the held-out records' labelled frames")
     text = (f"ours: {prof.name} profile on {data}, mean ± std over {over}"
