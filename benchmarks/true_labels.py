@@ -33,13 +33,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
-from wrp.data import CLASS_NAMES
+from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, Manifest, read_label
 from wrp.io import atomic_write_json, atomic_write_text
-from wrp.metrics import mean_std
+from wrp.metrics import confusion_matrix, mean_iou, mean_std
 from wrp.paper import ARCHS, TRUE_LABELS
-from wrp.stages import MOTION_ONLY_K, PRETRAIN_SEED, every_frame_samples, train_cell
+from wrp.stages import (
+    MOTION_ONLY_K,
+    PRETRAIN_SEED,
+    every_frame_samples,
+    generated_pairs,
+    manifest_for,
+    train_cell,
+)
 from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
 from wrp.train import evaluate, job_from_file, load_model
 
@@ -64,7 +73,7 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
 def table_world(run, option: str) -> int:
     """The one world every cell of the regime trains on, or an error: ``option`` needs one."""
     if run.profile.table_world_seed is None:
-        raise ValueError(f"{option} scores the cells of one world: give --world-seed too")
+        raise ValueError(f"{option} needs the one world every cell trains on: give --world-seed too")
     return run.profile.table_world_seed
 
 
@@ -129,6 +138,40 @@ def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int 
     cells = _miou(scores)
     return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline"),
             "per_class": _class_means(scores)}
+
+
+def cue_headroom(run, k: int | None) -> dict[str, dict[str, float]]:
+    """Per distance d from the labelled frame, over the training frames the cells learn from: the
+    share of pixels warp-refine labels right, that ``g_ψ`` alone (semantic-only) labels right, and
+    that either does, with the mIoU of each and of the better of the two per pixel — how much of
+    what the teacher knows Ω's labels use. Of the one world every cell of the regime trains on."""
+    run = run.with_seed(table_world(run, "--cues"))
+    k = run.profile.k if k is None else k
+    manifest = Manifest.load(manifest_for(run))
+    frames = [abs(pos - clip.labelled) for clip in manifest.clips("train") for pos in range(len(clip))
+              if 1 <= abs(pos - clip.labelled) <= k]
+    pairs = {name: generated_pairs(run, name, k) for name in ("warp-refine", "semantic-only", TRUE_LABELS)}
+    counts: dict[int, dict[str, Any]] = {}
+    for i, d in enumerate(frames):
+        truth = read_label(pairs[TRUE_LABELS][i][1])
+        refined, semantic = (read_label(pairs[name][i][1]) for name in ("warp-refine", "semantic-only"))
+        valid = truth != IGNORE_INDEX
+        better = np.where(refined == truth, refined, semantic)
+        c = counts.setdefault(d, {"pixels": 0, "right": np.zeros(3, np.int64),
+                                  "confusion": [np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
+                                                for _ in range(3)]})
+        c["pixels"] += int(valid.sum())
+        c["right"] += [int(((refined == truth) & valid).sum()), int(((semantic == truth) & valid).sum()),
+                       int((((refined == truth) | (semantic == truth)) & valid).sum())]
+        for j, label in enumerate((refined, semantic, better)):
+            c["confusion"][j] += confusion_matrix(label[valid], truth[valid])
+    return {str(d): {"warp_refine_right": round(100 * c["right"][0] / c["pixels"], 2),
+                     "semantic_right": round(100 * c["right"][1] / c["pixels"], 2),
+                     "either_right": round(100 * c["right"][2] / c["pixels"], 2),
+                     **{f"miou_{name}": round(mean_iou(conf), 2)
+                        for name, conf in zip(("warp_refine", "semantic", "better_of_two"), c["confusion"],
+                                              strict=True)}}
+            for d, c in sorted(counts.items())}
 
 
 def score_fit(run, arch: str, columns: list[str], seeds: list[int], k: int | None) -> dict[str, Any]:
@@ -342,6 +385,10 @@ def main() -> None:
                         help="also score every cell on its own training records (their labelled frames "
                              "and their other frames; needs --world-seed): does the student fit what it "
                              "learns from, and what did the neighbours' labels teach it")
+    parser.add_argument("--cues", action="store_true",
+                        help="also compare warp-refine's labels of the training frames with g_ψ's own "
+                             "(semantic-only) per distance: pixels either labels right, and the mIoU of "
+                             "the better of the two per pixel — what of the teacher Ω's labels use")
     parser.add_argument("--out", default="figures/table1_regimes")
     args = parser.parse_args()
     args.arch = args.arch or ["DeepLabV3"]
@@ -354,8 +401,9 @@ def main() -> None:
             run = run.with_profile(**{name: n for name, n in layout.items() if n})
         if args.score_world is not None:  # refused before any cell trains
             check_score_world(run, args.score_world)
-        if args.fit:
-            table_world(run, "--fit")  # refused before any cell trains
+        for option in ("fit", "cues"):
+            if getattr(args, option):
+                table_world(run, f"--{option}")  # refused before any cell trains
     except ValueError as exc:
         parser.error(str(exc))
     if not run.synthetic:
@@ -402,6 +450,15 @@ def main() -> None:
         print("  Baseline per class, its labelled frames → held-out: "
               + ", ".join(f"{c} {fitted[c]:.0f} → {held[c]:.0f}" for c in CLASS_NAMES
                           if c in held and c in fitted))
+    cues = None
+    if args.cues:
+        cues = cue_headroom(run, args.k)
+        print("  labels of the training frames, warp-refine / g_ψ alone / either right (pixels %), "
+              "mIoU of warp-refine / g_ψ alone / the better of the two per pixel:")
+        for d, c in cues.items():
+            print(f"    d={d:>2}: {c['warp_refine_right']:.1f} / {c['semantic_right']:.1f} / "
+                  f"{c['either_right']:.1f}   {c['miou_warp_refine']:.1f} / {c['miou_semantic']:.1f} / "
+                  f"{c['miou_better_of_two']:.1f}")
     out = Path(args.out)
     key = {**regime, "columns": sorted(columns), "seeds": seeds,
            **({"score_world": args.score_world} if elsewhere else {})}
@@ -411,10 +468,12 @@ def main() -> None:
     if before:  # measured before: its cells were reused now, the first run's time is the cost
         seconds = max(seconds, before["seconds"])
     fit = fit or before.get("fit")  # a run without --fit keeps what an earlier one measured
+    cues = cues or before.get("cues")
     path = atomic_write_json(target, {
         "regime": regime, "seeds": seeds, "labelled_frames": prof.train_records * prof.partitions_per_record,
         "cells": cells, "runs": runs, "gains": gains, "neighbour_change": mean_change, "seconds": seconds,
-        **({"score_world": elsewhere} if elsewhere else {}), **({"fit": fit} if fit else {})})
+        **({"score_world": elsewhere} if elsewhere else {}), **({"fit": fit} if fit else {}),
+        **({"cues": cues} if cues else {})})
     print(f"→ {path}, {write_summary(out)}")
 
 

@@ -118,8 +118,31 @@ def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs
         with pytest.raises(ValueError, match=f"--score-world {world} is the world the cells"):
             regimes.score_on_world(run, "DeepLabV3", ["baseline"], [0], None, world)
     anywhere = run.with_profile(table_world_seed=None)
-    with pytest.raises(ValueError, match="--score-world scores the cells of one world: give --world-seed"):
+    with pytest.raises(ValueError, match="--score-world needs the one world every cell trains on"):
         regimes.score_on_world(anywhere, "DeepLabV3", ["baseline"], [0], None, 7)
+
+
+def test_the_cues_compare_warp_refine_with_the_teacher_alone_at_every_distance(isolated_runs):
+    from wrp.profiles import Run
+
+    regimes = _benchmark("true_labels")
+    run = Run.create("smoke", seed=0, progress=False, table_world_seed=1)
+    asked = []
+
+    def pairs(run, policy, k):
+        asked.append(run.seed)
+        return generated_pairs(run, policy, k)
+
+    generated_pairs, regimes.generated_pairs = regimes.generated_pairs, pairs
+    cues = regimes.cue_headroom(run, None)
+    assert set(asked) == {1}, "the labels of the regime's world, not of the run's seed"
+    assert list(cues) == [str(d) for d in range(1, run.profile.k + 1)]
+    for c in cues.values():
+        assert max(c["warp_refine_right"], c["semantic_right"]) <= c["either_right"] <= 100
+        assert all(0 <= c[f"miou_{name}"] <= 100 for name in ("warp_refine", "semantic", "better_of_two"))
+    assert list(regimes.cue_headroom(run, 2)) == ["1", "2"]
+    with pytest.raises(ValueError, match="--cues needs the one world every cell trains on"):
+        regimes.cue_headroom(run.with_profile(table_world_seed=None), None)
 
 
 def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
@@ -139,7 +162,7 @@ def test_a_regime_scores_its_cells_on_the_records_they_train_on(isolated_runs):
     assert "road" in fit["per_class"]["held-out"]["baseline"]
     with pytest.raises(ValueError, match="must be 'every', 'labelled' or 'unlabelled'"):
         every_frame_samples(run, ("train",), frames="human")
-    with pytest.raises(ValueError, match="--fit scores the cells of one world: give --world-seed too"):
+    with pytest.raises(ValueError, match="--fit needs the one world every cell trains on"):
         regimes.score_fit(run.with_profile(table_world_seed=None), "DeepLabV3", ["baseline"], [0], None)
 
 

@@ -151,16 +151,17 @@ def test_the_baseline_segmenter_stage_trains_scores_and_is_reused(isolated_runs)
     assert (folder / "model.pt").stat().st_mtime_ns == stamp, "a finished stage is not retrained"
 
 
-def test_a_pretrained_teacher_starts_from_another_worlds_segmenter_and_leaves_the_plain_one_alone(isolated_runs):
+def test_a_pretrained_teacher_starts_from_another_worlds_segmenter_and_leaves_the_plain_one(isolated_runs):
     from wrp.profiles import Run
     from wrp.stages import teacher_segmenter, train_segmenter
 
     plain = Run.create("smoke", seed=0, progress=False)
     assert teacher_segmenter(plain) == train_segmenter(plain), "no teacher_pretrain: g_ψ's stage as before"
     taught = teacher_segmenter(plain.with_profile(teacher_pretrain="verge"))
-    init = Path(json.loads((taught / "job.json").read_text())["train"]["init"])
+    job = json.loads((taught / "job.json").read_text())
+    init = Path(job["train"]["init"])
     source = json.loads((init.parent / "job.json").read_text())
-    assert init.name == "model.pt" and source["model"] == json.loads((taught / "job.json").read_text())["model"]
+    assert init.name == "model.pt" and source["model"] == job["model"]
     world = json.loads(Path(source["data"]["kwargs"]["manifest"]).read_text())["root"]
     assert "verge" in json.dumps(json.loads((Path(world) / "config.json").read_text())), "pretrained on verge"
     assert source["data"]["kwargs"]["generated"], "the pretrained start learns every frame's true label"
