@@ -37,7 +37,7 @@ import numpy as np
 
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
-from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, Manifest, read_label
+from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, read_label
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import confusion_matrix, mean_iou, mean_std
 from wrp.paper import ARCHS, TRUE_LABELS
@@ -45,8 +45,8 @@ from wrp.stages import (
     MOTION_ONLY_K,
     PRETRAIN_SEED,
     every_frame_samples,
+    generated_frames,
     generated_pairs,
-    manifest_for,
     train_cell,
 )
 from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
@@ -146,23 +146,21 @@ def cue_headroom(run, k: int | None) -> dict[str, dict[str, float]]:
     that either does, with the mIoU of each and of the better of the two per pixel — how much of
     what the teacher knows Ω's labels use. Of the one world every cell of the regime trains on."""
     run = run.with_seed(table_world(run, "--cues"))
-    k = run.profile.k if k is None else k
-    manifest = Manifest.load(manifest_for(run))
-    frames = [abs(pos - clip.labelled) for clip in manifest.clips("train") for pos in range(len(clip))
-              if 1 <= abs(pos - clip.labelled) <= k]
+    _, frames = generated_frames(run, k)
     pairs = {name: generated_pairs(run, name, k) for name in ("warp-refine", "semantic-only", TRUE_LABELS)}
     counts: dict[int, dict[str, Any]] = {}
-    for i, d in enumerate(frames):
+    for i, (clip, pos) in enumerate(frames):
         truth = read_label(pairs[TRUE_LABELS][i][1])
         refined, semantic = (read_label(pairs[name][i][1]) for name in ("warp-refine", "semantic-only"))
         valid = truth != IGNORE_INDEX
-        better = np.where(refined == truth, refined, semantic)
-        c = counts.setdefault(d, {"pixels": 0, "right": np.zeros(3, np.int64),
-                                  "confusion": [np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
-                                                for _ in range(3)]})
+        refined_right, semantic_right = (refined == truth) & valid, (semantic == truth) & valid
+        better = np.where(refined_right, refined, semantic)
+        c = counts.setdefault(abs(pos - clip.labelled), {
+            "pixels": 0, "right": np.zeros(3, np.int64),
+            "confusion": [np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64) for _ in range(3)]})
         c["pixels"] += int(valid.sum())
-        c["right"] += [int(((refined == truth) & valid).sum()), int(((semantic == truth) & valid).sum()),
-                       int((((refined == truth) | (semantic == truth)) & valid).sum())]
+        c["right"] += [int(refined_right.sum()), int(semantic_right.sum()),
+                       int((refined_right | semantic_right).sum())]
         for j, label in enumerate((refined, semantic, better)):
             c["confusion"][j] += confusion_matrix(label[valid], truth[valid])
     return {str(d): {"warp_refine_right": round(100 * c["right"][0] / c["pixels"], 2),

@@ -668,6 +668,17 @@ def every_frame_labelled(clips, truth) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Table cells: segmenters trained on human + generated labels (supplementary 3.1, Tables 1 and 2)
 # ---------------------------------------------------------------------------------------------
+def generated_frames(run: Run, k: int | None = None) -> tuple[Manifest, list[tuple[Any, int]]]:
+    """The run's manifest and its training frames within ±k (default the profile's k) of their
+    labelled frame, as (clip, position): the frames every policy labels for a table cell."""
+    k = run.profile.k if k is None else k
+    if not 1 <= k <= run.profile.k:
+        raise ValueError(f"k={k} must lie in 1..{run.profile.k} (the profile's propagation range)")
+    manifest = Manifest.load(manifest_for(run))
+    return manifest, [(clip, pos) for clip in manifest.clips("train") for pos in range(len(clip))
+                      if 1 <= abs(pos - clip.labelled) <= k]
+
+
 def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[str]]:
     """(image, label) paths of a policy's labels for the training frames within ±k (default the
     profile's k) of their labelled frame, propagated first if needed (:func:`propagate`).
@@ -676,12 +687,7 @@ def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[st
     flawless propagation would give, the ceiling of every policy (the synthetic world labels every
     frame). :data:`CONFIDENT` gives warp-refine's labels with the pixels of confidence below the
     profile's ``table_min_confidence`` unlabelled (:func:`~wrp.policies.confident_labels`)."""
-    k = run.profile.k if k is None else k
-    if not 1 <= k <= run.profile.k:
-        raise ValueError(f"k={k} must lie in 1..{run.profile.k} (the profile's propagation range)")
-    manifest = Manifest.load(manifest_for(run))
-    frames = [(clip, pos) for clip in manifest.clips("train") for pos in range(len(clip))
-              if 1 <= abs(pos - clip.labelled) <= k]
+    manifest, frames = generated_frames(run, k)
     if policy == TRUE_LABELS:
         truth = manifest.ground_truth("train")
         labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
