@@ -43,13 +43,13 @@ from wrp.metrics import confusion_matrix, mean_iou, mean_std
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.stages import (
     MOTION_ONLY_K,
-    PRETRAIN_SEED,
     every_frame_samples,
     generated_frames,
     generated_pairs,
+    score_every_frame,
     train_cell,
 )
-from wrp.tables import cells_of, gains_over, gains_report, neighbour_change, table1_runs
+from wrp.tables import cells_of, check_score_world, gains_over, gains_report, neighbour_change, table1_runs
 from wrp.train import evaluate, job_from_file, load_model
 
 DEFAULT_COLUMNS = ("baseline", TRUE_LABELS)
@@ -75,14 +75,6 @@ def table_world(run, option: str) -> int:
     if run.profile.table_world_seed is None:
         raise ValueError(f"{option} needs the one world every cell trains on: give --world-seed too")
     return run.profile.table_world_seed
-
-
-def check_score_world(run, world: int) -> None:
-    """An error unless ``world`` is a world the regime's cells neither train nor pretrain on."""
-    own = table_world(run, "--score-world")
-    if world in (own, PRETRAIN_SEED):
-        role = "train on" if world == own else "are pretrained on"
-        raise ValueError(f"--score-world {world} is the world the cells {role}; choose another seed")
 
 
 def _score_cells(run, arch: str, columns: list[str], seeds: list[int], k: int | None,
@@ -130,14 +122,21 @@ def score_on_world(run, arch: str, columns: list[str], seeds: list[int], k: int 
     """Every cell of the regime (trained on ``run``'s table world) scored on every frame of every
     record of another world, seed ``world``, of the same style, frame rate and traffic: a held-out
     set 3.5 times the regime's own, drawn independently of the world the cells learnt from, so a
-    gain that belongs to the table world's few validation records shows as such. ``per_class``: each
-    column's IoU per class there, mean over the seeds."""
-    check_score_world(run, world)
-    samples = every_frame_samples(run.with_seed(world), ("train", "val"))
-    scores = _score_cells(run, arch, columns, seeds, k, {"there": samples})["there"]
+    gain that belongs to the table world's few validation records shows as such — the score
+    ``wrp table1`` gives a cell where the profile names a ``table_score_world`` (the same cached
+    stage). ``per_class``: each column's IoU per class there, mean over the seeds."""
+    check_score_world(run, world, [table_world(run, "--score-world")])
+    home = run.with_seed(run.profile.table_world_seed)
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for column in columns:
+        for seed in seeds:
+            cell_k = MOTION_ONLY_K if column == "motion-only" else k
+            cell = train_cell(home, ARCHS[arch], column, cell_k, train_seed=seed)
+            folder = score_every_frame(home, Path(cell["stage"]), world)
+            scores.setdefault(column, []).append(json.loads((folder / "metrics.json").read_text()))
     cells = _miou(scores)
-    return {"seed": world, "frames": len(samples), "cells": cells, "gains": gains_over(cells, "baseline"),
-            "per_class": _class_means(scores)}
+    return {"seed": world, "frames": scores["baseline"][0]["images"], "cells": cells,
+            "gains": gains_over(cells, "baseline"), "per_class": _class_means(scores)}
 
 
 def cue_headroom(run, k: int | None) -> dict[str, dict[str, float]]:
@@ -375,10 +374,6 @@ def main() -> None:
                         help="partitions (labelled frames) per record (default: the profile's): with "
                              "--train-records, how many streets the labelled frames come from")
     add_run_options(parser, seed=False)
-    parser.add_argument("--score-world", type=int, metavar="SEED",
-                        help="also score every cell on every frame of all records of world SEED (same "
-                             "style, frame rate and traffic; needs --world-seed): a larger held-out set, "
-                             "independent of the world the cells learn from")
     parser.add_argument("--fit", action="store_true",
                         help="also score every cell on its own training records (their labelled frames "
                              "and their other frames; needs --world-seed): does the student fit what it "
@@ -394,11 +389,13 @@ def main() -> None:
         parser.error("one --arch per regime")
     try:
         run = table_run(args)
+        # a regime's cells keep their own validation score; a score world scores them besides
+        score_world, run = run.profile.table_score_world, run.with_profile(table_score_world=None)
         layout = {"train_records": args.train_records, "partitions_per_record": args.partitions}
         if any(layout.values()):
             run = run.with_profile(**{name: n for name, n in layout.items() if n})
-        if args.score_world is not None:  # refused before any cell trains
-            check_score_world(run, args.score_world)
+        if score_world is not None:  # refused before any cell trains
+            check_score_world(run, score_world, [table_world(run, "--score-world")])
         for option in ("fit", "cues"):
             if getattr(args, option):
                 table_world(run, f"--{option}")  # refused before any cell trains
@@ -429,13 +426,13 @@ def main() -> None:
     print("  pixels whose true label differs from the labelled frame's: "
           + " / ".join(f"±{d} {v:.1f} %" for d, v in mean_change.items()))
     elsewhere = None
-    if args.score_world is not None:
-        elsewhere = score_on_world(run, args.arch[0], columns, seeds, args.k, args.score_world)
+    if score_world is not None:
+        elsewhere = score_on_world(run, args.arch[0], columns, seeds, args.k, score_world)
         for name, values in elsewhere["cells"].items():
             mean, std = mean_std(values)
-            print(f"  on world {args.score_world}: {name:<12} {mean:6.2f} ± {std:4.2f}  "
+            print(f"  on world {score_world}: {name:<12} {mean:6.2f} ± {std:4.2f}  "
                   f"[{', '.join(f'{v:.2f}' for v in values)}]")
-        print(gains_report(elsewhere["gains"], "Baseline", label=f"  on world {args.score_world}: "))
+        print(gains_report(elsewhere["gains"], "Baseline", label=f"  on world {score_world}: "))
     fit = None
     if args.fit:
         fit = score_fit(run, args.arch[0], columns, seeds, args.k)
@@ -459,7 +456,7 @@ def main() -> None:
                   f"{c['miou_better_of_two']:.1f}")
     out = Path(args.out)
     key = {**regime, "columns": sorted(columns), "seeds": seeds,
-           **({"score_world": args.score_world} if elsewhere else {})}
+           **({"score_world": score_world} if elsewhere else {})}
     target = out / "regimes" / f"{config_hash(key)}.json"
     seconds = round(time.time() - started, 1)
     before = json.loads(target.read_text()) if target.is_file() else {}

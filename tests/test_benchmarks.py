@@ -114,9 +114,11 @@ def test_a_regime_scores_its_cells_on_every_frame_of_another_world(isolated_runs
     assert "road" in there["per_class"]["baseline"]
     cells = list((isolated_runs / "stages" / "segmenter").iterdir())
     assert len(cells) == 4, "the regime's own cells, trained once"
-    for world in (0, PRETRAIN_SEED):
-        with pytest.raises(ValueError, match=f"--score-world {world} is the world the cells"):
+    for world, role in ((0, "a world the cells train on"), (PRETRAIN_SEED, "the world pretraining reads")):
+        with pytest.raises(ValueError, match=f"score world {world} is {role}"):
             regimes.score_on_world(run, "DeepLabV3", ["baseline"], [0], None, world)
+    assert len(list((isolated_runs / "stages" / "segmenter-score").iterdir())) == 4, \
+        "each cell's score on the world is a cached stage, the one `wrp table1` reads"
     anywhere = run.with_profile(table_world_seed=None)
     with pytest.raises(ValueError, match="--score-world needs the one world every cell trains on"):
         regimes.score_on_world(anywhere, "DeepLabV3", ["baseline"], [0], None, 7)

@@ -61,11 +61,20 @@ def test_a_slow_machine_gets_a_slow_demo_not_a_failed_one():
 def test_the_table_profile_is_the_demo_at_10_frames_per_second_with_the_table_protocol():
     demo, table = PROFILES["demo"], PROFILES["table"]
     changed = {f for f in demo.as_dict() if demo.as_dict()[f] != table.as_dict()[f]}
-    assert changed == {"name", "description", "fps", "table_seeds", "table_iters", "table_eval",
-                       "table_world_seed", "table_pretrain", "publishes_tables"}, \
-        "g_ψ, Ω and the world's size are the demo's"
+    assert changed == {"name", "description", "fps", "partitions_per_record", "table_seeds", "table_iters",
+                       "table_eval", "table_world_seed", "table_score_world", "teacher_pretrain",
+                       "publishes_tables"}, "g_ψ's and Ω's recipes and the frame size are the demo's"
     assert table.fps == 10.0 and len(table.table_seeds) >= 5 and table.table_world_seed is not None
-    assert table.table_eval == "every" and table.table_pretrain == "verge"
+    assert table.table_eval == "every" and table.teacher_pretrain == "verge" and table.table_pretrain is None
+    assert table.table_score_world not in (None, table.table_world_seed)
+
+
+def test_a_score_world_needs_every_frame_scored_and_another_world_than_the_cells_train_on():
+    with pytest.raises(ValueError, match="set table_eval='every'"):
+        get_profile("table", table_eval="labelled")
+    with pytest.raises(ValueError, match="is the world the cells train on"):
+        get_profile("table", table_world_seed=7)
+    assert get_profile("table", table_eval="labelled", table_score_world=None).table_eval == "labelled"
 
 
 def test_the_published_tables_come_from_the_table_profile_not_the_demos_reduced_grid():

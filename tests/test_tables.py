@@ -149,9 +149,14 @@ def test_the_note_under_a_table_says_when_the_grid_is_reduced(tmp_path):
     assert "wrp table1 --profile smoke --arch DeepLabV3 --arch OCRNet" in reduced
     assert reduced.endswith("--seeds 0 1 2` runs more; `--profile paper --dataset DIR` the paper's grid.")
     assert "from random weights" in reduced and "motion-only's from ±2" in reduced
-    pretrained = grid_note(Run.create("table", device="cpu", progress=False))
+    pretrained = grid_note(Run.create("table", device="cpu", progress=False, table_pretrain="verge"))
     assert "fine-tuned from its architecture pretrained on the `verge` style's world" in pretrained
     assert "--seeds" not in pretrained  # five seeds: only the architectures are left out
+    table = grid_note(Run.create("table", device="cpu", progress=False))
+    assert "every cell from random weights, 1200 iterations" in table
+    assert "(20 labelled frames: 20 training records × 1 partition)" in table
+    assert "g_ψ fine-tuned from MSA-HRNet-OCR pretrained on the `verge` style's world" in table
+    assert "scored on every frame of every record of world 7 (seen by no cell)" in table
     assert "1 seed instead of 3" in grid_note(smoke, seeds=[0], table=2)
     assert "architectures" not in grid_note(smoke, seeds=[0], table=2)  # Table 2 has one architecture
 
@@ -401,6 +406,29 @@ def test_paired_runs_are_written_in_long_form_and_scored_on_every_frame(isolated
     assert sorted(j["train"]["seed"] for j in cells) == [0, 0, 1, 1], "a segmenter per column and seed"
     assert len({j["data"]["kwargs"]["manifest"] for j in cells}) == 1, "all on world 0"
     assert "scored on every frame of the held-out records" in grid_note(run, [0, 1])
+
+
+def test_a_score_world_scores_every_cell_on_every_frame_of_a_world_no_cell_learns_from(isolated_runs):
+    run = _smoke(table_iters=1, table_crop=(32, 64), table_world_seed=0, table_eval="every")
+    own = table1_runs(run, ["DeepLabV3"], ["baseline"], [0])[0]
+    there = table1_runs(run.with_profile(table_score_world=2), ["DeepLabV3"], ["baseline"], [0])[0]
+    world = Manifest.load(manifest_for(run.with_seed(2)))
+    frames = sum(len(clip) for split in ("train", "val") for clip in world.clips(split))
+    assert there["eval_frames"] == frames != own["eval_frames"]
+    assert there["world_seed"] == 0, "the cell is the one trained on world 0"
+    trained = sorted((isolated_runs / "stages" / "segmenter").iterdir())
+    assert len(trained) == 1, "one cell, trained once for both scores"
+    assert "every frame of every record of world 2 (seen by no cell)" in grid_note(
+        run.with_profile(table_score_world=2), [0])
+    for world_seed, score, match in [(0, 0, "is the world the cells train on"),
+                                     (None, 1, "is a world the cells train on"),
+                                     (0, stages.PRETRAIN_SEED, "the world pretraining reads")]:
+        with pytest.raises(ValueError, match=match):
+            table1_runs(run.with_profile(table_world_seed=world_seed, table_score_world=score),
+                        ["DeepLabV3"], ["baseline"], [0, 1])
+    assert _table_run("--score-world", "5").profile.table_score_world == 5
+    assert _table_run("--profile", "table", "--score-world", "none").profile.table_score_world is None
+    assert _table_run("--profile", "table").profile.table_score_world == 7
 
 
 def test_every_frame_scoring_needs_every_frames_label(isolated_runs, monkeypatch):

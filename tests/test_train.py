@@ -165,6 +165,14 @@ def test_a_pretrained_teacher_starts_from_another_worlds_segmenter_and_leaves_th
     world = json.loads(Path(source["data"]["kwargs"]["manifest"]).read_text())["root"]
     assert "verge" in json.dumps(json.loads((Path(world) / "config.json").read_text())), "pretrained on verge"
     assert source["data"]["kwargs"]["generated"], "the pretrained start learns every frame's true label"
+    from wrp.cli import _run, build_parser, main
+
+    assert main(["train-seg", "--profile", "smoke", "--teacher-pretrain", "verge", "--no-progress"]) == 0
+    assert len(list((isolated_runs / "stages" / "segmenter").iterdir())) == 3, \
+        "wrp train-seg --teacher-pretrain trains the g_ψ every stage reads, not another"
+    for command in (["train-denoiser"], ["propagate"], ["assess"], ["table1"], ["table2"]):
+        args = build_parser().parse_args([*command, "--profile", "smoke", "--teacher-pretrain", "verge"])
+        assert _run(args).profile.teacher_pretrain == "verge", command
 
 
 def test_prediction_averages_flips_and_scales_into_probabilities():

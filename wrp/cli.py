@@ -54,7 +54,8 @@ def _run(args: argparse.Namespace, **overrides: Any) -> Run:
     """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
     ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
     nproc = overrides.pop("nproc", None) or getattr(args, "nproc", 1)
-    overrides = {"style": getattr(args, "style", None), **overrides}
+    overrides = {"style": getattr(args, "style", None),
+                 "teacher_pretrain": getattr(args, "teacher_pretrain", None), **overrides}
     return Run.create(args.profile, dataset=getattr(args, "dataset", None), seed=getattr(args, "seed", 0),
                       device=args.device, nproc=nproc, progress=not args.no_progress,
                       **{k: v for k, v in overrides.items() if v is not None})
@@ -124,12 +125,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_seg(args: argparse.Namespace) -> int:
-    from wrp.stages import train_segmenter
+    from wrp.stages import pretrained_segmenter, train_segmenter
 
     overrides = {k: v for k, v in (("iters", args.iters), ("loss", args.loss), ("base_lr", args.lr),
                                    ("backbone", args.backbone)) if v is not None}
     try:
-        folder = train_segmenter(_run(args), args.arch, **overrides)
+        run = _run(args)
+        style = run.profile.teacher_pretrain
+        if style and args.arch == "msa_hrnet_ocr":  # g_ψ as every stage reads it (teacher_segmenter)
+            overrides["init"] = str(pretrained_segmenter(run, args.arch, style) / "model.pt")
+        folder = train_segmenter(run, args.arch, **overrides)
     except INPUT_ERRORS as exc:
         return _error(exc)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -204,15 +209,19 @@ def table_run(args: argparse.Namespace) -> Run:
     ``--cell-crop``, ``--world-fps``, ``--world-density``) applied to its table fields. Shared with
     the benchmarks."""
     crop = tuple(args.cell_crop) if args.cell_crop else None
-    return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
+    score_world = getattr(args, "score_world", None)
+    run = _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
                 density=getattr(args, "world_density", None),
-                table_eval=getattr(args, "eval_frames", None),
+                # a score world scores every frame of its records
+                table_eval=getattr(args, "eval_frames", None) or ("every" if isinstance(score_world, int)
+                                                                   else None),
                 table_world_seed=getattr(args, "world_seed", None),
                 table_min_confidence=getattr(args, "min_confidence", None),
                 table_min_class_pixels=getattr(args, "min_class_pixels", None),
                 table_pretrain=getattr(args, "pretrain", None),
                 table_pretrain_labels=getattr(args, "pretrain_labels", None),
-                teacher_pretrain=getattr(args, "teacher_pretrain", None))
+                table_score_world=score_world if score_world != "none" else None)
+    return run.with_profile(table_score_world=None) if score_world == "none" else run
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -256,7 +265,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         "profile": run.profile.name, "dataset": str(run.dataset) if run.dataset else "synthetic",
         "world_fps": run.profile.fps, "world_density": run.profile.density,
         "seeds": seeds, "world_seed": run.profile.table_world_seed,
-        "eval_frames": run.profile.table_eval,
+        "eval_frames": run.profile.table_eval, "score_world": run.profile.table_score_world,
         "k": getattr(args, "k", None) or run.profile.k, "table_iters": run.profile.table_iters,
         "table_crop": list(run.profile.frame_crop(run.profile.table_crop)), "results": results,
         "mean_std": {g: {c: mean_std(v) for c, v in cells.items()} for g, cells in bars.items()},
@@ -312,6 +321,11 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_styles() -> list[str]:
+    """The styles a segmenter may be pretrained on: every one but the held-out style of the family."""
+    return [s for s in STYLES if s != HELD_OUT_STYLE]
+
+
 def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labelling: bool = False) -> None:
     """The options every training, propagation and table command shares: they make its :class:`Run`."""
     parser.add_argument("--profile", default="demo", choices=profile_names(),
@@ -324,6 +338,12 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labellin
     parser.add_argument("--style", default=None, choices=list(STYLES),
                         help="the synthetic world's look and layout (default: the profile's, street); "
                              f"{HELD_OUT_STYLE} is the held-out style of the world family")
+    styles = _pretrain_styles()
+    parser.add_argument("--teacher-pretrain", choices=styles, metavar="STYLE",
+                        help="start g_ψ, the segmenter whose predictions every policy and Ω read, from "
+                             "MSA-HRNet-OCR pretrained on a synthetic world of STYLE (as the paper's g_ψ "
+                             "starts from Mapillary weights: a teacher stronger than its students; "
+                             f"default: the profile's teacher_pretrain; one of {', '.join(styles)})")
     if labelling:  # wrp propagate: processes label, the models it trains first have their own
         parser.add_argument("--nproc", type=COUNT, default=1,
                             help="processes (torchrun) per node that label the frames: the same files as one")
@@ -376,6 +396,11 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     parser.add_argument("--eval-frames", choices=("labelled", "every"),
                         help="score each cell on the validation records' labelled frames or on every "
                              "frame of them (synthetic world); default: the profile's table_eval")
+    parser.add_argument("--score-world", type=_seed_or_none, metavar="SEED",
+                        help="score every cell on every frame of every record of synthetic world SEED "
+                             "(the table world's style, frame rate and traffic; a world no cell learns "
+                             "from), or 'none': on the table world's validation records (default: the "
+                             "profile's table_score_world)")
     parser.add_argument("--min-class-pixels", type=COUNT, metavar="N",
                         help="class-uniform sampling of the generated labels counts a class in a "
                              "32×32 tile from N pixels on, so stray pixels of a class are not sampled "
@@ -390,7 +415,7 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     parser.add_argument("--world-density", type=POSITIVE, metavar="X",
                         help="X times the style's density of vehicles, persons and riders in the "
                              "synthetic world (default: the profile's, 1)")
-    styles = [s for s in STYLES if s != HELD_OUT_STYLE]  # the held-out style stays out of every choice
+    styles = _pretrain_styles()
     parser.add_argument("--pretrain", choices=styles, metavar="STYLE",
                         help="start every cell from a segmenter pretrained on a synthetic world of "
                              "STYLE (as the paper's students start from ImageNet weights; default: the "
@@ -400,11 +425,6 @@ def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
                              "Cityscapes categories (vehicle, human, …), so every cell learns the fine "
                              "classes — car from bus — from the table's labels alone (default: the "
                              "profile's table_pretrain_labels)")
-    parser.add_argument("--teacher-pretrain", choices=styles, metavar="STYLE",
-                        help="start g_ψ, the segmenter whose predictions every policy and Ω read, from "
-                             "MSA-HRNet-OCR pretrained on a synthetic world of STYLE (as the paper's g_ψ "
-                             "starts from Mapillary weights: a teacher stronger than its students; "
-                             "default: the profile's teacher_pretrain)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -608,6 +628,10 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_or_none(text: str) -> int | str:
+    return "none" if text.lower() == "none" else SEED(text)
+
+
 def _unit_interval(text: str) -> float:
     value = POSITIVE(text)
     if value > 1:
@@ -647,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     for option in ("policy", "arch", "row", "seeds", "cycle_lengths"):
         values = getattr(args, option, None) or []
-        if len(set(values)) != len(values):
+        if isinstance(values, list) and len(set(values)) != len(values):  # train-seg's --arch is one name
             twice = sorted({str(v) for v in values if values.count(v) > 1})
             return _error(f"--{option.replace('_', '-')} {', '.join(twice)} given more than once; "
                           "give each value once")

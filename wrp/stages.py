@@ -739,8 +739,9 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     (default ``run.seed``) only the segmenter's own initialisation and sampling — the paper's
     protocol of one dataset, one set of generated labels and several training seeds.
     Scored on the validation records' labelled frames, or on all their frames where the profile's
-    ``table_eval`` is ``"every"`` (:func:`score_every_frame`). Returns those scores (mIoU,
-    per-class IoU, ``eval_frames``) with the stage folder."""
+    ``table_eval`` is ``"every"`` (:func:`score_every_frame`), or on every frame of the world the
+    profile's ``table_score_world`` names. Returns those scores (mIoU, per-class IoU,
+    ``eval_frames``) with the stage folder."""
     prof = run.profile
     if k is None and policy == "motion-only":
         k = MOTION_ONLY_K
@@ -756,7 +757,8 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
     metrics = json.loads((folder / "metrics.json").read_text())
     if prof.table_eval == "every":
-        metrics = json.loads((score_every_frame(run, folder) / "metrics.json").read_text())
+        scores = score_every_frame(run, folder, prof.table_score_world)
+        metrics = json.loads((scores / "metrics.json").read_text())
     return {**metrics, "eval_frames": metrics["images"], "stage": str(folder)}
 
 
@@ -805,20 +807,28 @@ def every_frame_samples(run: Run, splits: tuple[str, ...] = ("val",),
     return samples
 
 
-def score_every_frame(run: Run, segmenter: Path) -> Path:
+def score_every_frame(run: Run, segmenter: Path, world: int | None = None) -> Path:
     """Stage ``segmenter-score``: the segmenter of stage folder ``segmenter`` scored on every frame
     of the validation records, not only their labelled frames (``metrics.json``: mIoU, per-class
     IoU, confusion, ``images``). A table cell scored on 21× more frames (correlated, but views the
     labelled frame does not show) measures the segmenter, not the luck of 16 frames. Needs a
-    dataset that labels every frame (the synthetic world)."""
-    manifest = manifest_for(run)
-    samples = every_frame_samples(run)
+    dataset that labels every frame (the synthetic world). With ``world``: on every frame of every
+    record (training and validation) of that seed's synthetic world instead — the profile's world
+    with another seed, drawn independently of the one the segmenter learnt from."""
+    where = run if world is None else replace(run.with_seed(world), dataset=None)
+    splits = ("val",) if world is None else ("train", "val")
+    manifest = manifest_for(where)
+    samples = every_frame_samples(where, splits)
 
     def build(out: Path) -> dict[str, Any]:
-        model = load_model(job_from_file(segmenter / "job.json"), segmenter, run.device)
-        scores = evaluate(model, samples, run.device, progress=run.progress)
+        job = job_from_file(segmenter / "job.json")
+        model = load_model(job, segmenter, run.device)
+        scores = evaluate(model, samples, run.device, progress=run.progress,
+                          label_set=job.data.kwargs.get("label_set"))
         atomic_write_json(out / "metrics.json", scores)
         return {"miou": scores["miou"], "images": scores["images"]}
 
     config = {"segmenter": str(segmenter), "manifest": str(manifest), "split": "val", "frames": "every"}
+    if world is not None:  # the key of a score on the run's own records is the one it always was
+        config.update(split=list(splits), world=world)
     return Stage("segmenter-score", config).run(build, verbose=run.progress)

@@ -99,10 +99,27 @@ def _world_seed(run: Run, world_seed: int | None) -> int | None:
 
 
 def _check_scoring(run: Run, seeds: list[int], world_seed: int | None) -> None:
-    """Before any cell trains: every frame can score the cells where the profile asks for it."""
-    if run.profile.table_eval == "every":
-        for seed in [world_seed] if world_seed is not None else seeds:
+    """Before any cell trains: every frame can score the cells where the profile asks for it, and
+    a scoring world (``table_score_world``) is one no cell learns from."""
+    trained = [world_seed] if world_seed is not None else seeds
+    if run.profile.table_score_world is not None:
+        check_score_world(run, run.profile.table_score_world, trained)
+    elif run.profile.table_eval == "every":
+        for seed in trained:
             every_frame_samples(run.with_seed(seed))
+
+
+def check_score_world(run: Run, world: int, trained: list[int]) -> None:
+    """An error unless synthetic world ``world`` can score the cells trained on the worlds of
+    ``trained``: the run reads the synthetic world, and ``world`` is neither one of those nor the
+    world pretraining reads (its frames are rendered here, before any cell trains)."""
+    if run.dataset is not None:
+        raise ValueError(f"a score world ({world}) scores every cell on a synthetic world, and this run "
+                         f"reads {run.dataset}, whose validation records score it; give --score-world none")
+    if world in (*trained, PRETRAIN_SEED):
+        role = "a world the cells train on" if world in trained else "the world pretraining reads"
+        raise ValueError(f"score world {world} is {role}; score on another seed (--score-world SEED)")
+    every_frame_samples(run.with_seed(world), ("train", "val"))
 
 
 def _run_row(arch: str, column: str, seed: int, world_seed: int | None,
@@ -342,6 +359,9 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
         data = f"the synthetic world at {prof.fps:g} frames/s" if prof.fps else "the synthetic world"
         if prof.density is not None:
             data += f" with {prof.density:g}× its vehicles, persons and riders"
+        data += (f" ({prof.train_records * prof.partitions_per_record} labelled frames: "
+                 f"{prof.train_records} training records × {prof.partitions_per_record} partition"
+                 f"{'s' if prof.partitions_per_record > 1 else ''})")
     reach = (f"; generated labels from ±{k if k is not None else prof.k} frames, motion-only's from "
              f"±{MOTION_ONLY_K} (warp-refine's confident pixels: confidence ≥ {prof.table_min_confidence:g})"
              ) if table == 1 else ""
@@ -353,7 +373,9 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
     if table == 1 and prof.teacher_pretrain:
         reach += (f"; g_ψ fine-tuned from MSA-HRNet-OCR pretrained on the `{prof.teacher_pretrain}` "
                   f"style's world (seed {PRETRAIN_SEED})")
-    scored = ("every frame of the held-out records" if prof.table_eval == "every"
+    scored = (f"every frame of every record of world {prof.table_score_world} (seen by no cell)"
+              if prof.table_score_world is not None else
+              "every frame of the held-out records" if prof.table_eval == "every"
               else "the held-out records' labelled frames")
     text = (f"ours: {prof.name} profile on {data}, mean ± std over {over}"
             f"{', '.join(map(str, seeds))}; every cell {start}{prof.table_iters} iterations of batch "
