@@ -255,11 +255,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
     except INPUT_ERRORS as exc:
         return _error(exc)
     name = args.command
-    title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): validation mIoU, "
+    score = tables.score_name(run.profile)
+    title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): {score}, "
              f"mean ± std over seeds {seeds}, dots = single seeds")
     reference = "Baseline" if name == "table1" else "Baseline B"
     figure = table_bars_figure(bars, title=title, gains=gains, reference=reference,
-                               target=1.5 if name == "table1" else None)
+                               target=1.5 if name == "table1" else None, score=score)
     paths.append(save_figure(figure, out / f"{name}.png"))
     paths.append(atomic_write_json(out / f"{name}.json", {
         "profile": run.profile.name, "dataset": str(run.dataset) if run.dataset else "synthetic",

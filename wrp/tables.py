@@ -396,6 +396,13 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
     return text
 
 
+def score_name(profile: Profile) -> str:
+    """What a cell's mIoU was measured on, in a few words (a figure's axis and title)."""
+    if profile.table_score_world is not None:
+        return f"mIoU on world {profile.table_score_world}"
+    return "validation mIoU"
+
+
 def _cell(values: list[float]) -> str:
     mean, std = mean_std(values)
     return f"{mean:.2f} ± {std:.2f}"

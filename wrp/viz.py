@@ -525,8 +525,9 @@ def denoiser_examples_figure(examples: list[dict], title: str = ""):
 # ---------------------------------------------------------------------------------------------
 def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "",
                       gains: dict[str, list[dict[str, Any]]] | None = None, reference: str = "",
-                      target: float | None = None):
-    """Bars of validation mIoU: the mean over seeds with ± 1 std error bars, every seed as a dot.
+                      target: float | None = None, score: str = "validation mIoU"):
+    """Bars of validation mIoU (``score``: what the cells were scored on, for the axis): the mean
+    over seeds with ± 1 std error bars, every seed as a dot.
     ``results``: ``{group (architecture): {bar (policy or setting): [mIoU per seed]}}``; several
     groups are drawn side by side with a legend, a single group with the bars named on the axis.
 
@@ -571,7 +572,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
         ax.set_xticks(range(len(groups)), groups)
         ax.legend(fontsize=8.5, ncols=min(len(bars), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   frameon=False)
-    ax.set_ylabel("validation mIoU (%)")
+    ax.set_ylabel(f"{score} (%)")
     if values_seen:  # bars start at 0: the differences are read from the numbers, not the bar heights
         ax.set_ylim(0.0, max(values_seen) * 1.1 + 1)
     ax.grid(axis="y", alpha=0.3)
