@@ -428,6 +428,8 @@ def test_a_score_world_scores_every_cell_on_every_frame_of_a_world_no_cell_learn
                         ["DeepLabV3"], ["baseline"], [0, 1])
     assert _table_run("--score-world", "5").profile.table_score_world == 5
     assert _table_run("--profile", "table", "--score-world", "none").profile.table_score_world is None
+    unset = _table_run("--profile", "table", "--score-world", "none", "--eval-frames", "labelled").profile
+    assert unset.table_eval == "labelled", "without a score world the labelled frames may score the cells"
     assert _table_run("--profile", "table").profile.table_score_world == 7
 
 

@@ -22,7 +22,7 @@ from wrp import __version__
 from wrp.data import DatasetError
 from wrp.io import FolderBusy, atomic_write_json
 from wrp.metrics import mean_std
-from wrp.profiles import PROFILES, Run, profile_names, profiles_table
+from wrp.profiles import PROFILES, Run, get_profile, profile_names, profiles_table
 from wrp.runtime import runs_dir
 from wrp.synthetic import HELD_OUT_STYLE, STYLES
 
@@ -210,18 +210,21 @@ def table_run(args: argparse.Namespace) -> Run:
     the benchmarks."""
     crop = tuple(args.cell_crop) if args.cell_crop else None
     score_world = getattr(args, "score_world", None)
-    run = _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
+    if score_world == "none":  # unset before the other options are checked against it
+        unset = get_profile(args.profile, table_score_world=None)
+        args = argparse.Namespace(**{**vars(args), "profile": unset})
+        score_world = None
+    return _run(args, table_iters=args.cell_iters, table_crop=crop, fps=args.world_fps,
                 density=getattr(args, "world_density", None),
                 # a score world scores every frame of its records
-                table_eval=getattr(args, "eval_frames", None) or ("every" if isinstance(score_world, int)
+                table_eval=getattr(args, "eval_frames", None) or ("every" if score_world is not None
                                                                    else None),
                 table_world_seed=getattr(args, "world_seed", None),
                 table_min_confidence=getattr(args, "min_confidence", None),
                 table_min_class_pixels=getattr(args, "min_class_pixels", None),
                 table_pretrain=getattr(args, "pretrain", None),
                 table_pretrain_labels=getattr(args, "pretrain_labels", None),
-                table_score_world=score_world if score_world != "none" else None)
-    return run.with_profile(table_score_world=None) if score_world == "none" else run
+                table_score_world=score_world)
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
