@@ -585,3 +585,30 @@ def test_cells_pretrained_on_the_categories_learn_the_classes_from_the_tables_la
         _smoke(table_pretrain_labels="parts")
     with pytest.raises(ValueError, match=r"there is none: name its world with table_pretrain \(--pretrain\)"):
         _table_run("--pretrain-labels", "categories")
+
+
+def test_the_table_says_which_classes_a_gain_comes_from_paired_by_seed(tmp_path):
+    """Per-class IoU changes pair seed by seed within a world; each class's share of the mIoU gain is
+    its change over the number of classes scored, and the csv keeps its long form."""
+    from wrp.tables import cells_of, class_gains, read_runs
+
+    def row(policy, seed, world, veg, car):
+        return {"arch": "DeepLabV3", "policy": policy, "seed": seed, "world_seed": world,
+                "miou": (veg + car + 90.0) / 3, "eval_frames": 588,
+                "per_class_iou": {"vegetation": veg, "car": car, "road": 90.0}}
+
+    runs = [row("baseline", 0, 1, 10.0, 50.0), row("baseline", 1, 1, 20.0, 60.0),
+            row("warp-refine", 0, 1, 40.0, 50.0), row("warp-refine", 1, 1, 30.0, 66.0),
+            row("warp-refine", 2, 1, 99.0, 99.0)]  # no Baseline cell of seed 2: not paired
+    entry = class_gains(runs)["DeepLabV3"]
+    assert entry["classes"] == 3
+    assert entry["gains"]["warp-refine"] == {"vegetation": 20.0, "car": 3.0, "road": 0.0}
+    assert class_gains([{**r, "per_class_iou": {}} for r in runs]) == {}
+    write_table1(cells_of(runs), tmp_path / "table1", "note", runs)
+    md = (tmp_path / "table1.md").read_text()
+    assert "**DeepLabV3**: where the gain comes from, per class" in md
+    lines = md.splitlines()
+    first = lines.index("| class | warp-refine |") + 2
+    assert lines[first] == "| vegetation | +20.0 (+6.67) |", "the class changed most comes first"
+    assert lines[first + 1] == "| car | +3.0 (+1.00) |"
+    assert [r["miou"] for r in read_runs(tmp_path / "table1_runs.csv")] == [r["miou"] for r in runs]

@@ -126,7 +126,8 @@ def _run_row(arch: str, column: str, seed: int, world_seed: int | None,
              cell: dict[str, Any]) -> dict[str, Any]:
     return {"arch": arch, "policy": column, "seed": seed,
             "world_seed": seed if world_seed is None else world_seed,
-            "miou": cell["miou"], "eval_frames": cell["eval_frames"]}
+            "miou": cell["miou"], "eval_frames": cell["eval_frames"],
+            "per_class_iou": cell.get("per_class_iou", {})}  # not in the csv: read by class_gains
 
 
 def table1_runs(run: Run, archs: list[str] | None = None, policies: list[str] | None = None,
@@ -216,7 +217,7 @@ def rows_of(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
 def write_runs(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """``table{1,2}_runs.csv``: one line per cell and seed, in long form (:data:`RUN_FIELDS`)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(Path(path), buffer.getvalue())
@@ -301,6 +302,58 @@ def gains_over(cells: dict[str, list[float]], reference: str) -> list[dict[str, 
                     "verdict": verdict, "per_seed": [round(d, 2) for d in per_seed] if paired else None,
                     "paired_ci95": [round(v, 2) for v in interval] if interval else None})
     return out
+
+
+def class_gains(runs: list[dict[str, Any]], reference: str = "baseline") -> dict[str, dict[str, Any]]:
+    """Where each column's gain over ``reference`` comes from, per architecture:
+    ``{arch: {"classes": n, "gains": {column: {class: mean IoU change}}}}``, each change the mean
+    over the seeds (and worlds) that have both cells of the class's IoU difference — paired as
+    :func:`gains_over` pairs the mIoU. A class's share of the mIoU gain is its change / ``n``, the
+    number of classes the reference cells' mIoU averages. Rows without per-class IoU (a runs file
+    read back) are left out; an architecture with none is absent."""
+    out: dict[str, dict[str, Any]] = {}
+    cells: dict[tuple[str, str, int, int], dict[str, float]] = {}
+    for row in runs:
+        if row.get("per_class_iou"):
+            cells[(row["arch"], row["policy"], row["seed"], row["world_seed"])] = row["per_class_iou"]
+    for (arch, policy, seed, world), ious in cells.items():
+        ref = cells.get((arch, reference, seed, world))
+        if policy == reference or ref is None:
+            continue
+        entry = out.setdefault(arch, {"classes": len(ref), "gains": {}, "_pairs": {}})
+        for name in ref.keys() & ious.keys():
+            entry["_pairs"].setdefault(policy, {}).setdefault(name, []).append(ious[name] - ref[name])
+    for entry in out.values():
+        entry["gains"] = {policy: {name: float(np.mean(d)) for name, d in per.items()}
+                          for policy, per in entry.pop("_pairs").items()}
+    return out
+
+
+def class_gains_markdown(entry: dict[str, Any], reference: str, top: int = 8) -> list[str]:
+    """Markdown rows of one architecture's :func:`class_gains`: the ``top`` classes whose IoU any
+    column changed most, each change with its share of the mIoU gain in brackets."""
+    gains, n = entry["gains"], entry["classes"]
+    names = sorted({c for per in gains.values() for c in per},
+                   key=lambda c: -max(abs(per.get(c, 0.0)) for per in gains.values()))[:top]
+    columns = list(gains)
+    lines = ["| class | " + " | ".join(HEADINGS.get(c, c) for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for name in names:
+        cells = [f"{gains[c][name]:+.1f} ({gains[c][name] / n:+.2f})" if name in gains[c] else ""
+                 for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"IoU change over {reference}, mean over the paired seeds; in brackets its share of the "
+              f"mIoU gain (the change / {n} classes scored). The {len(names)} classes changed most."]
+    return lines
+
+
+def _class_sections(runs: list[dict[str, Any]] | None, reference: str) -> list[str]:
+    md: list[str] = []
+    for arch, entry in class_gains(runs or [], reference).items():
+        if entry["gains"]:
+            md += ["", f"**{arch}**: where the gain comes from, per class", ""]
+            md += class_gains_markdown(entry, HEADINGS.get(reference, reference))
+    return md
 
 
 def gains_report(gains: list[dict[str, Any]], reference: str, label: str = "") -> str:
@@ -451,6 +504,7 @@ def write_table1(results: dict[str, dict[str, list[float]]], stem: str | Path, n
         if "baseline" in cells and len(cells) > 1:
             md += ["", f"**{name}**: gain of each column over Baseline (ours), paired by seed", ""]
             md += gains_markdown(gains_over(cells, "baseline"), "Baseline")
+    md += _class_sections(runs, "baseline")
     return _write(stem, buffer.getvalue(), "\n".join(md), note, runs)
 
 
@@ -487,6 +541,7 @@ def write_table2(results: dict[str, list[float]], stem: str | Path, note: str = 
     if "Baseline B" in results and len(results) > 1:
         md += ["", "Gain of each row over Baseline B (ours), paired by seed", ""]
         md += gains_markdown(gains_over(results, "Baseline B"), "Baseline B")
+        md += _class_sections(runs, "Baseline B")
     return _write(stem, buffer.getvalue(), "\n".join(md), note, runs)
 
 
