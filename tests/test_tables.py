@@ -612,3 +612,12 @@ def test_the_table_says_which_classes_a_gain_comes_from_paired_by_seed(tmp_path)
     assert lines[first] == "| vegetation | +20.0 (+6.67) |", "the class changed most comes first"
     assert lines[first + 1] == "| car | +3.0 (+1.00) |"
     assert [r["miou"] for r in read_runs(tmp_path / "table1_runs.csv")] == [r["miou"] for r in runs]
+
+
+def test_a_tables_figure_names_the_world_its_cells_trained_on():
+    from wrp.tables import figure_title
+
+    paired = figure_title(_smoke(table_world_seed=3), 1, [0, 1])
+    assert paired.startswith("Table 1 (smoke profile, trained on world 3): ")
+    assert paired.endswith("mean ± std over training seeds [0, 1], dots = single seeds")
+    assert "trained on world" not in figure_title(_smoke(), 2, [0]), "each seed its own world"

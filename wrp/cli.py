@@ -259,8 +259,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         return _error(exc)
     name = args.command
     score = tables.score_name(run.profile)
-    title = (f"{'Table 1' if name == 'table1' else 'Table 2'} ({run.profile.name} profile): {score}, "
-             f"mean ± std over seeds {seeds}, dots = single seeds")
+    title = tables.figure_title(run, 1 if name == "table1" else 2, seeds)
     reference = "Baseline" if name == "table1" else "Baseline B"
     figure = table_bars_figure(bars, title=title, gains=gains, reference=reference,
                                target=1.5 if name == "table1" else None, score=score)

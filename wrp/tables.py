@@ -456,6 +456,16 @@ def score_name(profile: Profile) -> str:
     return "validation mIoU"
 
 
+def figure_title(run: Run, table: int, seeds: list[int]) -> str:
+    """The title of a table's bar figure: which table, profile and — on one world — the world the
+    cells trained on, what scored them, and over which seeds."""
+    world = run.profile.table_world_seed if run.synthetic else None
+    where = f", trained on world {world}" if world is not None else ""
+    kind = "training seeds" if world is not None else "seeds"
+    return (f"Table {table} ({run.profile.name} profile{where}): {score_name(run.profile)}, "
+            f"mean ± std over {kind} {list(seeds)}, dots = single seeds")
+
+
 def _cell(values: list[float]) -> str:
     mean, std = mean_std(values)
     return f"{mean:.2f} ± {std:.2f}"
