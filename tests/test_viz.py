@@ -76,3 +76,21 @@ def test_paired_gains_figure_draws_every_seed_of_every_world_with_its_interval(t
     dots = [c for c in ax.collections if len(c.get_offsets()) == 3]  # one dot per seed, per world
     assert sorted(dots[1].get_offsets()[:, 0].tolist()) == [2.0, 2.5, 3.0]
     assert save_figure(fig, tmp_path / "gains.png").stat().st_size > 0
+
+
+def test_a_rows_gain_is_drawn_in_the_colour_of_its_bar():
+    """Rows without a policy colour (Table 2's) keep their bar's colour in the gains panel, though
+    the reference has a bar and no gain."""
+    from matplotlib.colors import to_hex
+
+    from wrp.tables import gains_over
+    from wrp.viz import table_bars_figure
+
+    results = {"under-trained": [20.0, 21.0], "B": [30.0, 31.0], "B + RLL": [29.0, 30.5]}
+    fig = table_bars_figure({"A": results}, title="t", gains={"A": gains_over(results, "B")}, reference="B")
+    bars, panel = fig.axes
+    bar_colour = {label.get_text().replace("\n", " "): to_hex(patch.get_facecolor())
+                  for label, patch in zip(bars.get_xticklabels(), bars.patches, strict=True)}
+    interval_colour = [to_hex(line.get_color()) for line in panel.lines if len(line.get_xdata()) == 2
+                       and line.get_ydata()[0] == line.get_ydata()[1]]
+    assert interval_colour == [bar_colour["under-trained"], bar_colour["B + RLL"]]

@@ -548,7 +548,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
                                  for rows in gains.values() for g in rows)
     if paired:
         fig, (ax, gx) = plt.subplots(1, 2, figsize=(wide + 5.0, 4.2), width_ratios=(wide, 5.0))
-        _paired_gains(gx, gains, reference, target)
+        _paired_gains(gx, gains, reference, target, order=bars)
     else:
         fig, ax = plt.subplots(figsize=(wide, 4.2))
     values_seen = []
@@ -602,12 +602,16 @@ def paired_gains_figure(gains: dict[str, list[dict[str, Any]]], reference: str, 
     return fig
 
 
-def _paired_gains(ax, gains: dict[str, list[dict[str, Any]]], reference: str, target: float | None) -> None:
-    """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI."""
+def _paired_gains(ax, gains: dict[str, list[dict[str, Any]]], reference: str, target: float | None,
+                  order: list[str] | None = None) -> None:
+    """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI.
+    A column without a colour of its own takes the one its bar has, its place in ``order``."""
     rows = [(group, g) for group, items in gains.items() for g in items if g.get("per_seed")]
     several = len(gains) > 1
+    order = order or []
     for y, (_, g) in enumerate(rows):
-        colour = POLICY_COLOURS.get(g["column"], f"C{y}")
+        place = order.index(g["column"]) if g["column"] in order else y
+        colour = POLICY_COLOURS.get(g["column"], f"C{place}")
         ax.scatter(g["per_seed"], [y] * len(g["per_seed"]), s=14, color=colour, alpha=0.6, zorder=3)
         if g.get("paired_ci95"):
             ax.plot(g["paired_ci95"], [y, y], color=colour, lw=2.5, solid_capstyle="butt")
