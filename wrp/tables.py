@@ -311,22 +311,22 @@ def class_gains(runs: list[dict[str, Any]], reference: str = "baseline") -> dict
     :func:`gains_over` pairs the mIoU. A class's share of the mIoU gain is its change / ``n``, the
     number of classes the reference cells' mIoU averages. Rows without per-class IoU (a runs file
     read back) are left out; an architecture with none is absent."""
-    out: dict[str, dict[str, Any]] = {}
-    cells: dict[tuple[str, str, int, int], dict[str, float]] = {}
-    for row in runs:
-        if row.get("per_class_iou"):
-            cells[(row["arch"], row["policy"], row["seed"], row["world_seed"])] = row["per_class_iou"]
+    cells = {(row["arch"], row["policy"], row["seed"], row["world_seed"]): row["per_class_iou"]
+             for row in runs if row.get("per_class_iou")}
+    classes: dict[str, int] = {}
+    diffs: dict[str, dict[str, dict[str, list[float]]]] = {}  # arch → column → class → per seed
     for (arch, policy, seed, world), ious in cells.items():
         ref = cells.get((arch, reference, seed, world))
         if policy == reference or ref is None:
             continue
-        entry = out.setdefault(arch, {"classes": len(ref), "gains": {}, "_pairs": {}})
+        classes.setdefault(arch, len(ref))
+        per_class = diffs.setdefault(arch, {}).setdefault(policy, {})
         for name in ref.keys() & ious.keys():
-            entry["_pairs"].setdefault(policy, {}).setdefault(name, []).append(ious[name] - ref[name])
-    for entry in out.values():
-        entry["gains"] = {policy: {name: float(np.mean(d)) for name, d in per.items()}
-                          for policy, per in entry.pop("_pairs").items()}
-    return out
+            per_class.setdefault(name, []).append(ious[name] - ref[name])
+    return {arch: {"classes": classes[arch],
+                   "gains": {policy: {name: float(np.mean(d)) for name, d in per.items()}
+                             for policy, per in columns.items()}}
+            for arch, columns in diffs.items()}
 
 
 def class_gains_markdown(entry: dict[str, Any], reference: str, top: int = 8) -> list[str]:
@@ -350,9 +350,8 @@ def class_gains_markdown(entry: dict[str, Any], reference: str, top: int = 8) ->
 def _class_sections(runs: list[dict[str, Any]] | None, reference: str) -> list[str]:
     md: list[str] = []
     for arch, entry in class_gains(runs or [], reference).items():
-        if entry["gains"]:
-            md += ["", f"**{arch}**: where the gain comes from, per class", ""]
-            md += class_gains_markdown(entry, HEADINGS.get(reference, reference))
+        md += ["", f"**{arch}**: where the gain comes from, per class", ""]
+        md += class_gains_markdown(entry, HEADINGS.get(reference, reference))
     return md
 
 

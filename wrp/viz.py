@@ -541,6 +541,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
 
     groups = list(results)
     bars = list(dict.fromkeys(b for cells in results.values() for b in cells))
+    colours = _colours(bars)
     single = len(groups) == 1
     width = 0.8 if single else 0.8 / len(bars)
     wide = max(5.5, 1.6 * len(bars)) if single else max(6.5, 2.2 * len(groups))
@@ -548,7 +549,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
                                  for rows in gains.values() for g in rows)
     if paired:
         fig, (ax, gx) = plt.subplots(1, 2, figsize=(wide + 5.0, 4.2), width_ratios=(wide, 5.0))
-        _paired_gains(gx, gains, reference, target, order=bars)
+        _paired_gains(gx, gains, reference, target, colours)
     else:
         fig, ax = plt.subplots(figsize=(wide, 4.2))
     values_seen = []
@@ -560,7 +561,7 @@ def table_bars_figure(results: dict[str, dict[str, list[float]]], title: str = "
             x = j if single else i + (j - (len(bars) - 1) / 2) * width
             mean, std = mean_std(values)
             ax.bar([x], [mean], width * 0.9, yerr=[std], capsize=4, alpha=0.85,
-                   color=POLICY_COLOURS.get(bar, f"C{j}"), label=None if single or i else bar)
+                   color=colours[bar], label=None if single or i else bar)
             ax.scatter([x] * len(values), values, s=12, color="black", zorder=3)
             ax.annotate(f"{mean:.1f}", (x, mean + std), textcoords="offset points", xytext=(0, 3),
                         ha="center", fontsize=8.5)
@@ -602,16 +603,20 @@ def paired_gains_figure(gains: dict[str, list[dict[str, Any]]], reference: str, 
     return fig
 
 
+def _colours(names: list[str]) -> dict[str, str]:
+    """One colour per bar or gain row: a policy's own, else the cycle's colour of its place."""
+    return {name: POLICY_COLOURS.get(name, f"C{j}") for j, name in enumerate(names)}
+
+
 def _paired_gains(ax, gains: dict[str, list[dict[str, Any]]], reference: str, target: float | None,
-                  order: list[str] | None = None) -> None:
-    """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI.
-    A column without a colour of its own takes the one its bar has, its place in ``order``."""
+                  colours: dict[str, str] | None = None) -> None:
+    """Each column's gain over ``reference``, paired by seed: dots per seed, the mean, its 95 % CI;
+    a column in ``colours`` (the bars beside the panel) is drawn in its bar's colour."""
     rows = [(group, g) for group, items in gains.items() for g in items if g.get("per_seed")]
     several = len(gains) > 1
-    order = order or []
+    colours = colours or _colours(list(dict.fromkeys(g["column"] for _, g in rows)))
     for y, (_, g) in enumerate(rows):
-        place = order.index(g["column"]) if g["column"] in order else y
-        colour = POLICY_COLOURS.get(g["column"], f"C{place}")
+        colour = colours[g["column"]]
         ax.scatter(g["per_seed"], [y] * len(g["per_seed"]), s=14, color=colour, alpha=0.6, zorder=3)
         if g.get("paired_ci95"):
             ax.plot(g["paired_ci95"], [y, y], color=colour, lw=2.5, solid_capstyle="butt")
