@@ -220,3 +220,26 @@ def test_the_generalisation_benchmark_measures_the_refit_against_the_chosen_omeg
     message = generalisation.check_versions([record, older])
     assert "refinement version 2: street_s1" in message
     assert f"refinement version {REFINEMENT_VERSION}: street_s0" in message
+
+
+def test_the_label_errors_of_a_world_by_distance_band(isolated_runs, tmp_path):
+    from wrp.profiles import Run
+
+    errors_module = _benchmark("label_errors")
+    run = Run.create("smoke", seed=1, progress=False)
+    k = run.profile.k
+    assert errors_module.bands_of([1, k], k) == [(1, 1), (2, k)]
+    for bad in ([k - 1], [2, 1, k], [0, k]):
+        with pytest.raises(ValueError, match="--bands"):
+            errors_module.bands_of(bad, k)
+    errors = errors_module.errors_by_band(run, ["warp-refine", "motion-only"], [(1, 1), (2, k)])
+    assert list(errors) == ["warp-refine", "motion-only"]
+    for by_band in errors.values():
+        assert list(by_band) == ["d1-1", f"d2-{k}"]
+        for rows in by_band.values():
+            assert rows and all(0 <= r["recall"] <= 100 for r in rows)
+    markdown = errors_module.errors_markdown(errors, "smoke")
+    assert "## warp-refine" in markdown and "## motion-only" in markdown
+    fig = errors_module.errors_figure(errors, "smoke")
+    assert len(fig.axes[0].texts) == len({r["class"] for b in errors.values() for rows in b.values()
+                                          for r in rows}) * 4

@@ -436,3 +436,21 @@ def test_propagate_in_two_processes_writes_the_files_of_one(isolated_runs, tmp_p
         joiner.kill()
     assert _files(tmp_path / "nodes" / "labels") == one
     assert json.loads((tmp_path / "nodes" / "speed.json").read_text())["warp-refine"]["processes"] == 2
+
+
+def test_label_errors_say_where_a_class_pixels_go():
+    from wrp.data import CLASS_NAMES
+    from wrp.policies import label_errors
+
+    k = len(CLASS_NAMES)
+    fence, building = CLASS_NAMES.index("fence"), CLASS_NAMES.index("building")
+    conf = np.zeros((k, k + 1), np.int64)
+    conf[fence, fence], conf[fence, building], conf[fence, k] = 56, 28, 16  # 16 left unlabelled
+    conf[building, building], conf[building, fence] = 90, 10
+    rows = {r["class"]: r for r in label_errors(conf)}
+    assert set(rows) == {"fence", "building"}, "classes without true pixels are left out"
+    assert rows["fence"]["pixels"] == 100 and rows["fence"]["recall"] == 56.0
+    assert rows["fence"]["precision"] == pytest.approx(100 * 56 / 66, abs=0.05)  # 56 of the 66 labelled fence
+    assert rows["fence"]["mistaken_for"] == [("building", 28.0), ("unlabelled", 16.0)]
+    assert rows["building"]["mistaken_for"] == [("fence", 10.0)]
+    assert label_errors(conf, top=1)[1]["mistaken_for"] == [("building", 28.0)]

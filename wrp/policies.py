@@ -13,7 +13,8 @@ Each policy is one function of a batch of propagation steps (frame ``s`` → its
 :func:`propagate_clips` runs a policy over every clip of a dataset, outwards from each labelled
 frame in both time directions, writing the Cityscapes label layout atomically (a killed run
 resumes); :func:`propagation_accuracy` scores the written labels by distance from the labelled
-frame against a dataset that labels every frame.
+frame against a dataset that labels every frame, and :func:`label_errors` says where each
+class's pixels go.
 """
 
 from __future__ import annotations
@@ -354,6 +355,28 @@ def read_confidence(path: str | Path) -> np.ndarray:
     return raw.astype(np.float32) / 255.0
 
 
+def distance_confusions(clips, ground_truth, labels_root: str | Path, policy: str, k: int,
+                        num_classes: int = NUM_CLASSES) -> dict[int, np.ndarray]:
+    """Per distance d = 1..k from the labelled frame: the confusion of a policy's labels against every
+    frame's ground truth, (K, K+1) counts — rows the true class, columns the label, the last column
+    the pixels left unlabelled (:func:`~wrp.metrics.confusion_matrix`). A distance no clip reaches
+    keeps an all-zero matrix."""
+    confs = {d: np.zeros((num_classes, num_classes + 1), np.int64) for d in range(1, k + 1)}
+    for clip in clips:
+        for pos in range(len(clip)):
+            d = abs(pos - clip.labelled)
+            if not 1 <= d <= k:
+                continue
+            path = label_file(Path(labels_root), policy, clip.frames[pos])
+            truth, ids = ground_truth.label(clip.clip_id, pos), read_label(path)
+            if truth.shape != ids.shape:
+                raise DatasetError(f"the true label of {clip.frames[pos].stem} is {truth.shape[1]}×"
+                                   f"{truth.shape[0]} but {path} is {ids.shape[1]}×{ids.shape[0]}; "
+                                   "the dataset changed after propagating: propagate again")
+            confs[d] += confusion_matrix(ids, truth, num_classes)
+    return confs
+
+
 def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies, k: int,
                          num_classes: int = NUM_CLASSES) -> list[dict]:
     """mIoU, coverage and per-class IoU of each policy's labels per distance d = 1..k from the
@@ -361,19 +384,7 @@ def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies,
     and the per-class IoU; ``miou_labelled`` scores the labelled pixels alone."""
     rows = []
     for policy in policies:
-        confs = {d: np.zeros((num_classes, num_classes + 1), np.int64) for d in range(1, k + 1)}
-        for clip in clips:
-            for pos in range(len(clip)):
-                d = abs(pos - clip.labelled)
-                if not 1 <= d <= k:
-                    continue
-                path = label_file(Path(labels_root), policy, clip.frames[pos])
-                truth, ids = ground_truth.label(clip.clip_id, pos), read_label(path)
-                if truth.shape != ids.shape:
-                    raise DatasetError(f"the true label of {clip.frames[pos].stem} is {truth.shape[1]}×"
-                                       f"{truth.shape[0]} but {path} is {ids.shape[1]}×{ids.shape[0]}; "
-                                       "the dataset changed after propagating: propagate again")
-                confs[d] += confusion_matrix(ids, truth, num_classes)
+        confs = distance_confusions(clips, ground_truth, labels_root, policy, k, num_classes)
         for d, conf in confs.items():
             if conf.sum() == 0:
                 continue
@@ -384,6 +395,30 @@ def propagation_accuracy(clips, ground_truth, labels_root: str | Path, policies,
                          **{f"iou_{CLASS_NAMES[c].replace(' ', '_')}": (round(float(v) * 100, 2)
                                                                          if np.isfinite(v) else "")
                             for c, v in enumerate(per_class)}})
+    return rows
+
+
+def label_errors(conf: np.ndarray, top: int = 2) -> list[dict[str, Any]]:
+    """Where each class's pixels go in a confusion of labels against the truth ((K, K+1), as
+    :func:`distance_confusions` gives): for every class with true pixels, the share of them its label
+    gets right (``recall``, %), the share of the pixels labelled as it that are it (``precision``, %;
+    NaN when nothing is), and the ``top`` other labels its true pixels get, largest first, as
+    ``(name, share %)`` — ``"unlabelled"`` for pixels a policy left without a label."""
+    k = conf.shape[0]
+    names = [*CLASS_NAMES[:k], "unlabelled"]
+    rows = []
+    for c in range(k):
+        total = conf[c].sum()
+        if total == 0:
+            continue
+        labelled_as = conf[:, c].sum()
+        others = [(j, conf[c, j]) for j in np.argsort(-conf[c], kind="stable") if j != c and conf[c, j] > 0]
+        rows.append({"class": CLASS_NAMES[c], "pixels": int(total),
+                     "recall": round(float(100.0 * conf[c, c] / total), 1),
+                     "precision": (round(float(100.0 * conf[c, c] / labelled_as), 1) if labelled_as
+                                   else float("nan")),
+                     "mistaken_for": [(names[j], round(float(100.0 * n / total), 1))
+                                      for j, n in others[:top]]})
     return rows
 
 
