@@ -31,10 +31,15 @@ from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import Manifest
 from wrp.io import atomic_write_json, atomic_write_text
-from wrp.paper import POLICIES
+from wrp.paper import POLICIES, TABLE1_COLUMNS
 from wrp.policies import distance_confusions, label_errors
 from wrp.stages import manifest_for, propagate
 from wrp.viz import save_figure
+
+
+def default_edges(k: int) -> list[int]:
+    """Upper edges of the default distance bands: 1–3, 4–6 and 7–k (fewer where k is small)."""
+    return sorted({min(3, k), min(6, k), k})
 
 
 def bands_of(edges: list[int], k: int) -> list[tuple[int, int]]:
@@ -42,7 +47,8 @@ def bands_of(edges: list[int], k: int) -> list[tuple[int, int]]:
     1–3, 4–6, 7–10), or an error naming the fix."""
     if not edges or sorted(set(edges)) != list(edges) or edges[0] < 1 or edges[-1] != k:
         raise ValueError(f"--bands {' '.join(map(str, edges))}: give increasing upper edges of the distance "
-                         f"bands, the last one the profile's k ({k}), e.g. --bands 3 6 {k}")
+                         f"bands, the last one the profile's k ({k}), e.g. --bands "
+                         + " ".join(map(str, default_edges(k))))
     return [(lo + 1, hi) for lo, hi in zip([0, *edges[:-1]], edges, strict=True)]
 
 
@@ -109,7 +115,7 @@ def errors_figure(errors: dict[str, dict[str, Any]], title: str):
                 notes[i][j] = f"{row['recall']:.0f}\n{other[:8]} {share:.0f}"
             else:
                 notes[i][j] = f"{row['recall']:.0f}"
-    fig, ax = plt.subplots(figsize=(1.5 + 1.25 * len(columns), 0.5 + 0.42 * len(classes)))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 + 1.25 * len(columns)), 0.5 + 0.42 * len(classes)))
     image = ax.imshow(recall, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
     for i in range(len(classes)):
         for j in range(len(columns)):
@@ -117,8 +123,8 @@ def errors_figure(errors: dict[str, dict[str, Any]], title: str):
     ax.set_xticks(range(len(columns)), [f"{policy}\n{band}" for policy, band in columns], fontsize=8)
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.03, label="recall: % of the class's true pixels labelled right "
-                                                    "(below it: what most missed pixels became, %)")
+    fig.colorbar(image, ax=ax, fraction=0.03, label="recall: % of the class's true pixels labelled right\n"
+                                                    "below it: what most of the missed pixels became, %")
     fig.tight_layout()
     return fig
 
@@ -132,17 +138,18 @@ def main() -> None:
     parser.add_argument("--out", default="figures/label_errors")
     args = parser.parse_args()
     policies = list(dict.fromkeys(args.policy or ["warp-refine", "semantic-only"]))
-    unknown = [p for p in policies if p not in POLICIES]
+    propagated = [p for p in TABLE1_COLUMNS if p in POLICIES]  # the table's columns a policy labels
+    unknown = [p for p in policies if p not in propagated]
     if unknown:
         parser.error(f"--policy {', '.join(unknown)}: only propagated labels have errors to show; "
-                     f"choose among {', '.join(POLICIES)}")
+                     f"choose among {', '.join(propagated)}")
     try:
         run = table_run(args)
         world = run.profile.table_world_seed
         if world is None:
             raise ValueError("--world-seed: give the world whose training labels to score")
         k = run.profile.k
-        bands = bands_of(args.bands or sorted({min(3, k), min(6, k), k}), k)
+        bands = bands_of(args.bands or default_edges(k), k)
     except ValueError as exc:
         parser.error(str(exc))
     started = time.time()
