@@ -33,7 +33,7 @@ from wrp.data import Manifest
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.paper import POLICIES, TABLE1_COLUMNS
 from wrp.policies import distance_confusions, label_errors
-from wrp.stages import manifest_for, propagate
+from wrp.stages import manifest_for, training_labels
 from wrp.viz import save_figure
 
 
@@ -59,8 +59,7 @@ def errors_by_band(run, policies: list[str], bands: list[tuple[int, int]]) -> di
     k = bands[-1][1]
     out: dict[str, dict[str, Any]] = {}
     for policy in policies:
-        # warp-refine with its confidence maps: the stage a table's warp-refine column trains on
-        folder = propagate(run, "train", (policy,), confidence=policy == "warp-refine")
+        folder = training_labels(run, policy)
         confs = distance_confusions(clips, truth, folder / "labels", policy, k)
         out[policy] = {f"d{lo}-{hi}": label_errors(sum(confs[d] for d in range(lo, hi + 1)))
                        for lo, hi in bands}
@@ -159,8 +158,8 @@ def main() -> None:
     title = (f"Generated labels of world {world}'s training frames ({prof.name} profile, "
              f"{prof.fps or 35:g} frames/s" + (f", g_ψ pretrained on {prof.teacher_pretrain}"
                                                if prof.teacher_pretrain else "") + ")")
-    key = config_hash({"profile": prof.as_dict(), "world": world, "policies": policies, "bands": bands})
-    key = f"world{world}_teacher-{prof.teacher_pretrain or 'none'}_{key[:8]}"  # readable, and one per setting
+    setting = config_hash({"profile": prof.as_dict(), "world": world, "policies": policies, "bands": bands})
+    key = f"world{world}_teacher-{prof.teacher_pretrain or 'none'}_{setting[:8]}"
     out = Path(args.out)
     markdown = errors_markdown(errors, title)
     print(markdown)

@@ -222,7 +222,7 @@ def test_the_generalisation_benchmark_measures_the_refit_against_the_chosen_omeg
     assert f"refinement version {REFINEMENT_VERSION}: street_s0" in message
 
 
-def test_the_label_errors_of_a_world_by_distance_band(isolated_runs, tmp_path):
+def test_the_label_errors_of_a_world_by_distance_band(isolated_runs):
     from wrp.profiles import Run
 
     errors_module = _benchmark("label_errors")

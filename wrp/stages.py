@@ -695,10 +695,16 @@ def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[st
         folder, name = confident_stage(run)
         labels = [label_file(folder / "labels", name, clip.frames[pos]) for clip, pos in frames]
     else:
-        # warp-refine with its confidence maps: the confident column reads the same labels
-        folder = propagate(run, "train", (policy,), confidence=policy == "warp-refine")
+        folder = training_labels(run, policy)
         labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
     return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
+
+
+def training_labels(run: Run, policy: str) -> Path:
+    """The propagation stage whose ``labels/<policy>/`` the training records' frames are labelled
+    with for a table's column of that policy (:func:`propagate`, split ``train``) — warp-refine's
+    with its confidence maps, which the confident column reads too."""
+    return propagate(run, "train", (policy,), confidence=policy == "warp-refine")
 
 
 def confident_stage(run: Run) -> tuple[Path, str]:
@@ -706,7 +712,7 @@ def confident_stage(run: Run) -> tuple[Path, str]:
     column's own, with their confidence) with the pixels below the profile's
     ``table_min_confidence`` unlabelled. Returns the folder (``labels/…``) and the variant's name."""
     tau, k = run.profile.table_min_confidence, run.profile.k
-    source = propagate(run, "train", ("warp-refine",), confidence=True)
+    source = training_labels(run, "warp-refine")
     manifest = manifest_for(run)
 
     def build(out: Path) -> dict[str, Any]:
