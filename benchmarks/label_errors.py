@@ -3,6 +3,7 @@
     python benchmarks/label_errors.py --profile table --world-seed 3
     python benchmarks/label_errors.py --profile table --world-seed 3 --policy warp-refine \\
         --policy semantic-only --teacher-pretrain street
+    python benchmarks/label_errors.py --profile table --world-seed 3 --pixels new
 
 A table's cells learn from a policy's labels of the training frames around each labelled one. A
 label policy can score well in mIoU and still teach a student the wrong thing about a class: the
@@ -11,7 +12,10 @@ training records of one world (``--world-seed``, the world a table's cells train
 (propagated first if needed: the same cached labels ``wrp table1`` trains on), every class's recall
 (share of its true pixels labelled right), precision (share of the pixels labelled as it that are
 it), and the two labels its true pixels most often get instead, in bands of distance
-(``--bands 3 6 10``: d = 1–3, 4–6, 7–10).
+(``--bands 3 6 10``: d = 1–3, 4–6, 7–10). ``--pixels new`` counts only the pixels a neighbour shows
+that its labelled frame does not (the true class there differs from the labelled frame's): the
+pixels where a generated label can teach a student something its human label did not;
+``--pixels seen`` the others.
 
 Prints the table and writes it with a figure (recall per class and band, with what the missed pixels
 became) to ``<out>/world<W>_teacher-<style>_<hash>.{json,md,png}`` (default ``--out``:
@@ -32,7 +36,7 @@ from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import Manifest
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.paper import POLICIES, TABLE1_COLUMNS
-from wrp.policies import distance_confusions, label_errors
+from wrp.policies import PIXELS, distance_confusions, label_errors
 from wrp.stages import manifest_for, training_labels
 from wrp.viz import save_figure
 
@@ -52,18 +56,28 @@ def bands_of(edges: list[int], k: int) -> list[tuple[int, int]]:
     return [(lo + 1, hi) for lo, hi in zip([0, *edges[:-1]], edges, strict=True)]
 
 
-def errors_by_band(run, policies: list[str], bands: list[tuple[int, int]]) -> dict[str, dict[str, Any]]:
-    """``{policy: {"d1-3": label_errors rows, ...}}`` over the training records of ``run``'s world."""
+def errors_by_band(run, policies: list[str], bands: list[tuple[int, int]],
+                   pixels: str = "all") -> dict[str, dict[str, Any]]:
+    """``{policy: {"d1-3": label_errors rows, ...}}`` over the training records of ``run``'s world,
+    counting ``pixels`` of each frame (:func:`~wrp.policies.distance_confusions`)."""
     manifest = Manifest.load(manifest_for(run))
     clips, truth = manifest.clips("train"), manifest.ground_truth("train")
     k = bands[-1][1]
     out: dict[str, dict[str, Any]] = {}
     for policy in policies:
         folder = training_labels(run, policy)
-        confs = distance_confusions(clips, truth, folder / "labels", policy, k)
+        confs = distance_confusions(clips, truth, folder / "labels", policy, k, pixels=pixels)
         out[policy] = {f"d{lo}-{hi}": label_errors(sum(confs[d] for d in range(lo, hi + 1)))
                        for lo, hi in bands}
     return out
+
+
+def band_miou(rows: list[dict[str, Any]]) -> float:
+    """Mean IoU (%) over the classes of one band's :func:`~wrp.policies.label_errors` rows, each
+    class's IoU from its recall R and precision P: 1 / (1/R + 1/P − 1), 0 where nothing is right."""
+    ious = [0.0 if not row["recall"] or not row["precision"] > 0
+            else 100.0 / (100.0 / row["recall"] + 100.0 / row["precision"] - 1.0) for row in rows]
+    return float(np.mean(ious)) if ious else float("nan")
 
 
 def errors_markdown(errors: dict[str, dict[str, Any]], title: str) -> str:
@@ -88,6 +102,8 @@ def errors_markdown(errors: dict[str, dict[str, Any]], title: str) -> str:
                 scores = f"{row['recall']:.0f} / {row['precision']:.0f}"
                 cells.append(f"{scores}; {became}" if became else scores)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        mious = " | ".join(f"**{band_miou(by_band[b]):.1f}**" for b in bands)
+        lines.append(f"| **mIoU of the labels** | {mious} |")
         lines.append("")
     lines.append("Recall: share (%) of a class's true pixels its label gets right; precision: share of the "
                  "pixels labelled as it that are it; then the labels its other true pixels got most often (% "
@@ -134,6 +150,9 @@ def main() -> None:
     add_run_options(parser, seed=False)
     parser.add_argument("--bands", type=int, nargs="+", metavar="D",
                         help="upper edges of the distance bands, the last the profile's k (default: 3 6 k)")
+    parser.add_argument("--pixels", choices=PIXELS, default="all",
+                        help="new: only the pixels whose true class differs from the labelled frame's at the "
+                             "same place (what a neighbour adds); seen: the others (default: all)")
     parser.add_argument("--out", default="figures/label_errors")
     args = parser.parse_args()
     policies = list(dict.fromkeys(args.policy or ["warp-refine", "semantic-only"]))
@@ -153,18 +172,24 @@ def main() -> None:
         parser.error(str(exc))
     started = time.time()
     world_run = run.with_seed(world)
-    errors = errors_by_band(world_run, policies, bands)
+    errors = errors_by_band(world_run, policies, bands, args.pixels)
     prof = run.profile
     title = (f"Generated labels of world {world}'s training frames ({prof.name} profile, "
              f"{prof.fps or 35:g} frames/s" + (f", g_ψ pretrained on {prof.teacher_pretrain}"
-                                               if prof.teacher_pretrain else "") + ")")
-    setting = config_hash({"profile": prof.as_dict(), "world": world, "policies": policies, "bands": bands})
-    key = f"world{world}_teacher-{prof.teacher_pretrain or 'none'}_{setting[:8]}"
+                                               if prof.teacher_pretrain else "") + ")"
+             + {"all": "", "new": ": the pixels the labelled frame does not show (its class differs there)",
+                "seen": ": the pixels whose class is the labelled frame's there"}[args.pixels])
+    setting = {"profile": prof.as_dict(), "world": world, "policies": policies, "bands": bands}
+    if args.pixels != "all":  # the files of every earlier setting keep their names
+        setting["pixels"] = args.pixels
+    key = (f"world{world}_teacher-{prof.teacher_pretrain or 'none'}"
+           + ("" if args.pixels == "all" else f"_{args.pixels}-pixels") + f"_{config_hash(setting)[:8]}")
     out = Path(args.out)
     markdown = errors_markdown(errors, title)
     print(markdown)
     atomic_write_json(out / f"{key}.json", {"title": title, "world_seed": world, "bands": bands,
-                                             "teacher_pretrain": prof.teacher_pretrain, "errors": errors,
+                                             "teacher_pretrain": prof.teacher_pretrain, "pixels": args.pixels,
+                                             "errors": errors,
                                              "seconds": round(time.time() - started, 1)})
     atomic_write_text(out / f"{key}.md", markdown)
     save_figure(errors_figure(errors, title), out / f"{key}.png")

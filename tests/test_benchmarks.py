@@ -240,6 +240,18 @@ def test_the_label_errors_of_a_world_by_distance_band(isolated_runs):
             assert rows and all(0 <= r["recall"] <= 100 for r in rows)
     markdown = errors_module.errors_markdown(errors, "smoke")
     assert "## warp-refine" in markdown and "## motion-only" in markdown
+    assert "mIoU of the labels" in markdown
+    rows = [{"recall": 50.0, "precision": 100.0}, {"recall": 0.0, "precision": float("nan")}]
+    assert errors_module.band_miou(rows) == pytest.approx(25.0)  # IoU 50 and 0
+    def rows(pixels):
+        return errors_module.errors_by_band(run, ["warp-refine"], [(1, k)], pixels)["warp-refine"][f"d1-{k}"]
+
+    new = rows("new")
+    every = {r["class"]: r["pixels"] for r in rows("all")}
+    split = {}
+    for r in new + rows("seen"):
+        split[r["class"]] = split.get(r["class"], 0) + r["pixels"]
+    assert split == every and sum(r["pixels"] for r in new) > 0
     fig = errors_module.errors_figure(errors, "smoke")
     assert len(fig.axes[0].texts) == len({r["class"] for b in errors.values() for rows in b.values()
                                           for r in rows}) * 4

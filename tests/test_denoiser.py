@@ -454,3 +454,48 @@ def test_label_errors_say_where_a_class_pixels_go():
     assert rows["fence"]["mistaken_for"] == [("building", 28.0), ("unlabelled", 16.0)]
     assert rows["building"]["mistaken_for"] == [("fence", 10.0)]
     assert label_errors(conf, top=1)[1]["mistaken_for"] == [("building", 28.0)]
+
+
+def test_distance_confusions_split_new_from_seen_pixels(tmp_path):
+    """``pixels="new"`` counts only where the frame's true class differs from the labelled frame's
+    at the same place, ``"seen"`` the rest; the two add up to every pixel."""
+    from dataclasses import dataclass
+
+    from wrp.data import write_label_ids
+    from wrp.policies import distance_confusions
+
+    @dataclass
+    class Frame:
+        name: str
+
+        def label(self, root):
+            return root / f"{self.name}_gtFine_labelIds.png"
+
+    class Clip:
+        clip_id, labelled = "c", 0
+        frames = [Frame("f0"), Frame("f1")]
+
+        def __len__(self):
+            return 2
+
+    road, car = 0, 13
+    first = np.full((2, 4), road, np.uint8)
+    second = first.copy()
+    second[:, 2:] = car  # a car enters on the right: 4 new pixels
+
+    class Truth:
+        def label(self, clip_id, pos):
+            return (first, second)[pos]
+
+    generated = second.copy()
+    generated[0, 3] = road  # one new pixel wrong
+    generated[1, 0] = car  # one seen pixel wrong
+    write_label_ids(Clip.frames[1].label(tmp_path / "warp-refine"), generated)
+    conf = {p: distance_confusions([Clip()], Truth(), tmp_path, "warp-refine", 1, pixels=p)[1]
+            for p in ("all", "new", "seen")}
+    assert conf["new"].sum() == 4 and conf["seen"].sum() == 4
+    np.testing.assert_array_equal(conf["new"] + conf["seen"], conf["all"])
+    assert conf["new"][car, car] == 3 and conf["new"][car, road] == 1 and conf["new"][road].sum() == 0
+    assert conf["seen"][road, road] == 3 and conf["seen"][road, car] == 1
+    with pytest.raises(ValueError, match="pixels"):
+        distance_confusions([Clip()], Truth(), tmp_path, "warp-refine", 1, pixels="old")

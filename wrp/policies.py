@@ -355,14 +355,25 @@ def read_confidence(path: str | Path) -> np.ndarray:
     return raw.astype(np.float32) / 255.0
 
 
+PIXELS = ("all", "new", "seen")  # which pixels of a frame distance_confusions counts
+
+
 def distance_confusions(clips, ground_truth, labels_root: str | Path, policy: str, k: int,
-                        num_classes: int = NUM_CLASSES) -> dict[int, np.ndarray]:
+                        num_classes: int = NUM_CLASSES, pixels: str = "all") -> dict[int, np.ndarray]:
     """Per distance d = 1..k from the labelled frame: the confusion of a policy's labels against every
     frame's ground truth, (K, K+1) counts — rows the true class, columns the label, the last column
     the pixels left unlabelled (:func:`~wrp.metrics.confusion_matrix`). A distance no clip reaches
-    keeps an all-zero matrix."""
+    keeps an all-zero matrix.
+
+    ``pixels``: ``"all"``; ``"new"``, only the pixels whose true class differs from the labelled
+    frame's true class at the same place — what a neighbour shows that its labelled frame does not,
+    the only pixels where a generated label can teach a segmenter something new; or ``"seen"``, the
+    others."""
+    if pixels not in PIXELS:
+        raise ValueError(f"pixels={pixels!r}: choose from {', '.join(PIXELS)}")
     confs = {d: np.zeros((num_classes, num_classes + 1), np.int64) for d in range(1, k + 1)}
     for clip in clips:
+        labelled = ground_truth.label(clip.clip_id, clip.labelled) if pixels != "all" else None
         for pos in range(len(clip)):
             d = abs(pos - clip.labelled)
             if not 1 <= d <= k:
@@ -373,6 +384,9 @@ def distance_confusions(clips, ground_truth, labels_root: str | Path, policy: st
                 raise DatasetError(f"the true label of {clip.frames[pos].stem} is {truth.shape[1]}×"
                                    f"{truth.shape[0]} but {path} is {ids.shape[1]}×{ids.shape[0]}; "
                                    "the dataset changed after propagating: propagate again")
+            if labelled is not None:
+                changed = truth != labelled
+                truth = np.where(changed if pixels == "new" else ~changed, truth, IGNORE_INDEX)
             confs[d] += confusion_matrix(ids, truth, num_classes)
     return confs
 
