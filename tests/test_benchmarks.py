@@ -255,3 +255,49 @@ def test_the_label_errors_of_a_world_by_distance_band(isolated_runs):
     fig = errors_module.errors_figure(errors, "smoke")
     assert len(fig.axes[0].texts) == len({r["class"] for b in errors.values() for rows in b.values()
                                           for r in rows}) * 4
+
+
+def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs):
+    import numpy as np
+
+    from wrp.data import IGNORE_INDEX, read_label
+    from wrp.policies import label_file
+    from wrp.profiles import Run
+    from wrp.stages import generated_frames, generated_pairs, training_labels
+
+    variants = _benchmark("label_variants")
+    run = Run.create("smoke", seed=1, progress=False)
+    manifest, frames = generated_frames(run)
+    truth = manifest.ground_truth("train")
+    source = training_labels(run, "warp-refine") / "labels"
+    semantic = training_labels(run, "semantic-only") / "labels"
+    built = {v: variants.variant_labels(run, v) for v in variants.VARIANTS}
+    for variant, (_, share) in built.items():
+        assert share["right"] <= share["labelled"] <= 100.0, variant
+    assert built["ungated"][1]["labelled"] == 100.0  # Ω labels every pixel
+    assert built["oracle"][1]["right"] == built["oracle"][1]["labelled"] < 100.0  # what is left is right
+    for clip, pos in frames:
+        frame = clip.frames[pos]
+        wr = read_label(label_file(source, "warp-refine", frame))
+        agree = read_label(label_file(built["agree"][0] / "labels", "warp-refine", frame))
+        kept = agree != IGNORE_INDEX
+        np.testing.assert_array_equal(agree[kept], wr[kept])
+        assert (wr[~kept] != read_label(label_file(semantic, "semantic-only", frame))[~kept]).all()
+        oracle = read_label(label_file(built["oracle"][0] / "labels", "warp-refine", frame))
+        kept = oracle != IGNORE_INDEX
+        np.testing.assert_array_equal(oracle[kept], truth.label(clip.clip_id, pos)[kept])
+    with pytest.raises(ValueError, match="variant"):
+        variants.variant_labels(run, "filtered")
+    # a cell trains on a variant's files, paired with the table's own cells
+    (row,) = variants.variant_rows(run, "DeepLabV3", "oracle", [0], world=1)
+    assert row["policy"] == "oracle" and row["seed"] == 0 and 0 <= row["miou"] <= 100
+    pairs = generated_pairs(run, "warp-refine", labels=built["oracle"][0])
+    assert all(str(built["oracle"][0]) in label for _, label in pairs)
+    first = Path(pairs[0][1])
+    first.unlink()
+    with pytest.raises(FileNotFoundError, match="build it again"):
+        generated_pairs(run, "warp-refine", labels=built["oracle"][0])
+    gain = {"column": "oracle", "gain": row["miou"] - 30.0, "paired_ci95": None}
+    markdown = variants.variants_markdown("smoke", {"baseline": [30.0], "oracle": [row["miou"]]}, [gain],
+                                          {"oracle": built["oracle"][1]}, [0])
+    assert "| oracle |" in markdown and "gain over Baseline" in markdown

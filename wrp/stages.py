@@ -679,15 +679,25 @@ def generated_frames(run: Run, k: int | None = None) -> tuple[Manifest, list[tup
                       if 1 <= abs(pos - clip.labelled) <= k]
 
 
-def generated_pairs(run: Run, policy: str, k: int | None = None) -> list[list[str]]:
+def generated_pairs(run: Run, policy: str, k: int | None = None,
+                    labels: Path | None = None) -> list[list[str]]:
     """(image, label) paths of a policy's labels for the training frames within ±k (default the
-    profile's k) of their labelled frame, propagated first if needed (:func:`propagate`).
+    profile's k) of their labelled frame, propagated first if needed (:func:`propagate`) — or, with
+    ``labels``, those of ``labels/<policy>/`` in that folder instead (a variant of the policy's
+    labels that a benchmark built: every frame must have one).
 
     :data:`TRUE_LABELS` gives the dataset's own label of each of those frames instead: what a
     flawless propagation would give, the ceiling of every policy (the synthetic world labels every
     frame). :data:`CONFIDENT` gives warp-refine's labels with the pixels of confidence below the
     profile's ``table_min_confidence`` unlabelled (:func:`~wrp.policies.confident_labels`)."""
     manifest, frames = generated_frames(run, k)
+    if labels is not None:
+        paths = [label_file(Path(labels) / "labels", policy, clip.frames[pos]) for clip, pos in frames]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{missing[0]} (and {len(missing) - 1} more) missing: {labels} does not "
+                                    "label every training frame the cell trains on; build it again")
+        return [[str(clip.images[pos]), str(p)] for (clip, pos), p in zip(frames, paths, strict=True)]
     if policy == TRUE_LABELS:
         truth = manifest.ground_truth("train")
         labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
@@ -736,9 +746,10 @@ def true_label(truth: Any, clip_id: str, position: int, needed_by: str) -> Path:
 
 def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None, k: int | None = None,
                loss: str = "ce", iters_share: float = 1.0, lr_factor: float = 1.0,
-               train_seed: int | None = None) -> dict[str, Any]:
+               train_seed: int | None = None, labels: Path | None = None) -> dict[str, Any]:
     """One table cell: a segmenter trained on the human labels (+ ``policy``'s generated labels of
-    ±``k``: by default the profile's k, ±:data:`MOTION_ONLY_K` for motion-only) with the budget
+    ±``k``: by default the profile's k, ±:data:`MOTION_ONLY_K` for motion-only; ``labels``: a
+    folder holding a variant of them, :func:`generated_pairs`) with the budget
     every cell of a table shares — ``iters_share`` of the profile's ``table_iters`` at its
     ``table_crop`` — and ``lr_factor`` × the dataset's base LR.
     ``run.seed`` picks the world, its split and the models that generate its labels; ``train_seed``
@@ -751,7 +762,7 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     prof = run.profile
     if k is None and policy == "motion-only":
         k = MOTION_ONLY_K
-    generated = generated_pairs(run, policy, k) if policy not in (None, "baseline") else None
+    generated = generated_pairs(run, policy, k, labels) if policy not in (None, "baseline") else None
     overrides: dict[str, Any] = {"loss": loss, "crop": list(prof.frame_crop(prof.table_crop)),
                                  "iters": max(1, round(prof.table_iters * iters_share))}
     if lr_factor != 1.0:

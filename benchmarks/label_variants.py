@@ -1,0 +1,188 @@
+"""Which pixels of warp-refine's labels teach a student: Table 1 cells trained on variants of them.
+
+    python benchmarks/label_variants.py --profile table --world-seed 3 --seeds 0 1 2 3
+    python benchmarks/label_variants.py --profile table --world-seed 3 --variant ungated --seeds 0 1
+
+Each variant relabels the training frames a warp-refine cell learns from (±k around every labelled
+frame), and trains the cells of ``--seeds`` on them, paired with Baseline, warp-refine and the
+world's true labels of the same frames (the ceiling) — the cells ``wrp table1`` trains, reused
+from the cache:
+
+- ``ungated``: Ω's labels without its gate (the paper's Ω, applied everywhere) — what the gate
+  that the held-out cyclic labels chose does to the labels a student learns from;
+- ``agree``: warp-refine's label where ``g_ψ``'s agrees, the other pixels unlabelled — a filter that
+  needs no ground truth;
+- ``oracle``: warp-refine's label where it is right, the other pixels unlabelled (needs every
+  frame's true label: the synthetic world) — what the labels' errors cost, were every one found
+  and dropped.
+
+Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
+(default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
+95 % t-intervals, and the share of pixels each variant labels and labels right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from wrp.cache import Stage, config_hash
+from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.data import IGNORE_INDEX, Manifest, read_label, write_label_ids
+from wrp.io import atomic_write_json, atomic_write_text
+from wrp.paper import ARCHS, TRUE_LABELS
+from wrp.policies import label_file, propagate_clips
+from wrp.stages import (
+    generated_frames,
+    manifest_for,
+    propagator_for,
+    teacher_segmenter,
+    train_cell,
+    train_denoiser,
+    training_labels,
+)
+from wrp.tables import cells_of, gains_over, gains_report, table1_runs
+
+VARIANTS = ("ungated", "agree", "oracle")
+POLICY = "warp-refine"
+REFERENCES = ("baseline", POLICY, TRUE_LABELS)
+
+
+def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
+    """Stage ``label-variant``: warp-refine's labels of the training frames within ±k, as
+    ``variant`` makes them (module docstring), in ``labels/warp-refine/``. Returns the folder and
+    the share of pixels labelled (``labelled``) and labelled right (``right``, where every frame has
+    a true label; else None), in %."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    manifest, frames = generated_frames(run)
+    truth = manifest.ground_truth("train")
+    if variant == "oracle" and not all(truth.label_path(c.clip_id, p).is_file() for c, p in frames):
+        raise ValueError(f"the oracle variant needs the true label of every frame, and {run.dataset} labels "
+                         "only the labelled frames; leave it out (--variant …)")
+    source = training_labels(run, POLICY)
+    config: dict[str, Any] = {"variant": variant, "source": str(source), "manifest": str(manifest_for(run)),
+                              "k": run.profile.k}
+    if variant == "agree":
+        config["semantic"] = str(training_labels(run, "semantic-only"))
+    if variant == "ungated":
+        config |= {"segmenter": str(teacher_segmenter(run)), "denoiser": str(train_denoiser(run))}
+
+    def build(out: Path) -> dict[str, Any]:
+        if variant == "ungated":
+            propagator = replace(propagator_for(Path(config["segmenter"]), Path(config["denoiser"]),
+                                                device=run.device), gate=None)
+            propagate_clips(Manifest.load(manifest_for(run)).clips("train"), POLICY, out / "labels",
+                            propagator, run.profile.k, progress=run.progress)
+        labelled = right = scored = total = 0
+        for clip, pos in frames:
+            path = label_file(out / "labels", POLICY, clip.frames[pos])
+            ids = read_label(path if variant == "ungated" else label_file(source / "labels", POLICY,
+                                                                           clip.frames[pos]))
+            true = truth.label(clip.clip_id, pos) if truth.label_path(clip.clip_id, pos).is_file() else None
+            if variant == "agree":
+                semantic = read_label(label_file(Path(config["semantic"]) / "labels", "semantic-only",
+                                                 clip.frames[pos]))
+                ids[ids != semantic] = IGNORE_INDEX
+            elif variant == "oracle":
+                ids[ids != true] = IGNORE_INDEX
+            if variant != "ungated":
+                write_label_ids(path, ids)
+            total += ids.size
+            labelled += int((ids != IGNORE_INDEX).sum())
+            if true is not None:
+                scored += ids.size
+                right += int(((ids == true) & (ids != IGNORE_INDEX)).sum())
+        return {"labelled": round(100.0 * labelled / max(total, 1), 2),
+                "right": round(100.0 * right / scored, 2) if scored else None}
+
+    stage = Stage("label-variant", config)
+    return stage.run(build, verbose=run.progress), stage.record()["result"]
+
+
+def variant_rows(run, arch: str, variant: str, seeds: list[int], world: int) -> list[dict[str, Any]]:
+    """One ``table1_runs``-style row per seed: the cell of ``arch`` trained on ``variant``'s labels."""
+    folder, _ = variant_labels(run.with_seed(world), variant)
+    rows = []
+    for seed in seeds:
+        cell = train_cell(run.with_seed(world), ARCHS[arch], POLICY, train_seed=seed, labels=folder)
+        rows.append({"arch": arch, "policy": variant, "seed": seed, "world_seed": world,
+                     "miou": cell["miou"], "eval_frames": cell["eval_frames"]})
+    return rows
+
+
+def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dict[str, Any]],
+                      shares: dict[str, dict[str, Any]], seeds: list[int]) -> str:
+    """The cells per seed, each column's paired gain over Baseline, and the variants' pixels."""
+    by_column = {g["column"]: g for g in gains}
+    head = " | ".join(f"seed {s}" for s in seeds)
+    lines = [f"# {title}", "",
+             f"| column | {head} | gain over Baseline [95 % t-interval] | pixels labelled / right (%) |",
+             "|---|" + "---:|" * (len(seeds) + 2)]
+    for column, values in cells.items():
+        gain = by_column.get(column)
+        interval = (f"{gain['gain']:+.2f} [{gain['paired_ci95'][0]:+.2f}, {gain['paired_ci95'][1]:+.2f}]"
+                    if gain and gain.get("paired_ci95") else f"{gain['gain']:+.2f}" if gain else "")
+        share = shares.get(column)
+        right = share.get("right") if share else None
+        pixels = (f"{share['labelled']:.1f} / {right:.1f}" if right is not None
+                  else f"{share['labelled']:.1f}" if share else "")
+        mious = " | ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| {column} | {mious} | {interval} | {pixels} |")
+    lines += ["", "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
+              "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
+              "unlabelled. Cells paired by training seed."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_table_options(parser, table=1)
+    add_run_options(parser, seed=False)
+    parser.add_argument("--variant", action="append", choices=VARIANTS,
+                        help="repeatable; default all three")
+    parser.add_argument("--out", default="figures/label_variants")
+    args = parser.parse_args()
+    variants = list(dict.fromkeys(args.variant or VARIANTS))
+    try:
+        run = table_run(args)
+        world = run.profile.table_world_seed
+        if world is None:
+            raise ValueError("--world-seed: give the world whose warp-refine labels to vary")
+        if not run.synthetic:
+            variants = [v for v in variants if v != "oracle"]
+    except ValueError as exc:
+        parser.error(str(exc))
+    seeds = list(args.seeds or run.profile.table_seeds)
+    arch = (args.arch or list(run.profile.table_archs))[0]
+    started = time.time()
+    references = [r for r in REFERENCES if r != TRUE_LABELS or run.synthetic]
+    rows = table1_runs(run, [arch], references, seeds, world)
+    shares = {}
+    for variant in variants:
+        rows += variant_rows(run, arch, variant, seeds, world)
+        shares[variant] = variant_labels(run.with_seed(world), variant)[1]
+    cells = cells_of(rows)[arch]
+    gains = gains_over(cells, "baseline")
+    print(gains_report(gains, "Baseline", label=f"{arch}, world {world}: "))
+    prof = run.profile
+    title = (f"Variants of warp-refine's labels, world {world} ({prof.name} profile, {arch}, "
+             f"{prof.table_iters} iterations, scored on " + (f"world {prof.table_score_world})"
+                                                              if prof.table_score_world is not None
+                                                              else "its validation records)"))
+    key = f"world{world}_{config_hash({'profile': prof.as_dict(), 'arch': arch, 'seeds': seeds})[:8]}"
+    out = Path(args.out)
+    atomic_write_json(out / f"{key}.json", {"title": title, "world_seed": world, "arch": arch, "seeds": seeds,
+                                             "cells": cells, "gains": gains, "pixels": shares,
+                                             "seconds": round(time.time() - started, 1)})
+    markdown = variants_markdown(title, cells, gains, shares, seeds)
+    atomic_write_text(out / f"{key}.md", markdown)
+    print(markdown)
+    print(f"→ {out / key}.{{json,md}}")
+
+
+if __name__ == "__main__":
+    main()
