@@ -60,7 +60,7 @@ def test_min_class_pixels_reaches_the_cells_that_train_on_generated_labels(isola
         raise StopIteration
 
     monkeypatch.setattr(stages, "train_segmenter", record)
-    monkeypatch.setattr(stages, "generated_pairs", lambda run, policy, k: [["a.png", "a_label.png"]])
+    monkeypatch.setattr(stages, "generated_pairs", lambda run, policy, k, labels=None: [["a.png", "a.lbl"]])
     for policy in ("baseline", "warp-refine"):
         with pytest.raises(StopIteration):
             train_cell(run, "deeplabv3", policy)
