@@ -360,7 +360,7 @@ def test_a_motion_only_cell_takes_labels_of_two_frames_unless_told_otherwise(tmp
 
     asked: list[tuple[str, int | None]] = []
     monkeypatch.setattr(stages, "generated_pairs",
-                        lambda run, policy, k=None: asked.append((policy, k)) or [])
+                        lambda run, policy, k=None, labels=None: asked.append((policy, k)) or [])
 
     def trained(run, arch, train_seed=None, **job):
         (tmp_path / "metrics.json").write_text(json.dumps({"miou": 1.0, "images": 16}))
