@@ -147,6 +147,11 @@ def main() -> None:
     parser.add_argument("--out", default="figures/label_variants")
     args = parser.parse_args()
     variants = list(dict.fromkeys(args.variant or VARIANTS))
+    unused = [flag for flag, value in (("--policy", args.policy), ("--k", args.k),
+                                       ("--min-confidence", args.min_confidence)) if value]
+    if unused:
+        parser.error(f"{', '.join(unused)}: the columns here are Baseline, warp-refine and the true labels "
+                     "of the profile's ±k, beside the variants; choose those with --variant")
     try:
         run = table_run(args)
         world = run.profile.table_world_seed

@@ -257,7 +257,9 @@ def test_the_label_errors_of_a_world_by_distance_band(isolated_runs):
                                           for r in rows}) * 4
 
 
-def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs):
+def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkeypatch, capsys):
+    import sys
+
     import numpy as np
 
     from wrp.data import IGNORE_INDEX, read_label
@@ -301,3 +303,9 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs):
     markdown = variants.variants_markdown("smoke", {"baseline": [30.0], "oracle": [row["miou"]]}, [gain],
                                           {"oracle": built["oracle"][1]}, [0])
     assert "| oracle |" in markdown and "gain over Baseline" in markdown
+    # options of wrp table1 that this benchmark has no use for are refused, not ignored
+    monkeypatch.setattr(sys, "argv", ["label_variants.py", "--profile", "smoke", "--world-seed", "1",
+                                      "--policy", "motion-only"])
+    with pytest.raises(SystemExit):
+        variants.main()
+    assert "--policy: the columns here are" in capsys.readouterr().err
