@@ -73,11 +73,8 @@ def errors_by_band(run, policies: list[str], bands: list[tuple[int, int]],
 
 
 def band_miou(rows: list[dict[str, Any]]) -> float:
-    """Mean IoU (%) over the classes of one band's :func:`~wrp.policies.label_errors` rows, each
-    class's IoU from its recall R and precision P: 1 / (1/R + 1/P − 1), 0 where nothing is right."""
-    ious = [0.0 if not row["recall"] or not row["precision"] > 0
-            else 100.0 / (100.0 / row["recall"] + 100.0 / row["precision"] - 1.0) for row in rows]
-    return float(np.mean(ious)) if ious else float("nan")
+    """Mean IoU (%) over the classes of one band's :func:`~wrp.policies.label_errors` rows."""
+    return float(np.mean([row["iou"] for row in rows])) if rows else float("nan")
 
 
 def errors_markdown(errors: dict[str, dict[str, Any]], title: str) -> str:

@@ -31,11 +31,12 @@ from typing import Any
 
 from wrp.cache import Stage, config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
-from wrp.data import IGNORE_INDEX, Manifest, read_label, write_label_ids
+from wrp.data import IGNORE_INDEX, read_label, write_label_ids
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.policies import label_file, propagate_clips
 from wrp.stages import (
+    every_frame_labelled,
     generated_frames,
     manifest_for,
     propagator_for,
@@ -44,7 +45,7 @@ from wrp.stages import (
     train_denoiser,
     training_labels,
 )
-from wrp.tables import cells_of, gains_over, gains_report, table1_runs
+from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs
 
 VARIANTS = ("ungated", "agree", "oracle")
 POLICY = "warp-refine"
@@ -59,45 +60,44 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     manifest, frames = generated_frames(run)
-    truth = manifest.ground_truth("train")
-    if variant == "oracle" and not all(truth.label_path(c.clip_id, p).is_file() for c, p in frames):
+    clips, truth = manifest.clips("train"), manifest.ground_truth("train")
+    known = every_frame_labelled(clips, truth)  # the synthetic world: every frame's true label
+    if variant == "oracle" and not known:
         raise ValueError(f"the oracle variant needs the true label of every frame, and {run.dataset} labels "
                          "only the labelled frames; leave it out (--variant …)")
     source = training_labels(run, POLICY)
     config: dict[str, Any] = {"variant": variant, "source": str(source), "manifest": str(manifest_for(run)),
                               "k": run.profile.k}
     if variant == "agree":
-        config["semantic"] = str(training_labels(run, "semantic-only"))
+        semantic = training_labels(run, "semantic-only")
+        config["semantic"] = str(semantic)
     if variant == "ungated":
-        config |= {"segmenter": str(teacher_segmenter(run)), "denoiser": str(train_denoiser(run))}
+        segmenter, denoiser = teacher_segmenter(run), train_denoiser(run)
+        config |= {"segmenter": str(segmenter), "denoiser": str(denoiser)}
 
     def build(out: Path) -> dict[str, Any]:
         if variant == "ungated":
-            propagator = replace(propagator_for(Path(config["segmenter"]), Path(config["denoiser"]),
-                                                device=run.device), gate=None)
-            propagate_clips(Manifest.load(manifest_for(run)).clips("train"), POLICY, out / "labels",
-                            propagator, run.profile.k, progress=run.progress)
-        labelled = right = scored = total = 0
+            propagator = replace(propagator_for(segmenter, denoiser, device=run.device), gate=None)
+            propagate_clips(clips, POLICY, out / "labels", propagator, run.profile.k, progress=run.progress)
+        labelled = right = total = 0
         for clip, pos in frames:
             path = label_file(out / "labels", POLICY, clip.frames[pos])
             ids = read_label(path if variant == "ungated" else label_file(source / "labels", POLICY,
                                                                            clip.frames[pos]))
-            true = truth.label(clip.clip_id, pos) if truth.label_path(clip.clip_id, pos).is_file() else None
+            true = truth.label(clip.clip_id, pos) if known else None
             if variant == "agree":
-                semantic = read_label(label_file(Path(config["semantic"]) / "labels", "semantic-only",
-                                                 clip.frames[pos]))
-                ids[ids != semantic] = IGNORE_INDEX
+                teacher = read_label(label_file(semantic / "labels", "semantic-only", clip.frames[pos]))
+                ids[ids != teacher] = IGNORE_INDEX
             elif variant == "oracle":
                 ids[ids != true] = IGNORE_INDEX
             if variant != "ungated":
                 write_label_ids(path, ids)
             total += ids.size
             labelled += int((ids != IGNORE_INDEX).sum())
-            if true is not None:
-                scored += ids.size
+            if known:
                 right += int(((ids == true) & (ids != IGNORE_INDEX)).sum())
         return {"labelled": round(100.0 * labelled / max(total, 1), 2),
-                "right": round(100.0 * right / scored, 2) if scored else None}
+                "right": round(100.0 * right / max(total, 1), 2) if known else None}
 
     stage = Stage("label-variant", config)
     return stage.run(build, verbose=run.progress), stage.record()["result"]
@@ -116,23 +116,18 @@ def variant_rows(run, arch: str, variant: str, seeds: list[int], world: int) -> 
 
 def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dict[str, Any]],
                       shares: dict[str, dict[str, Any]], seeds: list[int]) -> str:
-    """The cells per seed, each column's paired gain over Baseline, and the variants' pixels."""
-    by_column = {g["column"]: g for g in gains}
+    """The cells' mIoU per seed with the share of pixels each variant labels (and labels right),
+    then each column's paired gain over Baseline (:func:`wrp.tables.gains_markdown`)."""
     head = " | ".join(f"seed {s}" for s in seeds)
-    lines = [f"# {title}", "",
-             f"| column | {head} | gain over Baseline [95 % t-interval] | pixels labelled / right (%) |",
-             "|---|" + "---:|" * (len(seeds) + 2)]
+    lines = [f"# {title}", "", f"| column | {head} | pixels labelled / right (%) |",
+             "|---|" + "---:|" * (len(seeds) + 1)]
     for column, values in cells.items():
-        gain = by_column.get(column)
-        interval = (f"{gain['gain']:+.2f} [{gain['paired_ci95'][0]:+.2f}, {gain['paired_ci95'][1]:+.2f}]"
-                    if gain and gain.get("paired_ci95") else f"{gain['gain']:+.2f}" if gain else "")
-        share = shares.get(column)
-        right = share.get("right") if share else None
-        pixels = (f"{share['labelled']:.1f} / {right:.1f}" if right is not None
-                  else f"{share['labelled']:.1f}" if share else "")
-        mious = " | ".join(f"{v:.2f}" for v in values)
-        lines.append(f"| {column} | {mious} | {interval} | {pixels} |")
-    lines += ["", "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
+        share = shares.get(column, {})
+        pixels = " / ".join(f"{share[key]:.1f}" for key in ("labelled", "right")
+                            if share.get(key) is not None)
+        lines.append(f"| {column} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {pixels} |")
+    lines += ["", *gains_markdown(gains, "Baseline"), "",
+              "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
               "unlabelled. Cells paired by training seed."]
     return "\n".join(lines) + "\n"

@@ -451,6 +451,8 @@ def test_label_errors_say_where_a_class_pixels_go():
     assert set(rows) == {"fence", "building"}, "classes without true pixels are left out"
     assert rows["fence"]["pixels"] == 100 and rows["fence"]["recall"] == 56.0
     assert rows["fence"]["precision"] == pytest.approx(100 * 56 / 66, abs=0.05)  # 56 of the 66 labelled fence
+    assert rows["fence"]["iou"] == pytest.approx(100 * 56 / (100 + 66 - 56), abs=0.05)  # unlabelled: wrong
+    assert rows["building"]["iou"] == pytest.approx(100 * 90 / (100 + 118 - 90), abs=0.05)
     assert rows["fence"]["mistaken_for"] == [("building", 28.0), ("unlabelled", 16.0)]
     assert rows["building"]["mistaken_for"] == [("fence", 10.0)]
     assert label_errors(conf, top=1)[1]["mistaken_for"] == [("building", 28.0)]

@@ -416,10 +416,12 @@ def label_errors(conf: np.ndarray, top: int = 2) -> list[dict[str, Any]]:
     """Where each class's pixels go in a confusion of labels against the truth ((K, K+1), as
     :func:`distance_confusions` gives): for every class with true pixels, the share of them its label
     gets right (``recall``, %), the share of the pixels labelled as it that are it (``precision``, %;
-    NaN when nothing is), and the ``top`` other labels its true pixels get, largest first, as
-    ``(name, share %)`` — ``"unlabelled"`` for pixels a policy left without a label."""
+    NaN when nothing is), its ``iou`` (%, unlabelled pixels counted wrong) and the ``top`` other
+    labels its true pixels get, largest first, as ``(name, share %)`` — ``"unlabelled"`` for pixels
+    a policy left without a label."""
     k = conf.shape[0]
     names = [*CLASS_NAMES[:k], "unlabelled"]
+    per_class = iou(conf)
     rows = []
     for c in range(k):
         total = conf[c].sum()
@@ -431,6 +433,7 @@ def label_errors(conf: np.ndarray, top: int = 2) -> list[dict[str, Any]]:
                      "recall": round(float(100.0 * conf[c, c] / total), 1),
                      "precision": (round(float(100.0 * conf[c, c] / labelled_as), 1) if labelled_as
                                    else float("nan")),
+                     "iou": round(float(100.0 * per_class[c]), 1),
                      "mistaken_for": [(names[j], round(float(100.0 * n / total), 1))
                                       for j, n in others[:top]]})
     return rows

@@ -691,23 +691,22 @@ def generated_pairs(run: Run, policy: str, k: int | None = None,
     frame). :data:`CONFIDENT` gives warp-refine's labels with the pixels of confidence below the
     profile's ``table_min_confidence`` unlabelled (:func:`~wrp.policies.confident_labels`)."""
     manifest, frames = generated_frames(run, k)
-    if labels is not None:
-        paths = [label_file(Path(labels) / "labels", policy, clip.frames[pos]) for clip, pos in frames]
-        missing = [p for p in paths if not p.is_file()]
+    if policy == TRUE_LABELS and labels is None:
+        truth = manifest.ground_truth("train")
+        paths = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
+    else:
+        if labels is not None:
+            folder, name = Path(labels), policy
+        elif policy == CONFIDENT:
+            folder, name = confident_stage(run)
+        else:
+            folder, name = training_labels(run, policy), policy
+        paths = [label_file(folder / "labels", name, clip.frames[pos]) for clip, pos in frames]
+        missing = [p for p in paths if not p.is_file()] if labels is not None else []
         if missing:
             raise FileNotFoundError(f"{missing[0]} (and {len(missing) - 1} more) missing: {labels} does not "
                                     "label every training frame the cell trains on; build it again")
-        return [[str(clip.images[pos]), str(p)] for (clip, pos), p in zip(frames, paths, strict=True)]
-    if policy == TRUE_LABELS:
-        truth = manifest.ground_truth("train")
-        labels = [true_label(truth, clip.clip_id, pos, repr(policy)) for clip, pos in frames]
-    elif policy == CONFIDENT:
-        folder, name = confident_stage(run)
-        labels = [label_file(folder / "labels", name, clip.frames[pos]) for clip, pos in frames]
-    else:
-        folder = training_labels(run, policy)
-        labels = [label_file(folder / "labels", policy, clip.frames[pos]) for clip, pos in frames]
-    return [[str(clip.images[pos]), str(label)] for (clip, pos), label in zip(frames, labels, strict=True)]
+    return [[str(clip.images[pos]), str(path)] for (clip, pos), path in zip(frames, paths, strict=True)]
 
 
 def training_labels(run: Run, policy: str) -> Path:
