@@ -14,7 +14,10 @@ from the cache:
   needs no ground truth;
 - ``oracle``: warp-refine's label where it is right, the other pixels unlabelled (needs every
   frame's true label: the synthetic world) — what the labels' errors cost, were every one found
-  and dropped.
+  and dropped;
+- ``true-motion``: warp-refine run again with the world's own motion in place of DIS (the
+  synthetic world's oracle flow), the same ``g_ψ``, Ω and gate — what a perfect flow estimator
+  would give the student.
 
 Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
 (default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
@@ -47,7 +50,8 @@ from wrp.stages import (
 )
 from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs
 
-VARIANTS = ("ungated", "agree", "oracle")
+VARIANTS = ("ungated", "agree", "oracle", "true-motion")
+SYNTHETIC_ONLY = ("oracle", "true-motion")  # need every frame's true label or the world's motion
 POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 
@@ -62,35 +66,38 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     manifest, frames = generated_frames(run)
     clips, truth = manifest.clips("train"), manifest.ground_truth("train")
     known = every_frame_labelled(clips, truth)  # the synthetic world: every frame's true label
-    if variant == "oracle" and not known:
-        raise ValueError(f"the oracle variant needs the true label of every frame, and {run.dataset} labels "
-                         "only the labelled frames; leave it out (--variant …)")
+    if variant in SYNTHETIC_ONLY and not known:
+        raise ValueError(f"the {variant} variant needs the synthetic world (every frame's true label and "
+                         f"motion), and {run.dataset} is not it; leave it out (--variant …)")
     source = training_labels(run, POLICY)
     config: dict[str, Any] = {"variant": variant, "source": str(source), "manifest": str(manifest_for(run)),
                               "k": run.profile.k}
     if variant == "agree":
         semantic = training_labels(run, "semantic-only")
         config["semantic"] = str(semantic)
-    if variant == "ungated":
+    relabel = variant in ("ungated", "true-motion")  # propagated again, not a filter of the source
+    if relabel:
         segmenter, denoiser = teacher_segmenter(run), train_denoiser(run)
         config |= {"segmenter": str(segmenter), "denoiser": str(denoiser)}
 
     def build(out: Path) -> dict[str, Any]:
-        if variant == "ungated":
-            propagator = replace(propagator_for(segmenter, denoiser, device=run.device), gate=None)
+        if relabel:
+            flow = "true" if variant == "true-motion" else "dis"
+            propagator = propagator_for(segmenter, denoiser, flow=flow, device=run.device)
+            if variant == "ungated":
+                propagator = replace(propagator, gate=None)
             propagate_clips(clips, POLICY, out / "labels", propagator, run.profile.k, progress=run.progress)
         labelled = right = total = 0
         for clip, pos in frames:
             path = label_file(out / "labels", POLICY, clip.frames[pos])
-            ids = read_label(path if variant == "ungated" else label_file(source / "labels", POLICY,
-                                                                           clip.frames[pos]))
+            ids = read_label(path if relabel else label_file(source / "labels", POLICY, clip.frames[pos]))
             true = truth.label(clip.clip_id, pos) if known else None
             if variant == "agree":
                 teacher = read_label(label_file(semantic / "labels", "semantic-only", clip.frames[pos]))
                 ids[ids != teacher] = IGNORE_INDEX
             elif variant == "oracle":
                 ids[ids != true] = IGNORE_INDEX
-            if variant != "ungated":
+            if not relabel:
                 write_label_ids(path, ids)
             total += ids.size
             labelled += int((ids != IGNORE_INDEX).sum())
@@ -129,7 +136,8 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
     lines += ["", *gains_markdown(gains, "Baseline"), "",
               "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
-              "unlabelled. Cells paired by training seed."]
+              "unlabelled; true-motion — warp-refine with the world's own motion in place of DIS. "
+              "Cells paired by training seed."]
     return "\n".join(lines) + "\n"
 
 
@@ -138,7 +146,7 @@ def main() -> None:
     add_table_options(parser, table=1)
     add_run_options(parser, seed=False)
     parser.add_argument("--variant", action="append", choices=VARIANTS,
-                        help="repeatable; default all three")
+                        help="repeatable; default all")
     parser.add_argument("--out", default="figures/label_variants")
     args = parser.parse_args()
     variants = list(dict.fromkeys(args.variant or VARIANTS))
@@ -153,7 +161,7 @@ def main() -> None:
         if world is None:
             raise ValueError("--world-seed: give the world whose warp-refine labels to vary")
         if not run.synthetic:
-            variants = [v for v in variants if v != "oracle"]
+            variants = [v for v in variants if v not in SYNTHETIC_ONLY]
     except ValueError as exc:
         parser.error(str(exc))
     seeds = list(args.seeds or run.profile.table_seeds)

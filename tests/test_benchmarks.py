@@ -279,9 +279,13 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
         assert share["right"] <= share["labelled"] <= 100.0, variant
     assert built["ungated"][1]["labelled"] == 100.0  # Ω labels every pixel
     assert built["oracle"][1]["right"] == built["oracle"][1]["labelled"] < 100.0  # what is left is right
+    assert built["true-motion"][1]["labelled"] == 100.0
+    moved = 0
     for clip, pos in frames:
         frame = clip.frames[pos]
         wr = read_label(label_file(source, "warp-refine", frame))
+        true_motion = read_label(label_file(built["true-motion"][0] / "labels", "warp-refine", frame))
+        moved += int((true_motion != wr).sum())
         agree = read_label(label_file(built["agree"][0] / "labels", "warp-refine", frame))
         kept = agree != IGNORE_INDEX
         np.testing.assert_array_equal(agree[kept], wr[kept])
@@ -289,6 +293,7 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
         oracle = read_label(label_file(built["oracle"][0] / "labels", "warp-refine", frame))
         kept = oracle != IGNORE_INDEX
         np.testing.assert_array_equal(oracle[kept], truth.label(clip.clip_id, pos)[kept])
+    assert moved > 0  # relabelled with the world's motion, not a copy of DIS's labels
     with pytest.raises(ValueError, match="variant"):
         variants.variant_labels(run, "filtered")
     # a cell trains on a variant's files, paired with the table's own cells

@@ -40,6 +40,8 @@ def test_configs_holding_arbitrary_objects_are_refused():
 
 
 def test_a_finished_stage_is_reused_not_rebuilt(tmp_path):
+    import torch
+
     calls = []
 
     def build(out: Path) -> dict:
@@ -52,6 +54,7 @@ def test_a_finished_stage_is_reused_not_rebuilt(tmp_path):
     assert first == second and len(calls) == 1
     record = Stage("train", ToyConfig(), root=tmp_path).record()
     assert record["result"] == {"miou": 0.5} and record["resumed"] is False
+    assert record["threads"] == torch.get_num_threads()  # what a CPU build's numbers depend on
     assert json.loads((first / "config.json").read_text())["size"] == 4
     Stage("train", ToyConfig(size=8), root=tmp_path).run(build, verbose=False)
     assert len(calls) == 2, "a different config is a different stage"

@@ -12,7 +12,10 @@ A stage folder holds
 
 - ``config.json`` — the exact config (written before the build starts);
 - whatever the build writes (checkpoints, label folders, ``metrics.json``, …);
-- ``stage.json`` — written atomically **last**; its presence is what "done" means.
+- ``stage.json`` — written atomically **last**; its presence is what "done" means. It also
+  records the threads torch computed with: on the CPU a training gives the same numbers from the
+  same seed only at the same thread count, so a stage rebuilt with another ``OMP_NUM_THREADS``
+  may differ from the one it replaces.
 
 A build that crashes leaves its partial files and no ``stage.json``; the next ``run`` calls the
 build again on the same folder, so builds that checkpoint (training, dataset propagation) resume
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from wrp.io import atomic_write_json
-from wrp.runtime import runs_dir
+from wrp.runtime import runs_dir, torch_threads
 
 DONE_FILE = "stage.json"
 CONFIG_FILE = "config.json"
@@ -153,6 +156,7 @@ class Stage:
                     "finished": time.time(),
                     "seconds": round(time.time() - started, 3),
                     "resumed": resumed,
+                    "threads": torch_threads(),  # CPU numbers depend on it (wrp.runtime.torch_threads)
                     "result": result or {},
                 },
             )

@@ -52,6 +52,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def torch_threads() -> int | None:
+    """The threads torch computes with in this process (``torch.get_num_threads()``), or None when
+    torch is not loaded. On the CPU a training's numbers depend on it: the same seed gives the same
+    numbers only at the same thread count (``OMP_NUM_THREADS``), so every stage records it."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else is checked."""
     import torch
