@@ -316,3 +316,36 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     with pytest.raises(SystemExit):
         variants.main()
     assert "--policy: the columns here are" in capsys.readouterr().err
+
+
+def test_one_warp_is_scored_on_the_pixels_both_frames_show_and_the_others(isolated_runs, monkeypatch, capsys):
+    import json
+    import sys
+
+    from wrp.profiles import Run
+    from wrp.stages import generated_frames
+
+    carry = _benchmark("flow_carry")
+    run = Run.create("smoke", seed=1, progress=False)
+    manifest, frames = generated_frames(run)
+    clips = manifest.clips("train")
+    pairs = carry.neighbour_pairs(clips, run.profile.k)
+    assert len(pairs) == len(frames)  # one step onto every frame a propagation labels
+    assert all(abs(s - c.labelled) < abs(t - c.labelled) == abs(s - c.labelled) + 1 for c, s, t in pairs)
+    truth = manifest.ground_truth("train")
+    counts = {flow: carry.carry_counts(pairs, truth, flow) for flow in ("dis", "true")}
+    height, width = truth.label(clips[0].clip_id, 0).shape
+    for c in counts.values():
+        assert c["seen"] + c["unseen"] == len(pairs) * height * width
+        assert c["seen_right"] <= c["seen"] and c["unseen_right"] <= c["unseen"]
+        assert c["unseen_flagged"] <= min(c["flagged"], c["unseen"])
+    assert counts["dis"]["unseen"] == counts["true"]["unseen"] > 0  # the world decides what is seen
+    true = carry.shares(counts["true"])
+    assert true["seen_right"] == 100.0  # the world's own motion carries every point both frames show
+    out = isolated_runs / "carry"
+    monkeypatch.setattr(sys, "argv", ["flow_carry.py", "--profile", "smoke", "--world-seed", "1",
+                                      "--flow", "true", "--no-progress", "--out", str(out)])
+    carry.main()
+    (written,) = out.glob("*.json")
+    assert json.loads(written.read_text())["shares"]["true"] == true
+    assert "| true | " in capsys.readouterr().out
