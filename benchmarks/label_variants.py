@@ -17,7 +17,13 @@ from the cache:
   and dropped;
 - ``true-motion``: warp-refine run again with the world's own motion in place of DIS (the
   synthetic world's oracle flow), the same ``g_ψ``, Ω and gate — what a perfect flow estimator
-  would give the student.
+  would give the student;
+- ``true-followed`` and ``true-unfollowed`` split the true labels' lead over warp-refine's in two.
+  A pixel is *followed* when the world's motion tracks its point from the labelled frame through
+  every step, the point seen in both frames of each (its label can be carried); the others came
+  into view on the way (only a semantic cue can label them). ``true-followed`` gives the followed
+  pixels their true label and keeps warp-refine's elsewhere (perfect carrying); ``true-unfollowed``
+  the reverse (perfect labels of what comes into view). Both need the synthetic world.
 
 Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
 (default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
@@ -32,10 +38,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wrp.cache import Stage, config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import IGNORE_INDEX, read_label, write_label_ids
 from wrp.io import atomic_write_json, atomic_write_text
+from wrp.motion import warp
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.policies import label_file, propagate_clips
 from wrp.stages import (
@@ -50,8 +59,27 @@ from wrp.stages import (
 )
 from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs
 
-VARIANTS = ("ungated", "agree", "oracle", "true-motion")
-SYNTHETIC_ONLY = ("oracle", "true-motion")  # need every frame's true label or the world's motion
+VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed")
+# need every frame's true label or the world's motion
+SYNTHETIC_ONLY = ("oracle", "true-motion", "true-followed", "true-unfollowed")
+
+
+def followed(clip, k: int) -> dict[int, np.ndarray]:
+    """Per frame within ±k of the clip's labelled frame: the (H, W) bool mask of pixels whose point
+    the world's motion tracks from the labelled frame, seen in both frames of every step on the way
+    (synthetic world: ``clip.true_flow``). The labelled frame's own mask is all True."""
+    start = clip.labelled
+    masks: dict[int, np.ndarray] = {}
+    for step in (1, -1):
+        for d in range(1, k + 1):
+            pos = start + step * d
+            if not 0 <= pos < len(clip):
+                break
+            flow, seen = clip.true_flow(pos, "backward" if step == 1 else "forward")
+            before = masks.setdefault(start, np.ones(seen.shape, bool)) if d == 1 else masks[pos - step]
+            carried, inside = warp(before.astype(np.uint8), flow, mode="nearest")
+            masks[pos] = seen & inside.numpy() & carried.numpy().astype(bool)
+    return masks
 POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 
@@ -87,7 +115,8 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
             if variant == "ungated":
                 propagator = replace(propagator, gate=None)
             propagate_clips(clips, POLICY, out / "labels", propagator, run.profile.k, progress=run.progress)
-        labelled = right = total = 0
+        labelled = right = total = kept = 0
+        tracked: dict[str, dict[int, np.ndarray]] = {}
         for clip, pos in frames:
             path = label_file(out / "labels", POLICY, clip.frames[pos])
             ids = read_label(path if relabel else label_file(source / "labels", POLICY, clip.frames[pos]))
@@ -97,14 +126,24 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
                 ids[ids != teacher] = IGNORE_INDEX
             elif variant == "oracle":
                 ids[ids != true] = IGNORE_INDEX
+            elif variant in ("true-followed", "true-unfollowed"):
+                if clip.clip_id not in tracked:
+                    tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
+                mask = tracked[clip.clip_id][pos]
+                kept += int(mask.sum())
+                mask = mask if variant == "true-followed" else ~mask
+                ids[mask] = true[mask]
             if not relabel:
                 write_label_ids(path, ids)
             total += ids.size
             labelled += int((ids != IGNORE_INDEX).sum())
             if known:
                 right += int(((ids == true) & (ids != IGNORE_INDEX)).sum())
-        return {"labelled": round(100.0 * labelled / max(total, 1), 2),
-                "right": round(100.0 * right / max(total, 1), 2) if known else None}
+        shares = {"labelled": round(100.0 * labelled / max(total, 1), 2),
+                  "right": round(100.0 * right / max(total, 1), 2) if known else None}
+        if variant in ("true-followed", "true-unfollowed"):
+            shares["followed"] = round(100.0 * kept / max(total, 1), 2)
+        return shares
 
     stage = Stage("label-variant", config)
     return stage.run(build, verbose=run.progress), stage.record()["result"]
@@ -136,7 +175,9 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
     lines += ["", *gains_markdown(gains, "Baseline"), "",
               "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
-              "unlabelled; true-motion — warp-refine with the world's own motion in place of DIS. "
+              "unlabelled; true-motion — warp-refine with the world's own motion in place of DIS; "
+              "true-followed / true-unfollowed — the true label on the pixels the world's motion "
+              "follows from the labelled frame / on the others, warp-refine's elsewhere. "
               "Cells paired by training seed."]
     return "\n".join(lines) + "\n"
 

@@ -294,6 +294,22 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
         kept = oracle != IGNORE_INDEX
         np.testing.assert_array_equal(oracle[kept], truth.label(clip.clip_id, pos)[kept])
     assert moved > 0  # relabelled with the world's motion, not a copy of DIS's labels
+    # the true labels' lead split in two: where the world's motion follows the point from the labelled
+    # frame (perfect carrying) and where it does not (perfect labels of what comes into view)
+    assert built["true-followed"][1]["followed"] == built["true-unfollowed"][1]["followed"] < 100.0
+    for clip in {clip.clip_id: clip for clip, _ in frames}.values():
+        masks = variants.followed(clip, run.profile.k)
+        seen = clip.true_flow(clip.labelled + 1, "backward")[1]
+        np.testing.assert_array_equal(masks[clip.labelled + 1], seen)  # one step: what both frames show
+        assert masks[clip.labelled + 2].sum() <= seen.sum()
+        for pos in (clip.labelled - 1, clip.labelled + 2):
+            frame, true = clip.frames[pos], truth.label(clip.clip_id, pos)
+            wr = read_label(label_file(source, "warp-refine", frame))
+            mask = masks[pos]
+            for name, truthful in (("true-followed", mask), ("true-unfollowed", ~mask)):
+                ids = read_label(label_file(built[name][0] / "labels", "warp-refine", frame))
+                np.testing.assert_array_equal(ids[truthful], true[truthful])
+                np.testing.assert_array_equal(ids[~truthful], wr[~truthful])
     with pytest.raises(ValueError, match="variant"):
         variants.variant_labels(run, "filtered")
     # a cell trains on a variant's files, paired with the table's own cells
