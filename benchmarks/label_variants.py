@@ -27,7 +27,8 @@ from the cache:
 
 Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
 (default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
-95 % t-intervals, and the share of pixels each variant labels and labels right.
+95 % t-intervals, the share of pixels each variant labels and labels right, and (synthetic world)
+the label mIoU of the variants and of warp-refine's own labels at d = 7..k.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from wrp.cache import Stage, config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import IGNORE_INDEX, read_label, write_label_ids
 from wrp.io import atomic_write_json, atomic_write_text
+from wrp.metrics import iou
 from wrp.motion import warp
 from wrp.paper import ARCHS, TRUE_LABELS
-from wrp.policies import label_file, propagate_clips
+from wrp.policies import distance_confusions, label_file, propagate_clips
 from wrp.stages import (
     every_frame_labelled,
     generated_frames,
@@ -149,6 +151,18 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     return stage.run(build, verbose=run.progress), stage.record()["result"]
 
 
+def far_label_miou(run, folder: Path, first: int = 7) -> float:
+    """mIoU (%) of the warp-refine labels in ``folder`` against every frame's true label, over the
+    frames d = ``first``..k from their labelled frame (the classes with true pixels there)."""
+    manifest, _ = generated_frames(run)
+    k = run.profile.k
+    confs = distance_confusions(manifest.clips("train"), manifest.ground_truth("train"), folder / "labels",
+                                POLICY, k)
+    conf = sum(confs[d] for d in range(min(first, k), k + 1))
+    per_class = iou(conf)[conf.sum(axis=1) > 0]
+    return round(100.0 * float(np.mean(per_class)), 1)
+
+
 def variant_rows(run, arch: str, variant: str, seeds: list[int], world: int) -> list[dict[str, Any]]:
     """One ``table1_runs``-style row per seed: the cell of ``arch`` trained on ``variant``'s labels."""
     folder, _ = variant_labels(run.with_seed(world), variant)
@@ -165,13 +179,14 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
     """The cells' mIoU per seed with the share of pixels each variant labels (and labels right),
     then each column's paired gain over Baseline (:func:`wrp.tables.gains_markdown`)."""
     head = " | ".join(f"seed {s}" for s in seeds)
-    lines = [f"# {title}", "", f"| column | {head} | pixels labelled / right (%) |",
-             "|---|" + "---:|" * (len(seeds) + 1)]
+    lines = [f"# {title}", "", f"| column | {head} | pixels labelled / right (%) | label mIoU, d ≥ 7 |",
+             "|---|" + "---:|" * (len(seeds) + 2)]
     for column, values in cells.items():
         share = shares.get(column, {})
         pixels = " / ".join(f"{share[key]:.1f}" for key in ("labelled", "right")
                             if share.get(key) is not None)
-        lines.append(f"| {column} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {pixels} |")
+        far = f"{share['far_miou']:.1f}" if share.get("far_miou") is not None else ""
+        lines.append(f"| {column} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {pixels} | {far} |")
     lines += ["", *gains_markdown(gains, "Baseline"), "",
               "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
@@ -211,9 +226,14 @@ def main() -> None:
     references = [r for r in REFERENCES if r != TRUE_LABELS or run.synthetic]
     rows = table1_runs(run, [arch], references, seeds, world)
     shares = {}
+    world_run = run.with_seed(world)
     for variant in variants:
         rows += variant_rows(run, arch, variant, seeds, world)
-        shares[variant] = variant_labels(run.with_seed(world), variant)[1]
+        folder, shares[variant] = variant_labels(world_run, variant)
+        if run.synthetic:
+            shares[variant] = shares[variant] | {"far_miou": far_label_miou(world_run, folder)}
+    if run.synthetic:
+        shares[POLICY] = {"far_miou": far_label_miou(world_run, training_labels(world_run, POLICY))}
     cells = cells_of(rows)[arch]
     gains = gains_over(cells, "baseline")
     print(gains_report(gains, "Baseline", label=f"{arch}, world {world}: "))

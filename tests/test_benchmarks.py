@@ -310,6 +310,10 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
                 ids = read_label(label_file(built[name][0] / "labels", "warp-refine", frame))
                 np.testing.assert_array_equal(ids[truthful], true[truthful])
                 np.testing.assert_array_equal(ids[~truthful], wr[~truthful])
+    far = {name: variants.far_label_miou(run, built[name][0])
+           for name in ("true-followed", "true-unfollowed")}
+    source_far = variants.far_label_miou(run, source.parent)
+    assert all(source_far <= value <= 100.0 for value in far.values())  # right labels only raise an IoU
     with pytest.raises(ValueError, match="variant"):
         variants.variant_labels(run, "filtered")
     # a cell trains on a variant's files, paired with the table's own cells
@@ -323,8 +327,9 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
         generated_pairs(run, "warp-refine", labels=built["oracle"][0])
     gain = {"column": "oracle", "gain": row["miou"] - 30.0, "paired_ci95": None}
     markdown = variants.variants_markdown("smoke", {"baseline": [30.0], "oracle": [row["miou"]]}, [gain],
-                                          {"oracle": built["oracle"][1]}, [0])
+                                          {"oracle": built["oracle"][1] | {"far_miou": 61.3}}, [0])
     assert "| oracle |" in markdown and "| over Baseline | mean gain" in markdown
+    assert markdown.count("| 61.3 |") == 1  # the label mIoU far from the labelled frame
     assert f"| oracle | {row['miou'] - 30.0:+.2f} |" in markdown  # its gain, in the gains table
     # options of wrp table1 that this benchmark has no use for are refused, not ignored
     monkeypatch.setattr(sys, "argv", ["label_variants.py", "--profile", "smoke", "--world-seed", "1",
