@@ -15,7 +15,8 @@ estimator also the share of pixels its forward–backward check flags (where war
 ``g_ψ`` take over) and how many of the unseen pixels that catches.
 
 Prints the table and writes ``<out>/world<W>_<hash>.{json,md}`` (default ``--out``:
-``figures/flow_carry``).
+``figures/flow_carry``), with a figure (``.png``) of what comes into view: the first training clip's
+frames after its labelled one, the pixels its label cannot be carried to in red.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import numpy as np
 from wrp.cache import config_hash
 from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.io import atomic_write_json, atomic_write_text
-from wrp.motion import ESTIMATORS, forward_backward_valid, make_estimator, warp
+from wrp.motion import ESTIMATORS, followed, forward_backward_valid, make_estimator, warp
 from wrp.stages import generated_frames
+from wrp.viz import save_figure
 
 FLOWS = ("dis", "farneback", "true")  # the estimators that need no weights file
 COUNTS = ("seen", "seen_right", "unseen", "unseen_right", "flagged", "unseen_flagged")
@@ -106,6 +108,31 @@ def carry_markdown(title: str, rows: dict[str, dict[str, float]], steps: int) ->
     return "\n".join(lines) + "\n"
 
 
+def came_into_view_figure(clip, k: int, title: str):
+    """The labelled frame of ``clip`` and three frames after it (d = 1, k/2, k) with the pixels the
+    world's motion does not follow from the labelled frame in red (:func:`wrp.motion.followed`):
+    what a carried label cannot reach and a semantic cue has to label."""
+    import matplotlib.pyplot as plt
+
+    masks = followed(clip, k)
+    after = sorted(pos for pos in masks if pos > clip.labelled)
+    chosen = [after[i] for i in sorted({0, len(after) // 2 - 1 if len(after) > 1 else 0, len(after) - 1})]
+    fig, axes = plt.subplots(1, len(chosen) + 1, figsize=(3.4 * (len(chosen) + 1), 2.4), squeeze=False)
+    axes[0, 0].imshow(clip.image(clip.labelled))
+    axes[0, 0].set_title("labelled frame", fontsize=9)
+    for ax, pos in zip(axes[0, 1:], chosen, strict=True):
+        image = clip.image(pos).astype(np.float32)
+        new = ~masks[pos]
+        image[new] = 0.45 * image[new] + 0.55 * np.array([230.0, 20.0, 20.0])
+        ax.imshow(image.astype(np.uint8))
+        ax.set_title(f"d = {pos - clip.labelled}: {100 * new.mean():.0f} % came into view", fontsize=9)
+    for ax in axes[0]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_table_options(parser, table=1)
@@ -115,6 +142,8 @@ def main() -> None:
                              f"({', '.join(sorted(set(ESTIMATORS) - set(FLOWS)))} needs a weights file)")
     parser.add_argument("--out", default="figures/flow_carry")
     args = parser.parse_args()
+    import matplotlib.pyplot as plt
+
     flows = list(dict.fromkeys(args.flow or FLOWS))
     try:
         run = table_run(args)
@@ -140,8 +169,12 @@ def main() -> None:
                                              "seconds": round(time.time() - started, 1)})
     markdown = carry_markdown(title, rows, len(pairs))
     atomic_write_text(out / f"{key}.md", markdown)
+    fig = came_into_view_figure(clips[0], prof.k, f"In red: what the world's motion does not carry from the "
+                                f"labelled frame (world {run.seed}, {clips[0].clip_id})")
+    save_figure(fig, out / f"{key}.png")
+    plt.close(fig)
     print(markdown)
-    print(f"→ {out / key}.{{json,md}}")
+    print(f"→ {out / key}.{{json,md,png}}")
 
 
 if __name__ == "__main__":

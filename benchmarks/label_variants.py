@@ -46,7 +46,7 @@ from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import IGNORE_INDEX, read_label, write_label_ids
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import iou
-from wrp.motion import warp
+from wrp.motion import followed
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.policies import distance_confusions, label_file, propagate_clips
 from wrp.stages import (
@@ -64,24 +64,6 @@ from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table
 VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed")
 # need every frame's true label or the world's motion
 SYNTHETIC_ONLY = ("oracle", "true-motion", "true-followed", "true-unfollowed")
-
-
-def followed(clip, k: int) -> dict[int, np.ndarray]:
-    """Per frame within ±k of the clip's labelled frame: the (H, W) bool mask of pixels whose point
-    the world's motion tracks from the labelled frame, seen in both frames of every step on the way
-    (synthetic world: ``clip.true_flow``). The labelled frame's own mask is all True."""
-    start = clip.labelled
-    masks: dict[int, np.ndarray] = {}
-    for step in (1, -1):
-        for d in range(1, k + 1):
-            pos = start + step * d
-            if not 0 <= pos < len(clip):
-                break
-            flow, seen = clip.true_flow(pos, "backward" if step == 1 else "forward")
-            before = masks.setdefault(start, np.ones(seen.shape, bool)) if d == 1 else masks[pos - step]
-            carried, inside = warp(before.astype(np.uint8), flow, mode="nearest")
-            masks[pos] = seen & inside.numpy() & carried.numpy().astype(bool)
-    return masks
 POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 

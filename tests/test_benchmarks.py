@@ -369,4 +369,7 @@ def test_one_warp_is_scored_on_the_pixels_both_frames_show_and_the_others(isolat
     carry.main()
     (written,) = out.glob("*.json")
     assert json.loads(written.read_text())["shares"]["true"] == true
+    assert written.with_suffix(".png").stat().st_size > 0  # what came into view, drawn
+    fig = carry.came_into_view_figure(clips[0], run.profile.k, "smoke")
+    assert len(fig.axes) == 1 + len({1, run.profile.k // 2, run.profile.k})  # the labelled frame and three
     assert "| true | " in capsys.readouterr().out

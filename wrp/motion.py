@@ -97,6 +97,25 @@ def forward_backward_valid(flow_back: torch.Tensor | np.ndarray,
     return valid if batched else valid[0]
 
 
+def followed(clip, k: int) -> dict[int, np.ndarray]:
+    """Per frame within ±k of the clip's labelled frame: the (H, W) bool mask of pixels whose point
+    the world's motion tracks from the labelled frame, seen in both frames of every step on the way
+    (synthetic world: ``clip.true_flow``; what a label can be carried to, the rest having come into
+    view on the way). The labelled frame's own mask is all True."""
+    start = clip.labelled
+    masks: dict[int, np.ndarray] = {}
+    for step in (1, -1):
+        for d in range(1, k + 1):
+            pos = start + step * d
+            if not 0 <= pos < len(clip):
+                break
+            flow, seen = clip.true_flow(pos, "backward" if step == 1 else "forward")
+            before = masks.setdefault(start, np.ones(seen.shape, bool)) if d == 1 else masks[pos - step]
+            carried, inside = warp(before.astype(np.uint8), flow, mode="nearest")
+            masks[pos] = seen & inside.numpy() & carried.numpy().astype(bool)
+    return masks
+
+
 class FlowEstimator:
     """Dense motion between two frames, behind one interface (METHOD.md §1: the estimator is a
     swappable part).
