@@ -39,18 +39,11 @@ FLOWS = ("dis", "farneback", "true")  # the estimators that need no weights file
 COUNTS = ("seen", "seen_right", "unseen", "unseen_right", "flagged", "unseen_flagged")
 
 
-def neighbour_pairs(clips, k: int) -> list[tuple[Any, int, int]]:
-    """(clip, source, target) for every step a propagation takes within ±k of the labelled frame:
-    from the labelled frame outwards, each frame onto the next one further out."""
-    pairs = []
-    for clip in clips:
-        for step in (1, -1):
-            for d in range(k):
-                source = clip.labelled + step * d
-                target = source + step
-                if 0 <= target < len(clip):
-                    pairs.append((clip, source, target))
-    return pairs
+def neighbour_pairs(frames) -> list[tuple[Any, int, int]]:
+    """(clip, source, target) for every step a propagation takes onto the frames it labels
+    (``frames``: :func:`wrp.stages.generated_frames`' (clip, position) pairs): each frame from its
+    neighbour one step nearer the labelled frame."""
+    return [(clip, pos - (1 if pos > clip.labelled else -1), pos) for clip, pos in frames]
 
 
 def carry_counts(pairs, truth, flow: str, progress: bool = False) -> dict[str, int]:
@@ -142,8 +135,6 @@ def main() -> None:
                              f"({', '.join(sorted(set(ESTIMATORS) - set(FLOWS)))} needs a weights file)")
     parser.add_argument("--out", default="figures/flow_carry")
     args = parser.parse_args()
-    import matplotlib.pyplot as plt
-
     flows = list(dict.fromkeys(args.flow or FLOWS))
     try:
         run = table_run(args)
@@ -155,9 +146,9 @@ def main() -> None:
     except ValueError as exc:
         parser.error(str(exc))
     started = time.time()
-    manifest, _ = generated_frames(run)
+    manifest, frames = generated_frames(run)
     clips, truth = manifest.clips("train"), manifest.ground_truth("train")
-    pairs = neighbour_pairs(clips, run.profile.k)
+    pairs = neighbour_pairs(frames)
     counts = {flow: carry_counts(pairs, truth, flow, run.progress) for flow in flows}
     rows = {flow: shares(c) for flow, c in counts.items()}
     prof = run.profile
@@ -172,7 +163,6 @@ def main() -> None:
     fig = came_into_view_figure(clips[0], prof.k, f"In red: what the world's motion does not carry from the "
                                 f"labelled frame (world {run.seed}, {clips[0].clip_id})")
     save_figure(fig, out / f"{key}.png")
-    plt.close(fig)
     print(markdown)
     print(f"→ {out / key}.{{json,md,png}}")
 

@@ -64,6 +64,7 @@ from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table
 VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed")
 # need every frame's true label or the world's motion
 SYNTHETIC_ONLY = ("oracle", "true-motion", "true-followed", "true-unfollowed")
+SPLIT = ("true-followed", "true-unfollowed")  # the true label on one side of wrp.motion.followed
 POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 
@@ -110,7 +111,7 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
                 ids[ids != teacher] = IGNORE_INDEX
             elif variant == "oracle":
                 ids[ids != true] = IGNORE_INDEX
-            elif variant in ("true-followed", "true-unfollowed"):
+            elif variant in SPLIT:
                 if clip.clip_id not in tracked:
                     tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
                 mask = tracked[clip.clip_id][pos]
@@ -125,7 +126,7 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
                 right += int(((ids == true) & (ids != IGNORE_INDEX)).sum())
         shares = {"labelled": round(100.0 * labelled / max(total, 1), 2),
                   "right": round(100.0 * right / max(total, 1), 2) if known else None}
-        if variant in ("true-followed", "true-unfollowed"):
+        if variant in SPLIT:
             shares["followed"] = round(100.0 * kept / max(total, 1), 2)
         return shares
 

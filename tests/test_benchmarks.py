@@ -350,8 +350,8 @@ def test_one_warp_is_scored_on_the_pixels_both_frames_show_and_the_others(isolat
     run = Run.create("smoke", seed=1, progress=False)
     manifest, frames = generated_frames(run)
     clips = manifest.clips("train")
-    pairs = carry.neighbour_pairs(clips, run.profile.k)
-    assert len(pairs) == len(frames)  # one step onto every frame a propagation labels
+    pairs = carry.neighbour_pairs(frames)
+    assert [(c.clip_id, t) for c, _, t in pairs] == [(c.clip_id, p) for c, p in frames]  # one step onto each
     assert all(abs(s - c.labelled) < abs(t - c.labelled) == abs(s - c.labelled) + 1 for c, s, t in pairs)
     truth = manifest.ground_truth("train")
     counts = {flow: carry.carry_counts(pairs, truth, flow) for flow in ("dis", "true")}
