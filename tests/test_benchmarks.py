@@ -373,3 +373,19 @@ def test_one_warp_is_scored_on_the_pixels_both_frames_show_and_the_others(isolat
     fig = carry.came_into_view_figure(clips[0], run.profile.k, "smoke")
     assert len(fig.axes) == 1 + len({1, run.profile.k // 2, run.profile.k})  # the labelled frame and three
     assert "| true | " in capsys.readouterr().out
+
+
+def test_cells_are_timed_one_after_another_and_side_by_side_on_fresh_seeds(isolated_runs, monkeypatch):
+    import sys
+
+    out = isolated_runs / "jobs"
+    monkeypatch.setattr(sys, "argv", ["cell_jobs.py", "--profile", "smoke", "--cell-iters", "1",
+                                      "--cells", "2", "--jobs", "1", "--jobs", "2", "--repeats", "1",
+                                      "--no-progress", "--out", str(out)])
+    _benchmark("cell_jobs").main()
+    result = json.loads((out / "cell_jobs.json").read_text())
+    assert [r["jobs"] for r in result["rows"]] == [1, 2] and result["rows"][0]["speedup"] == 1.0
+    assert all(r["seconds"] > 0 and r["images_per_s"] > 0 for r in result["rows"])
+    cells = list((isolated_runs / "stages" / "segmenter").glob("*/stage.json"))
+    assert len(cells) == 4, "every measurement trains cells of its own seeds, none read back"
+    assert "| 2 |" in (out / "cell_jobs.md").read_text()

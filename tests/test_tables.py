@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -621,3 +622,41 @@ def test_a_tables_figure_names_the_world_its_cells_trained_on():
     assert paired.startswith("Table 1 (smoke profile, trained on world 3): ")
     assert paired.endswith("mean ± std over training seeds [0, 1], dots = single seeds")
     assert "trained on world" not in figure_title(_smoke(), 2, [0]), "each seed its own world"
+
+
+def test_cells_side_by_side_give_the_numbers_of_one_thread_cells_one_after_another(isolated_runs):
+    from wrp.runtime import usable_cores
+
+    run = _smoke(table_iters=2, table_crop=(32, 64))
+    grid = (run, ["DeepLabV3"], ["baseline", "warp-refine"], [0, 1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = table1_runs(*grid, world_seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    def cells() -> list[Path]:  # the table's DeepLabV3 cells (g_ψ is the other segmenter)
+        jobs = {f: json.loads((f / "config.json").read_text())["job"]
+                for f in (isolated_runs / "stages" / "segmenter").glob("*")}
+        return [f for f, job in jobs.items() if job["model"]["kwargs"]["arch"] == "deeplabv3"]
+
+    assert len(cells()) == 4
+    for folder in cells():
+        shutil.rmtree(folder)
+    side_by_side = table1_runs(*grid, world_seed=0, jobs=max(2, usable_cores()))  # one thread each
+    assert [(r["policy"], r["seed"], r["miou"]) for r in side_by_side] == \
+        [(r["policy"], r["seed"], r["miou"]) for r in alone]
+    assert [json.loads((f / "stage.json").read_text())["threads"] for f in cells()] == [1] * 4
+
+
+def test_a_cell_that_fails_in_its_process_stops_the_table_and_keeps_what_finished(isolated_runs):
+    from wrp.tables import train_cells
+
+    run = _smoke(table_iters=1, table_crop=(32, 64))
+    good = {"run": run, "arch": ARCHS["DeepLabV3"], "policy": "baseline", "train_seed": 0}
+    with pytest.raises(ValueError, match="loss"):
+        train_cells([good, {**good, "train_seed": 1, "loss": "no-such-loss"}], jobs=2)
+    done = [f for f in (isolated_runs / "stages" / "segmenter").glob("*") if (f / "stage.json").is_file()]
+    assert len(done) == 1, "the cell that trained is kept for the rerun"
+    with pytest.raises(ValueError, match="jobs=0"):
+        train_cells([good], jobs=0)

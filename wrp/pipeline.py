@@ -14,7 +14,6 @@ reference path).
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -32,6 +31,7 @@ import torch
 from wrp.data import DatasetError, write_label_ids
 from wrp.io import atomic_write_png
 from wrp.motion import FlowEstimator
+from wrp.runtime import usable_cores
 
 #: The pipeline's stages, in the order a frame passes them (``StageClock.seconds`` keys).
 STAGES = ("decode", "flow", "warp", "g_ψ", "Ω", "write")
@@ -157,8 +157,7 @@ def default_workers(device: str, procs: int = 1) -> int:
     """Worker threads per labelling process: the cores this process may use, less one for the
     process itself, shared by its ``procs`` processes — at most 8 beside a GPU (DIS on the CPU
     must keep up with it), at most 4 beside the CPU's own networks."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    spare = cores // max(procs, 1) - 1
+    spare = usable_cores() // max(procs, 1) - 1
     return max(1 if device.startswith("cuda") else 0, min(8 if device.startswith("cuda") else 4, spare))
 
 

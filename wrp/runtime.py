@@ -52,6 +52,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def torch_threads() -> int | None:
     """The threads torch computes with in this process (``torch.get_num_threads()``), or None when
     torch is not loaded. On the CPU a training's numbers depend on it: the same seed gives the same

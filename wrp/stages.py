@@ -759,15 +759,13 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
     profile's ``table_score_world`` names. Returns those scores (mIoU, per-class IoU,
     ``eval_frames``) with the stage folder."""
     prof = run.profile
-    if k is None and policy == "motion-only":
-        k = MOTION_ONLY_K
-    generated = generated_pairs(run, policy, k, labels) if policy not in (None, "baseline") else None
+    generated, init = cell_inputs(run, arch, policy, k, labels)
     overrides: dict[str, Any] = {"loss": loss, "crop": list(prof.frame_crop(prof.table_crop)),
                                  "iters": max(1, round(prof.table_iters * iters_share))}
     if lr_factor != 1.0:
         overrides["base_lr"] = base_lr_for(run) * lr_factor
-    if prof.table_pretrain:
-        overrides["init"] = str(pretrained_segmenter(run, arch) / "model.pt")
+    if init is not None:
+        overrides["init"] = str(init)
     if generated:
         overrides["generated_min_pixels"] = prof.table_min_class_pixels
     folder = train_segmenter(run, arch, train_seed=train_seed, generated=generated, **overrides)
@@ -776,6 +774,22 @@ def train_cell(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None,
         scores = score_every_frame(run, folder, prof.table_score_world)
         metrics = json.loads((scores / "metrics.json").read_text())
     return {**metrics, "eval_frames": metrics["images"], "stage": str(folder)}
+
+
+def cell_inputs(run: Run, arch: str = "msa_hrnet_ocr", policy: str | None = None, k: int | None = None,
+                labels: Path | None = None) -> tuple[list[list[str]] | None, Path | None]:
+    """What the cell :func:`train_cell` trains from, built first where needed: the (image, label)
+    pairs of ``policy``'s generated labels (``None`` for Baseline; motion-only's from
+    ±:data:`MOTION_ONLY_K` unless ``k`` says otherwise) and the weights it starts from (``None``:
+    random, unless the profile names a ``table_pretrain`` style). Building them before the cells
+    lets the cells of a table train side by side (``wrp.tables.train_cells``) on inputs that the
+    whole machine built once."""
+    manifest_for(run)
+    if k is None and policy == "motion-only":
+        k = MOTION_ONLY_K
+    generated = generated_pairs(run, policy, k, labels) if policy not in (None, "baseline") else None
+    init = pretrained_segmenter(run, arch) / "model.pt" if run.profile.table_pretrain else None
+    return generated, init
 
 
 def pretrained_segmenter(run: Run, arch: str, style: str | None = None, labels: str | None = None) -> Path:
