@@ -599,9 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_table_options(tab, table)
         tab.add_argument("--jobs", type=COUNT, default=1,
                          help="cells trained at once, each in its own process with cores / JOBS threads "
-                              "(default 1: one after another). On a CPU, --jobs 2 on two cores trains "
-                              "~1.6× faster and gives the numbers of one-thread cells (figures/' "
-                              "tables were trained so); a cell's numbers depend on its thread count")
+                              "(default 1: one after another). On a CPU, --jobs 2 on two cores is "
+                              "faster (benchmarks/cell_jobs.py) and gives the numbers of one-thread cells "
+                              "(figures/' tables were trained so); a cell's numbers depend on its threads")
         tab.add_argument("--out", default=None,
                          help="folder for the tables (default: figures/ at the table and paper profiles, "
                               "runs/<profile>/figures at the others)")

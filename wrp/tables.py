@@ -191,9 +191,10 @@ def train_cells(cells: list[dict[str, Any]], jobs: int = 1, title: str = "cells"
     its ``run``) and return what each returns, in order.
 
     ``jobs`` > 1 trains that many cells at once, each in its own process computing with
-    ``cores // jobs`` threads (at least one): on a CPU, two cells of one thread each train ~1.6× as
-    many images per second as one cell of two threads. What the cells share — the world, ``g_ψ``,
-    Ω, the generated labels, the pretrained weights (:func:`~wrp.stages.cell_inputs`) — is built
+    ``cores // jobs`` threads (at least one): on two CPU cores, two cells of one thread each train
+    more images per second than one cell of two threads (``benchmarks/cell_jobs.py``). What the
+    cells share — the world, ``g_ψ``, Ω, the generated labels, the pretrained weights
+    (:func:`~wrp.stages.cell_inputs`) — is built
     first, here, so no cell waits on another's labels and every shared stage is built at this
     process's thread count whatever ``jobs`` is. A cell's numbers depend on the threads it trained
     with (its ``stage.json`` records them), not on ``jobs`` as such: ``--jobs 2`` on two cores gives
