@@ -647,6 +647,10 @@ def test_cells_side_by_side_give_the_numbers_of_one_thread_cells_one_after_anoth
     assert [(r["policy"], r["seed"], r["miou"]) for r in side_by_side] == \
         [(r["policy"], r["seed"], r["miou"]) for r in alone]
     assert [json.loads((f / "stage.json").read_text())["threads"] for f in cells()] == [1] * 4
+    from wrp.tables import cells_of
+
+    (_, md, _) = write_table1(cells_of(side_by_side), isolated_runs / "t" / "table1", "Smoke.", side_by_side)
+    assert md.read_text().rstrip().endswith("Smoke. Cells trained with 1 torch thread(s) each.")
 
 
 def test_a_cell_that_fails_in_its_process_stops_the_table_and_keeps_what_finished(isolated_runs):

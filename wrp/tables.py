@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -138,10 +139,13 @@ def check_score_world(run: Run, world: int, trained: list[int]) -> None:
 
 def _run_row(arch: str, column: str, seed: int, world_seed: int | None,
              cell: dict[str, Any]) -> dict[str, Any]:
+    record = Path(cell["stage"]) / "stage.json" if cell.get("stage") else None
+    threads = json.loads(record.read_text()).get("threads") if record and record.is_file() else None
     return {"arch": arch, "policy": column, "seed": seed,
             "world_seed": seed if world_seed is None else world_seed,
             "miou": cell["miou"], "eval_frames": cell["eval_frames"],
-            "per_class_iou": cell.get("per_class_iou", {})}  # not in the csv: read by class_gains
+            "per_class_iou": cell.get("per_class_iou", {}),  # not in the csv: read by class_gains
+            "threads": threads}  # not in the csv: the note says it (_write)
 
 
 def table1_runs(run: Run, archs: list[str] | None = None, policies: list[str] | None = None,
@@ -592,6 +596,10 @@ def write_table1(results: dict[str, dict[str, list[float]]], stem: str | Path, n
 def _write(stem: str | Path, table_csv: str, table_md: str, note: str,
            runs: list[dict[str, Any]] | None) -> list[Path]:
     stem = Path(stem)
+    threads = sorted({row["threads"] for row in runs or [] if row.get("threads")})
+    if threads:  # a CPU cell repeats its numbers only at the thread count it trained with
+        said = " or ".join(map(str, threads))
+        note += (" " if note else "") + f"Cells trained with {said} torch thread(s) each."
     paths = [atomic_write_text(stem.with_suffix(".csv"), table_csv),
              atomic_write_text(stem.with_suffix(".md"), table_md + ("\n\n" + note if note else "") + "\n")]
     runs_path = stem.with_name(stem.name + "_runs.csv")
