@@ -662,5 +662,7 @@ def test_a_cell_that_fails_in_its_process_stops_the_table_and_keeps_what_finishe
         train_cells([good, {**good, "train_seed": 1, "loss": "no-such-loss"}], jobs=2)
     done = [f for f in (isolated_runs / "stages" / "segmenter").glob("*") if (f / "stage.json").is_file()]
     assert len(done) == 1, "the cell that trained is kept for the rerun"
+    (alone,) = train_cells([{**good, "train_seed": 2}], jobs=2)  # a single cell: still its own thread count
+    assert json.loads((Path(alone["stage"]) / "stage.json").read_text())["threads"] == 1
     with pytest.raises(ValueError, match="jobs=0"):
         train_cells([good], jobs=0)

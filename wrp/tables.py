@@ -198,17 +198,16 @@ def train_cells(cells: list[dict[str, Any]], jobs: int = 1, title: str = "cells"
     ``cores // jobs`` threads (at least one): on two CPU cores, two cells of one thread each train
     more images per second than one cell of two threads (``benchmarks/cell_jobs.py``). What the
     cells share — the world, ``g_ψ``, Ω, the generated labels, the pretrained weights
-    (:func:`~wrp.stages.cell_inputs`) — is built
-    first, here, so no cell waits on another's labels and every shared stage is built at this
-    process's thread count whatever ``jobs`` is. A cell's numbers depend on the threads it trained
-    with (its ``stage.json`` records them), not on ``jobs`` as such: ``--jobs 2`` on two cores gives
-    the numbers of ``OMP_NUM_THREADS=1`` one cell after another. A finished cell is reused whatever
-    trained it; when one fails, the cells already running finish (and are kept), the rest are not
-    started, and the error is raised. ``title`` and ``names`` (one per cell) label the line printed
-    as each cell finishes."""
+    (:func:`~wrp.stages.cell_inputs`) — is built first, here, so no cell waits on another's labels
+    and every shared stage is built at this process's thread count whatever ``jobs`` is. A cell's
+    numbers depend on the threads it trained with (its ``stage.json`` records them), not on
+    ``jobs`` as such: ``--jobs 2`` on two cores gives the numbers of ``OMP_NUM_THREADS=1`` one cell
+    after another (a single cell too). A finished cell is reused whatever trained it; when one
+    fails, the cells already running finish (and are kept), the rest are not started, and the error
+    is raised. ``title`` and ``names`` (one per cell) label the line printed as each cell finishes."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs} must be ≥ 1")
-    if jobs == 1 or len(cells) == 1:
+    if jobs == 1:
         return [train_cell(**cell) for cell in cells]
     progress = any(cell["run"].progress for cell in cells)
     for cell in cells:  # shared inputs, built once before the pool
