@@ -27,16 +27,15 @@ from wrp.stages import manifest_for
 from wrp.tables import train_cells
 
 
-def time_cells(run, cells: int, jobs: int, first_seed: int) -> dict[str, Any]:
-    """Wall seconds and images/s of ``cells`` Baseline cells (training seeds from ``first_seed``)
-    trained ``jobs`` at a time."""
-    world = run.profile.table_world_seed or 0
-    specs = [{"run": run.with_seed(world), "arch": ARCHS["DeepLabV3"], "policy": "baseline",
+def time_cells(world, cells: int, jobs: int, first_seed: int) -> dict[str, Any]:
+    """Wall seconds and images/s of ``cells`` Baseline cells on the run ``world`` (training seeds
+    from ``first_seed``) trained ``jobs`` at a time."""
+    specs = [{"run": world, "arch": ARCHS["DeepLabV3"], "policy": "baseline",
               "train_seed": first_seed + i} for i in range(cells)]
     started = time.perf_counter()
     train_cells(specs, jobs, f"{jobs} at a time")
     seconds = time.perf_counter() - started
-    images = cells * run.profile.table_iters * run.profile.batch_size
+    images = cells * world.profile.table_iters * world.profile.batch_size
     return {"seconds": round(seconds, 1), "images_per_s": round(images / seconds, 2)}
 
 
@@ -51,15 +50,17 @@ def main() -> None:
     parser.add_argument("--out", default="figures/benchmarks")
     args = parser.parse_args()
     run = table_run(argparse.Namespace(**{**vars(args), "eval_frames": "labelled", "score_world": "none"}))
-    jobs_values = args.jobs_values or sorted({1, usable_cores()})
-    manifest_for(run.with_seed(run.profile.table_world_seed or 0))  # the world, rendered before any timing
+    cores = usable_cores()
+    jobs_values = args.jobs_values or sorted({1, cores})
+    world = run.with_seed(run.profile.table_world_seed or 0)
+    manifest_for(world)  # the world, rendered before any timing
     rows, seed = [], 10_000
     for jobs in jobs_values:
         times = []
         for _ in range(args.repeats):
-            times.append(time_cells(run, args.cells, jobs, seed))
+            times.append(time_cells(world, args.cells, jobs, seed))
             seed += args.cells
-        rows.append({"jobs": jobs, "threads_per_cell": max(1, usable_cores() // jobs),
+        rows.append({"jobs": jobs, "threads_per_cell": max(1, cores // jobs),
                      "seconds": statistics.median(t["seconds"] for t in times),
                      "images_per_s": statistics.median(t["images_per_s"] for t in times),
                      "runs": times})
@@ -67,7 +68,6 @@ def main() -> None:
         row["speedup"] = round(row["images_per_s"] / rows[0]["images_per_s"], 2)
     prof = run.profile
     height, width = prof.frame_crop(prof.table_crop)
-    cores = usable_cores()
     lines = [f"# Table cells one after another and side by side ({prof.name} profile, {cores} cores)",
              "", f"{args.cells} Baseline cells of DeepLabV3, {prof.table_iters} iterations of batch "
              f"{prof.batch_size} at {height}×{width} (each cell's wall time includes starting its process "
@@ -81,9 +81,8 @@ def main() -> None:
     out = Path(args.out)
     atomic_write_text(out / "cell_jobs.md", text)
     atomic_write_json(out / "cell_jobs.json", {
-        "profile": prof.name, "cores": usable_cores(), "cells": args.cells, "repeats": args.repeats,
-        "table_iters": prof.table_iters, "batch": prof.batch_size,
-        "crop": list(prof.frame_crop(prof.table_crop)), "rows": rows})
+        "profile": prof.name, "cores": cores, "cells": args.cells, "repeats": args.repeats,
+        "table_iters": prof.table_iters, "batch": prof.batch_size, "crop": [height, width], "rows": rows})
     print(f"→ {out / 'cell_jobs.md'}, {out / 'cell_jobs.json'}")
 
 

@@ -210,9 +210,10 @@ def train_cells(cells: list[dict[str, Any]], jobs: int = 1, title: str = "cells"
     if jobs == 1:
         return [train_cell(**cell) for cell in cells]
     progress = any(cell["run"].progress for cell in cells)
-    for cell in cells:  # shared inputs, built once before the pool
-        cell_inputs(cell["run"], cell.get("arch", "msa_hrnet_ocr"), cell.get("policy"), cell.get("k"),
-                    cell.get("labels"))
+    shared = dict.fromkeys((cell["run"], cell.get("arch", "msa_hrnet_ocr"), cell.get("policy"), cell.get("k"),
+                            cell.get("labels")) for cell in cells)  # the seeds of a column share them
+    for inputs in shared:  # built once, here, before the pool
+        cell_inputs(*inputs)
     threads = max(1, usable_cores() // jobs)
     quiet = [{**cell, "run": replace(cell["run"], progress=False)} for cell in cells]  # one line per cell
     if progress:
@@ -229,12 +230,11 @@ def train_cells(cells: list[dict[str, Any]], jobs: int = 1, title: str = "cells"
                     print(f"[wrp] {title}: {done}/{len(cells)} {names[i] if names else f'cell {i}'} → "
                           f"{out[i]['miou']:.2f} mIoU ({seconds / 60:.1f} min; "
                           f"{(time.time() - started) / 60:.0f} min so far)", flush=True)
-        except BrokenProcessPool:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise RuntimeError(f"a process training {title} died (out of memory, or killed); the cells it "
-                               "finished are kept and a rerun resumes the others") from None
-        except BaseException:
+        except BaseException as exc:
             pool.shutdown(wait=True, cancel_futures=True)  # the running cells finish and are kept
+            if isinstance(exc, BrokenProcessPool):
+                raise RuntimeError(f"a process training {title} died (out of memory, or killed); the cells "
+                                   "it finished are kept and a rerun resumes the others") from None
             raise
     return out  # type: ignore[return-value]
 
