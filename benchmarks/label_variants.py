@@ -24,6 +24,15 @@ from the cache:
   into view on the way (only a semantic cue can label them). ``true-followed`` gives the followed
   pixels their true label and keeps warp-refine's elsewhere (perfect carrying); ``true-unfollowed``
   the reverse (perfect labels of what comes into view). Both need the synthetic world.
+- ``teacher-unfollowed``: ``g_ψ``'s own label (the semantic-only column's) on the pixels that came
+  into view, warp-refine's on the followed ones — whether the teacher's view of what the labelled
+  frame did not show is what its own labels teach (synthetic world: the world's motion);
+- ``semantic-inpaint``: warp-refine run again with ``g_ψ``'s label in Ω's input wherever the
+  motion cannot explain a pixel (``inpaint="semantic"``, the warp-inpaint of METHOD.md §1), Ω and
+  its gate trained on cyclic labels inpainted the same way — the paper's own input to Ω, which
+  hands Ω more of the teacher's view.
+
+``--jobs N`` trains N cells at once (``wrp.tables.train_cells``).
 
 Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
 (default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
@@ -42,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from wrp.cache import Stage, config_hash
-from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.cli import add_jobs_option, add_run_options, add_table_options, table_run
 from wrp.data import IGNORE_INDEX, read_label, write_label_ids
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import iou
@@ -50,21 +59,26 @@ from wrp.motion import followed
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.policies import distance_confusions, label_file, propagate_clips
 from wrp.stages import (
+    DEFAULT_INPAINT,
     every_frame_labelled,
     generated_frames,
     manifest_for,
     propagator_for,
     teacher_segmenter,
-    train_cell,
     train_denoiser,
     training_labels,
 )
-from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs
+from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs, train_cells
 
-VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed")
+VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed",
+            "teacher-unfollowed", "semantic-inpaint")
 # need every frame's true label or the world's motion
-SYNTHETIC_ONLY = ("oracle", "true-motion", "true-followed", "true-unfollowed")
-SPLIT = ("true-followed", "true-unfollowed")  # the true label on one side of wrp.motion.followed
+SYNTHETIC_ONLY = ("oracle", "true-motion", "true-followed", "true-unfollowed", "teacher-unfollowed")
+# another label on one side of wrp.motion.followed: (whose, on the followed pixels or the others)
+SPLIT = {"true-followed": ("truth", True), "true-unfollowed": ("truth", False),
+         "teacher-unfollowed": ("teacher", False)}
+# propagated again (not a filter of warp-refine's labels), with this motion
+RELABEL = {"ungated": "dis", "true-motion": "true", "semantic-inpaint": "dis"}
 POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 
@@ -85,18 +99,19 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     source = training_labels(run, POLICY)
     config: dict[str, Any] = {"variant": variant, "source": str(source), "manifest": str(manifest_for(run)),
                               "k": run.profile.k}
-    if variant == "agree":
+    if variant == "agree" or SPLIT.get(variant, ("",))[0] == "teacher":
         semantic = training_labels(run, "semantic-only")
         config["semantic"] = str(semantic)
-    relabel = variant in ("ungated", "true-motion")  # propagated again, not a filter of the source
+    relabel = variant in RELABEL
+    inpaint = "semantic" if variant == "semantic-inpaint" else DEFAULT_INPAINT
     if relabel:
-        segmenter, denoiser = teacher_segmenter(run), train_denoiser(run)
+        segmenter, denoiser = teacher_segmenter(run), train_denoiser(run, inpaint=inpaint)
         config |= {"segmenter": str(segmenter), "denoiser": str(denoiser)}
 
     def build(out: Path) -> dict[str, Any]:
         if relabel:
-            flow = "true" if variant == "true-motion" else "dis"
-            propagator = propagator_for(segmenter, denoiser, flow=flow, device=run.device)
+            propagator = propagator_for(segmenter, denoiser, flow=RELABEL[variant], device=run.device,
+                                        inpaint=inpaint)
             if variant == "ungated":
                 propagator = replace(propagator, gate=None)
             propagate_clips(clips, POLICY, out / "labels", propagator, run.profile.k, progress=run.progress)
@@ -116,8 +131,11 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
                     tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
                 mask = tracked[clip.clip_id][pos]
                 kept += int(mask.sum())
-                mask = mask if variant == "true-followed" else ~mask
-                ids[mask] = true[mask]
+                whose, side = SPLIT[variant]
+                mask = mask if side else ~mask
+                other = true if whose == "truth" else read_label(
+                    label_file(semantic / "labels", "semantic-only", clip.frames[pos]))
+                ids[mask] = other[mask]
             if not relabel:
                 write_label_ids(path, ids)
             total += ids.size
@@ -146,15 +164,18 @@ def far_label_miou(run, folder: Path, first: int = 7) -> float:
     return round(100.0 * float(np.mean(per_class)), 1)
 
 
-def variant_rows(run, arch: str, variant: str, seeds: list[int], world: int) -> list[dict[str, Any]]:
-    """One ``table1_runs``-style row per seed: the cell of ``arch`` trained on ``variant``'s labels."""
-    folder, _ = variant_labels(run.with_seed(world), variant)
-    rows = []
-    for seed in seeds:
-        cell = train_cell(run.with_seed(world), ARCHS[arch], POLICY, train_seed=seed, labels=folder)
-        rows.append({"arch": arch, "policy": variant, "seed": seed, "world_seed": world,
-                     "miou": cell["miou"], "eval_frames": cell["eval_frames"]})
-    return rows
+def variant_rows(run, arch: str, variants: list[str], seeds: list[int], world: int,
+                 jobs: int = 1) -> list[dict[str, Any]]:
+    """One ``table1_runs``-style row per variant and seed: the cell of ``arch`` trained on that
+    variant's labels; ``jobs`` cells at once (:func:`wrp.tables.train_cells`)."""
+    folders = {variant: variant_labels(run.with_seed(world), variant)[0] for variant in variants}
+    grid = [(variant, seed) for variant in variants for seed in seeds]
+    specs = [{"run": run.with_seed(world), "arch": ARCHS[arch], "policy": POLICY, "train_seed": seed,
+              "labels": folders[variant]} for variant, seed in grid]
+    names = [f"{arch} · {variant} · seed {seed}" for variant, seed in grid]
+    cells = train_cells(specs, jobs, "label variants", names)
+    return [{"arch": arch, "policy": variant, "seed": seed, "world_seed": world, "miou": cell["miou"],
+             "eval_frames": cell["eval_frames"]} for (variant, seed), cell in zip(grid, cells, strict=True)]
 
 
 def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dict[str, Any]],
@@ -175,7 +196,10 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
               "unlabelled; true-motion — warp-refine with the world's own motion in place of DIS; "
               "true-followed / true-unfollowed — the true label on the pixels the world's motion "
-              "follows from the labelled frame / on the others, warp-refine's elsewhere. "
+              "follows from the labelled frame / on the others, warp-refine's elsewhere; "
+              "teacher-unfollowed — g_ψ's label on the pixels the world's motion does not follow, "
+              "warp-refine's elsewhere; semantic-inpaint — warp-refine with g_ψ's label in Ω's input "
+              "where the motion fails, Ω trained so. "
               "Cells paired by training seed."]
     return "\n".join(lines) + "\n"
 
@@ -186,6 +210,7 @@ def main() -> None:
     add_run_options(parser, seed=False)
     parser.add_argument("--variant", action="append", choices=VARIANTS,
                         help="repeatable; default all")
+    add_jobs_option(parser)
     parser.add_argument("--out", default="figures/label_variants")
     args = parser.parse_args()
     variants = list(dict.fromkeys(args.variant or VARIANTS))
@@ -207,11 +232,11 @@ def main() -> None:
     arch = (args.arch or list(run.profile.table_archs))[0]
     started = time.time()
     references = [r for r in REFERENCES if r != TRUE_LABELS or run.synthetic]
-    rows = table1_runs(run, [arch], references, seeds, world)
+    rows = table1_runs(run, [arch], references, seeds, world, jobs=args.jobs)
+    rows += variant_rows(run, arch, variants, seeds, world, args.jobs)
     shares = {}
     world_run = run.with_seed(world)
     for variant in variants:
-        rows += variant_rows(run, arch, variant, seeds, world)
         folder, shares[variant] = variant_labels(world_run, variant)
         if run.synthetic:
             shares[variant] = shares[variant] | {"far_miou": far_label_miou(world_run, folder)}

@@ -266,7 +266,7 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     from wrp.data import IGNORE_INDEX, read_label
     from wrp.policies import label_file
     from wrp.profiles import Run
-    from wrp.stages import generated_frames, generated_pairs, training_labels
+    from wrp.stages import generated_frames, generated_pairs, train_denoiser, training_labels
 
     variants = _benchmark("label_variants")
     run = Run.create("smoke", seed=1, progress=False)
@@ -280,6 +280,10 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     assert built["ungated"][1]["labelled"] == 100.0  # Ω labels every pixel
     assert built["oracle"][1]["right"] == built["oracle"][1]["labelled"] < 100.0  # what is left is right
     assert built["true-motion"][1]["labelled"] == 100.0
+    # Ω with g_ψ's label in its input where the motion fails, trained on cyclic labels inpainted so
+    assert built["semantic-inpaint"][1]["labelled"] == 100.0
+    config = json.loads((built["semantic-inpaint"][0] / "config.json").read_text())
+    assert config["denoiser"] == str(train_denoiser(run, inpaint="semantic")) != str(train_denoiser(run))
     moved = 0
     for clip, pos in frames:
         frame = clip.frames[pos]
@@ -306,10 +310,12 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
             frame, true = clip.frames[pos], truth.label(clip.clip_id, pos)
             wr = read_label(label_file(source, "warp-refine", frame))
             mask = masks[pos]
-            for name, truthful in (("true-followed", mask), ("true-unfollowed", ~mask)):
+            teacher = read_label(label_file(semantic, "semantic-only", frame))
+            for name, other, side in (("true-followed", true, mask), ("true-unfollowed", true, ~mask),
+                                      ("teacher-unfollowed", teacher, ~mask)):
                 ids = read_label(label_file(built[name][0] / "labels", "warp-refine", frame))
-                np.testing.assert_array_equal(ids[truthful], true[truthful])
-                np.testing.assert_array_equal(ids[~truthful], wr[~truthful])
+                np.testing.assert_array_equal(ids[side], other[side])
+                np.testing.assert_array_equal(ids[~side], wr[~side])
     far = {name: variants.far_label_miou(run, built[name][0])
            for name in ("true-followed", "true-unfollowed")}
     source_far = variants.far_label_miou(run, source.parent)
@@ -317,7 +323,7 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     with pytest.raises(ValueError, match="variant"):
         variants.variant_labels(run, "filtered")
     # a cell trains on a variant's files, paired with the table's own cells
-    (row,) = variants.variant_rows(run, "DeepLabV3", "oracle", [0], world=1)
+    (row,) = variants.variant_rows(run, "DeepLabV3", ["oracle"], [0], world=1)
     assert row["policy"] == "oracle" and row["seed"] == 0 and 0 <= row["miou"] <= 100
     pairs = generated_pairs(run, "warp-refine", labels=built["oracle"][0])
     assert all(str(built["oracle"][0]) in label for _, label in pairs)

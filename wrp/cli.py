@@ -368,6 +368,15 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labellin
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_jobs_option(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: how many table cells train at once (``wrp.tables.train_cells``)."""
+    parser.add_argument("--jobs", type=COUNT, default=1,
+                        help="cells trained at once, each in its own process with cores / JOBS threads "
+                             "(default 1: one after another). On a CPU, --jobs 2 on two cores is "
+                             "faster (benchmarks/cell_jobs.py) and gives the numbers of one-thread cells "
+                             "(figures/' tables were trained so); a cell's numbers depend on its threads")
+
+
 def add_table_options(parser: argparse.ArgumentParser, table: int = 1) -> None:
     """A table's grid and the budget of its cells (read back by :func:`table_run`)."""
     from wrp.paper import ARCHS, TABLE1_COLUMNS, TABLE2_ROWS
@@ -597,11 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
              "numbers.")):
         tab = commands.add_parser(f"table{table}", help=text, description=description)
         add_table_options(tab, table)
-        tab.add_argument("--jobs", type=COUNT, default=1,
-                         help="cells trained at once, each in its own process with cores / JOBS threads "
-                              "(default 1: one after another). On a CPU, --jobs 2 on two cores is "
-                              "faster (benchmarks/cell_jobs.py) and gives the numbers of one-thread cells "
-                              "(figures/' tables were trained so); a cell's numbers depend on its threads")
+        add_jobs_option(tab)
         tab.add_argument("--out", default=None,
                          help="folder for the tables (default: figures/ at the table and paper profiles, "
                               "runs/<profile>/figures at the others)")
