@@ -59,7 +59,6 @@ from wrp.motion import followed
 from wrp.paper import ARCHS, TRUE_LABELS
 from wrp.policies import distance_confusions, label_file, propagate_clips
 from wrp.stages import (
-    DEFAULT_INPAINT,
     every_frame_labelled,
     generated_frames,
     manifest_for,
@@ -103,7 +102,7 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
         semantic = training_labels(run, "semantic-only")
         config["semantic"] = str(semantic)
     relabel = variant in RELABEL
-    inpaint = "semantic" if variant == "semantic-inpaint" else DEFAULT_INPAINT
+    inpaint = "semantic" if variant == "semantic-inpaint" else run.profile.inpaint
     if relabel:
         segmenter, denoiser = teacher_segmenter(run), train_denoiser(run, inpaint=inpaint)
         config |= {"segmenter": str(segmenter), "denoiser": str(denoiser)}

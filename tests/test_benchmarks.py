@@ -284,6 +284,14 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     assert built["semantic-inpaint"][1]["labelled"] == 100.0
     config = json.loads((built["semantic-inpaint"][0] / "config.json").read_text())
     assert config["denoiser"] == str(train_denoiser(run, inpaint="semantic")) != str(train_denoiser(run))
+    # … which is what a run of the profile field inpaint="semantic" (wrp … --inpaint semantic) labels with
+    semantic_run = run.with_profile(inpaint="semantic")
+    assert str(train_denoiser(semantic_run)) == config["denoiser"]
+    user_path = training_labels(semantic_run, "warp-refine") / "labels"
+    for clip, pos in frames[:4]:
+        np.testing.assert_array_equal(
+            read_label(label_file(user_path, "warp-refine", clip.frames[pos])),
+            read_label(label_file(built["semantic-inpaint"][0] / "labels", "warp-refine", clip.frames[pos])))
     moved = 0
     for clip, pos in frames:
         frame = clip.frames[pos]

@@ -77,6 +77,18 @@ def test_a_score_world_needs_every_frame_scored_and_another_world_than_the_cells
     assert get_profile("table", table_eval="labelled", table_score_world=None).table_eval == "labelled"
 
 
+def test_what_omegas_input_holds_where_the_motion_fails_is_a_profile_field_every_command_sets():
+    from wrp.cli import _run, build_parser
+
+    assert PROFILES["table"].inpaint == PROFILES["demo"].inpaint == "motion"
+    with pytest.raises(ValueError, match="inpaint='teacher' must be one of motion, semantic"):
+        get_profile("smoke", inpaint="teacher")
+    for command in (["train-denoiser"], ["propagate"], ["assess"], ["table1"], ["table2"]):
+        args = build_parser().parse_args([*command, "--profile", "table", "--inpaint", "semantic"])
+        assert _run(args).profile.inpaint == "semantic", command
+        assert _run(build_parser().parse_args([*command, "--profile", "table"])).profile.inpaint == "motion"
+
+
 def test_the_published_tables_come_from_the_table_profile_not_the_demos_reduced_grid():
     """figures/table{1,2}.* are the table profile's (or the paper's) full grid; make demo's one-seed,
     50-iteration grid writes its tables under runs/demo/figures and never replaces them."""

@@ -158,6 +158,9 @@ def test_the_note_under_a_table_says_when_the_grid_is_reduced(tmp_path):
     assert "(20 labelled frames: 20 training records × 1 partition)" in table
     assert "g_ψ fine-tuned from MSA-HRNet-OCR pretrained on the `verge` style's world" in table
     assert "scored on every frame of every record of world 7 (seen by no cell)" in table
+    assert "inpaint" not in table
+    semantic = grid_note(Run.create("table", device="cpu", progress=False, inpaint="semantic"))
+    assert "Ω reads g_ψ's label where the motion fails (inpaint=semantic)" in semantic
     assert "1 seed instead of 3" in grid_note(smoke, seeds=[0], table=2)
     assert "architectures" not in grid_note(smoke, seeds=[0], table=2)  # Table 2 has one architecture
 

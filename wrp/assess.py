@@ -42,7 +42,6 @@ from wrp.policies import NEEDS_SEGMENTER, STEPS, Propagator, StepBatch
 from wrp.profiles import Run
 from wrp.runtime import progress_bar
 from wrp.stages import (
-    DEFAULT_INPAINT,
     every_frame_labelled,
     manifest_for,
     propagator_for,
@@ -328,7 +327,7 @@ def write_quality_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only", "warp-refine"),
            k: int | None = None, out: str | Path | None = None, batch: int = 8, flow: str = "dis",
-           inpaint: str = DEFAULT_INPAINT) -> Path:
+           inpaint: str | None = None) -> Path:
     """Stage ``assessment`` (``wrp assess``): the cycle-agreement estimate of every labelled frame
     of ``split``, policy and distance d = 1..k (default the profile's k), training (or reusing)
     ``g_ψ`` and Ω as the policies need. Writes ``quality.csv`` (one row per record, policy and d),
@@ -341,6 +340,7 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     k = run.profile.k if k is None else k
+    inpaint = inpaint or run.profile.inpaint
     if k < 1:
         raise ValueError(f"k={k} must be ≥ 1")
     manifest = manifest_for(run)

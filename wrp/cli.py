@@ -22,6 +22,7 @@ from wrp import __version__
 from wrp.data import DatasetError
 from wrp.io import FolderBusy, atomic_write_json
 from wrp.metrics import mean_std
+from wrp.paper import INPAINT
 from wrp.profiles import PROFILES, Run, get_profile, profile_names, profiles_table
 from wrp.runtime import runs_dir
 from wrp.synthetic import HELD_OUT_STYLE, STYLES
@@ -54,7 +55,7 @@ def _run(args: argparse.Namespace, **overrides: Any) -> Run:
     """The run of a command's ``--profile``, ``--dataset``, ``--seed``, ``--device``, ``--nproc``,
     ``--no-progress`` with profile fields ``overrides`` (a value given is a value used)."""
     nproc = overrides.pop("nproc", None) or getattr(args, "nproc", 1)
-    overrides = {"style": getattr(args, "style", None),
+    overrides = {"style": getattr(args, "style", None), "inpaint": getattr(args, "inpaint", None),
                  "teacher_pretrain": getattr(args, "teacher_pretrain", None), **overrides}
     return Run.create(args.profile, dataset=getattr(args, "dataset", None), seed=getattr(args, "seed", 0),
                       device=args.device, nproc=nproc, progress=not args.no_progress,
@@ -347,6 +348,10 @@ def add_run_options(parser: argparse.ArgumentParser, seed: bool = True, labellin
                              "MSA-HRNet-OCR pretrained on a synthetic world of STYLE (as the paper's g_ψ "
                              "starts from Mapillary weights: a teacher stronger than its students; "
                              f"default: the profile's teacher_pretrain; one of {', '.join(styles)})")
+    parser.add_argument("--inpaint", choices=list(INPAINT), default=None,
+                        help="what warp-refine's Ω reads where the motion cannot explain a pixel: the "
+                             "motion's own guess (motion) or g_ψ's label (semantic, the paper's "
+                             "warp-inpaint); Ω is trained to match (default: the profile's, motion)")
     if labelling:  # wrp propagate: processes label, the models it trains first have their own
         parser.add_argument("--nproc", type=COUNT, default=1,
                             help="processes (torchrun) per node that label the frames: the same files as one")

@@ -66,6 +66,10 @@ def table1_markdown() -> str:
 # ---------------------------------------------------------------------------------------------
 POLICIES = ("copy", "motion-only", "semantic-only", "warp-inpaint", "warp-refine")  # wrp.policies
 CARRIED_POLICIES = ("motion-only", "warp-inpaint", "warp-refine")  # labels that travel: wrp assess
+# what Ω's input label holds where the motion cannot explain a pixel (wrp.policies.Propagator):
+# the motion's own guess, or g_ψ's label (the warp-inpaint of METHOD.md §1)
+INPAINT = ("motion", "semantic")
+DEFAULT_INPAINT = INPAINT[0]
 
 ARCHS = {"DeepLabV3": "deeplabv3", "OCRNet": "ocrnet", "MSA-HRNet-OCR": "msa_hrnet_ocr"}
 

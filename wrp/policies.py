@@ -38,13 +38,12 @@ from wrp.io import atomic_write_text
 from wrp.metrics import confusion_matrix, coverage, iou, mean_iou
 from wrp.models import CachedSegmenter
 from wrp.motion import FlowEstimator
-from wrp.paper import POLICIES
+from wrp.paper import DEFAULT_INPAINT, INPAINT, POLICIES
 from wrp.pipeline import NEEDS, LabelWriter, PlannedStep, StageClock, StepFrames, confidence_file, step_inputs
 from wrp.propagation import warp_inpaint_batch
 from wrp.runtime import progress_bar
 
 NEEDS_SEGMENTER = frozenset({"semantic-only", "warp-inpaint", "warp-refine"})
-INPAINT = ("motion", "semantic")  # what Ω's input holds where motion fails (see ``Propagator``)
 
 def check_inpaint(inpaint: str) -> None:
     """Refuse an ``inpaint`` that is not one of :data:`INPAINT`, naming the choices."""
@@ -74,7 +73,7 @@ class Propagator:
     segmenter: CachedSegmenter | None = None
     denoiser: torch.nn.Module | None = None
     device: str = "cpu"
-    inpaint: str = "motion"
+    inpaint: str = DEFAULT_INPAINT
     gate: Gate | None = None
     amp: bool = True
 

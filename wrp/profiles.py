@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from wrp.paper import DEFAULT_INPAINT, INPAINT
 from wrp.runtime import project_root, resolve_device, runs_dir
 
 
@@ -103,6 +104,10 @@ class Profile:
     # before it trains on the run's human labels, as the paper's g_ψ starts from weights trained on
     # Mapillary: a teacher that knows more than the students it labels for. None: random weights
     teacher_pretrain: str | None = None
+    # what Ω's input label holds where the motion cannot explain a pixel: "motion" (the motion's own
+    # guess, the validity channel marking it) or "semantic" (g_ψ's label, the warp-inpaint of
+    # METHOD.md §1; Ω is trained on cyclic labels inpainted the same way)
+    inpaint: str = DEFAULT_INPAINT
     # --- execution ---
     cell_timeout_s: int | None = None  # per-cell limit for papermill / nbval; None: no limit
     writes_figures: bool = True  # notebooks save into figures/ (else runs/<name>/figures)
@@ -126,6 +131,8 @@ class Profile:
             problems.append(f"table_pretrain_labels={self.table_pretrain_labels!r} says what the "
                             "pretrained start learns, and there is none: name its world with "
                             "table_pretrain (--pretrain)")
+        if self.inpaint not in INPAINT:
+            problems.append(f"inpaint={self.inpaint!r} must be one of {', '.join(INPAINT)}")
         if self.density is not None and self.density <= 0:
             problems.append(f"density={self.density} must be positive (or None: the style's own)")
         if self.fps is not None and self.fps <= 0:

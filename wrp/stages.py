@@ -52,7 +52,7 @@ from wrp.launch import Nodes, launch, torchrun_prefix
 from wrp.mixing import AugmentConfig, CentroidIndex, MixConfig, MixedDataset
 from wrp.models import CachedSegmenter, model_kwargs
 from wrp.motion import make_estimator
-from wrp.paper import CONFIDENT, TRUE_LABELS
+from wrp.paper import CONFIDENT, DEFAULT_INPAINT, TRUE_LABELS
 from wrp.pipeline import default_workers
 from wrp.policies import (
     NEEDS_SEGMENTER,
@@ -76,7 +76,6 @@ BASE_LR = {"cityscapes": 0.01, "synthetic": 0.05, "apolloscape": 0.01, "kitti": 
 # A dataset BASE_LR does not name trains from scratch like every model here (no pre-trained weights):
 # at the rate measured best from scratch on the synthetic world, and the run says so.
 FALLBACK_LR = BASE_LR["synthetic"]
-DEFAULT_INPAINT = "motion"  # Ω's input where motion fails: the motion's guess (``Propagator``)
 PRETRAIN_SEED = 1000  # the world Table cells are pretrained on (``table_pretrain``): none a table uses
 PRETRAIN_RECORDS = 20  # its training records, whatever the table's world has (the demo's 20)
 MOTION_ONLY_K = 2  # Table 1's note: motion-only labels come from frames ±2 (Zhu et al.)
@@ -269,13 +268,15 @@ def teacher_segmenter(run: Run) -> Path:
 # Ω: cyclic warped labels of the labelled frames, and the denoiser trained on them (§3)
 # ---------------------------------------------------------------------------------------------
 def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
-                       inpaint: str = DEFAULT_INPAINT) -> Path:
+                       inpaint: str | None = None) -> Path:
     """Stage ``cyclic``: the cyclic warped labels ``t → t±p → t`` of the labelled frames of
     ``split`` for every ``p`` of the profile's ``cycle_lengths``, both directions → ``samples.npz``.
 
     Pixels the motion cannot explain keep the motion's guess (``inpaint="motion"``) or take
-    ``g_ψ``'s prediction (``"semantic"``). ``split="val"`` gives the held-out pairs that score Ω.
+    ``g_ψ``'s prediction (``"semantic"``; default: the profile's ``inpaint``). ``split="val"``
+    gives the held-out pairs that score Ω.
     """
+    inpaint = inpaint or run.profile.inpaint
     check_inpaint(inpaint)
     manifest = manifest_for(run)
     seg = teacher_segmenter(run) if inpaint == "semantic" else None
@@ -329,10 +330,11 @@ def denoiser_job(run: Run, samples: Path, segmenter: Path, iters: int | None = N
                                  snapshot_every=max(1, -(-iters // 8))))
 
 
-def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: Any) -> Path:
+def train_denoiser(run: Run, inpaint: str | None = None, **job_overrides: Any) -> Path:
     """Ω_λ, ready to label: trained on the cyclic samples of the training records with ``g_ψ``
     frozen (stage ``denoiser``, :func:`denoiser_training`), then made safe to use on data it was
-    not tuned on (stage ``refinement``).
+    not tuned on (stage ``refinement``). ``inpaint`` (default: the profile's) is what its input
+    label holds where the motion fails (:func:`cyclic_samples_for`).
 
     The cyclic labels of :func:`selection_clips` (held-out training records) are not trained on:
     they choose the snapshot of Ω and the :class:`~wrp.denoiser.Gate` — how sure Ω must be to
@@ -354,6 +356,7 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     record: nothing is refitted), ``warning``, ``trained``: the
     training folder with every snapshot the choice was made from, and ``refit``: the run on every
     training record)."""
+    inpaint = inpaint or run.profile.inpaint
     trained = denoiser_training(run, inpaint, **job_overrides)
     job = job_from_file(trained / "job.json")
     samples = Path(job.data.kwargs["samples"])
@@ -407,7 +410,7 @@ def train_denoiser(run: Run, inpaint: str = DEFAULT_INPAINT, **job_overrides: An
     return folder
 
 
-def denoiser_training(run: Run, inpaint: str = DEFAULT_INPAINT, select: bool = True,
+def denoiser_training(run: Run, inpaint: str | None = None, select: bool = True,
                       **job_overrides: Any) -> Path:
     """Stage ``denoiser``: train (or reuse) Ω_λ with ``g_ψ`` frozen on the cyclic samples of the
     training records but those of :func:`selection_clips` (every training record with
@@ -476,7 +479,7 @@ def propagator_for(segmenter: Path | None, denoiser: Path | None, flow: str = "d
 
 
 def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = None, flow: str = "dis",
-              batch: int = 8, confidence: bool = False, inpaint: str = DEFAULT_INPAINT,
+              batch: int = 8, confidence: bool = False, inpaint: str | None = None,
               out: str | Path | None = None, procs: int = 1, workers: int | None = None,
               nodes: Nodes | None = None, min_confidence: float | None = None) -> Path:
     """Stage ``propagation`` (``wrp propagate``): label every frame within ±k of the labelled frames
@@ -496,6 +499,9 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
     read frames and estimate flow ahead of the device in each process (``wrp.pipeline``; default
     :func:`~wrp.pipeline.default_workers`); the files do not depend on it.
 
+    ``inpaint`` (default: the profile's) is what warp-refine's Ω reads where the motion fails
+    (:class:`~wrp.policies.Propagator`); its Ω is trained to match.
+
     ``min_confidence`` τ also writes, beside each policy's labels, ``labels/<policy>@<τ>/…``: the
     same labels with the pixels of confidence below τ unlabelled
     (:func:`~wrp.policies.confident_labels`; it implies ``confidence``), scored in ``accuracy.csv``
@@ -507,6 +513,7 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
         raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
+    inpaint = inpaint or run.profile.inpaint
     check_inpaint(inpaint)
     nodes = nodes or Nodes()
     if procs < 1:

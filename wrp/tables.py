@@ -500,6 +500,8 @@ def grid_note(run: Run, seeds: list[int] | None = None, archs: list[str] | None 
     if table == 1 and prof.teacher_pretrain:
         reach += (f"; g_ψ fine-tuned from MSA-HRNet-OCR pretrained on the `{prof.teacher_pretrain}` "
                   f"style's world (seed {PRETRAIN_SEED})")
+    if table == 1 and prof.inpaint == "semantic":
+        reach += f"; Ω reads g_ψ's label where the motion fails (inpaint={prof.inpaint})"
     scored = (f"every frame of every record of world {prof.table_score_world} (seen by no cell)"
               if prof.table_score_world is not None else
               "every frame of the held-out records" if prof.table_eval == "every"
