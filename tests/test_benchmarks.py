@@ -287,6 +287,8 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     # … which is what a run of the profile field inpaint="semantic" (wrp … --inpaint semantic) labels with
     semantic_run = run.with_profile(inpaint="semantic")
     assert str(train_denoiser(semantic_run)) == config["denoiser"]
+    assert training_labels(semantic_run, "semantic-only") == training_labels(run, "semantic-only"), \
+        "only warp-refine's labels depend on what Ω reads: the other columns' cells are shared"
     user_path = training_labels(semantic_run, "warp-refine") / "labels"
     for clip, pos in frames[:4]:
         np.testing.assert_array_equal(

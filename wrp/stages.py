@@ -515,6 +515,8 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     inpaint = inpaint or run.profile.inpaint
     check_inpaint(inpaint)
+    if "warp-refine" not in policies:  # only Ω reads it: the other labels are one stage whatever it is
+        inpaint = DEFAULT_INPAINT
     nodes = nodes or Nodes()
     if procs < 1:
         raise ValueError(f"procs={procs} must be ≥ 1")
