@@ -233,8 +233,9 @@ def train_cells(cells: list[dict[str, Any]], jobs: int = 1, title: str = "cells"
         except BaseException as exc:
             pool.shutdown(wait=True, cancel_futures=True)  # the running cells finish and are kept
             if isinstance(exc, BrokenProcessPool):
-                raise RuntimeError(f"a process training {title} died (out of memory, or killed); the cells "
-                                   "it finished are kept and a rerun resumes the others") from None
+                raise RuntimeError(f"a process training {title} died (out of memory, killed, or it could not "
+                                   "start: its error is printed above); the cells it finished are kept and "
+                                   "a rerun resumes the others") from None
             raise
     return out  # type: ignore[return-value]
 
