@@ -34,7 +34,7 @@ from the cache:
 
 ``--jobs N`` trains N cells at once (``wrp.tables.train_cells``).
 
-Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md}``
+Prints each column's paired gain over Baseline and writes ``<out>/world<W>_<hash>.{json,md,png}``
 (default ``--out``: ``figures/label_variants``): the cells' mIoU per seed, the paired gains with their
 95 % t-intervals, the share of pixels each variant labels and labels right, and (synthetic world)
 the label mIoU of the variants and of warp-refine's own labels at d = 7..k.
@@ -68,6 +68,7 @@ from wrp.stages import (
     training_labels,
 )
 from wrp.tables import cells_of, gains_markdown, gains_over, gains_report, table1_runs, train_cells
+from wrp.viz import paired_gains_figure, save_figure
 
 VARIANTS = ("ungated", "agree", "oracle", "true-motion", "true-followed", "true-unfollowed",
             "teacher-unfollowed", "semantic-inpaint")
@@ -203,6 +204,14 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
     return "\n".join(lines) + "\n"
 
 
+def variants_figure(path: Path, title: str, gains: list[dict[str, Any]]) -> Path:
+    """``path``: each column's gain over Baseline paired by seed (dots per seed, the mean, its 95 %
+    interval; :func:`wrp.viz.paired_gains_figure`), the bar's +1.5 marked."""
+    fig = paired_gains_figure({"": gains}, "Baseline", title=f"{title}; dashed: a gain of +1.5 mIoU",
+                              target=1.5)
+    return save_figure(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_table_options(parser, table=1)
@@ -256,8 +265,9 @@ def main() -> None:
                                              "seconds": round(time.time() - started, 1)})
     markdown = variants_markdown(title, cells, gains, shares, seeds)
     atomic_write_text(out / f"{key}.md", markdown)
+    variants_figure(out / f"{key}.png", title, gains)
     print(markdown)
-    print(f"→ {out / key}.{{json,md}}")
+    print(f"→ {out / key}.{{json,md,png}}")
 
 
 if __name__ == "__main__":

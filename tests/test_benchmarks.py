@@ -347,6 +347,9 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     assert "| oracle |" in markdown and "| over Baseline | mean gain" in markdown
     assert markdown.count("| 61.3 |") == 1  # the label mIoU far from the labelled frame
     assert f"| oracle | {row['miou'] - 30.0:+.2f} |" in markdown  # its gain, in the gains table
+    figure = variants.variants_figure(isolated_runs / "variants.png", "smoke",
+                                      [{**gain, "per_seed": [gain["gain"]]}])
+    assert figure.stat().st_size > 0
     # options of wrp table1 that this benchmark has no use for are refused, not ignored
     monkeypatch.setattr(sys, "argv", ["label_variants.py", "--profile", "smoke", "--world-seed", "1",
                                       "--policy", "motion-only"])
