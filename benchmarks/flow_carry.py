@@ -153,7 +153,7 @@ def main() -> None:
     rows = {flow: shares(c) for flow, c in counts.items()}
     prof = run.profile
     title = f"One warp of a label, world {run.seed} ({prof.name} profile, training records, ±{prof.k})"
-    key = f"world{run.seed}_{config_hash({'profile': prof.as_dict(), 'flows': flows})[:8]}"
+    key = f"world{run.seed}_{config_hash({'profile': prof.key_dict(), 'flows': flows})[:8]}"
     out = Path(args.out)
     atomic_write_json(out / f"{key}.json", {"title": title, "world_seed": run.seed, "steps": len(pairs),
                                              "counts": counts, "shares": rows,

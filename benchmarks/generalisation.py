@@ -86,7 +86,7 @@ def _warp_refine_with(run: Run, name: str, trained: Path, weights: Path, gate: G
     job = job_from_file(trained / "job.json")
     cues = propagator_for(teacher_segmenter(run), None, device=run.device)
     propagator = Propagator(cues.estimator, cues.segmenter, load_model(job, trained, run.device, weights),
-                            run.device, gate=gate)
+                            run.device, run.profile.inpaint, gate)
     manifest = Manifest.load(manifest_for(run))
     clips = manifest.clips("val")
     propagate_clips(clips, "warp-refine", folder / "labels", propagator, run.profile.k, progress=run.progress)

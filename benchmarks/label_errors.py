@@ -176,7 +176,7 @@ def main() -> None:
                                                if prof.teacher_pretrain else "") + ")"
              + {"all": "", "new": ": the pixels the labelled frame does not show (its class differs there)",
                 "seen": ": the pixels whose class is the labelled frame's there"}[args.pixels])
-    setting = {"profile": prof.as_dict(), "world": world, "policies": policies, "bands": bands}
+    setting = {"profile": prof.key_dict(), "world": world, "policies": policies, "bands": bands}
     if args.pixels != "all":  # the files of every earlier setting keep their names
         setting["pixels"] = args.pixels
     key = (f"world{world}_teacher-{prof.teacher_pretrain or 'none'}"

@@ -93,6 +93,9 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     manifest, frames = generated_frames(run)
     clips, truth = manifest.clips("train"), manifest.ground_truth("train")
     known = every_frame_labelled(clips, truth)  # the synthetic world: every frame's true label
+    if variant == "semantic-inpaint" and run.profile.inpaint == "semantic":
+        raise ValueError("the semantic-inpaint variant is warp-refine's own column when the run already "
+                         "reads g_ψ's label where the motion fails (--inpaint semantic); leave one out")
     if variant in SYNTHETIC_ONLY and not known:
         raise ValueError(f"the {variant} variant needs the synthetic world (every frame's true label and "
                          f"motion), and {run.dataset} is not it; leave it out (--variant …)")
@@ -258,7 +261,7 @@ def main() -> None:
              f"{prof.table_iters} iterations, scored on " + (f"world {prof.table_score_world})"
                                                               if prof.table_score_world is not None
                                                               else "its validation records)"))
-    key = f"world{world}_{config_hash({'profile': prof.as_dict(), 'arch': arch, 'seeds': seeds})[:8]}"
+    key = f"world{world}_{config_hash({'profile': prof.key_dict(), 'arch': arch, 'seeds': seeds})[:8]}"
     out = Path(args.out)
     atomic_write_json(out / f"{key}.json", {"title": title, "world_seed": world, "arch": arch, "seeds": seeds,
                                              "cells": cells, "gains": gains, "pixels": shares,

@@ -27,7 +27,8 @@ from wrp.stages import manifest_for, propagate, propagator_for, teacher_segmente
 
 def _speed(run: Run) -> dict[str, float]:
     """Frames/s of motion-only and warp-refine, propagated afresh into a temporary folder."""
-    propagator = propagator_for(teacher_segmenter(run), train_denoiser(run), device=run.device)
+    propagator = propagator_for(teacher_segmenter(run), train_denoiser(run), device=run.device,
+                                inpaint=run.profile.inpaint)
     clips = Manifest.load(manifest_for(run)).clips("val")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ from wrp.cli import add_run_options, add_table_options, table_run
 from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, read_label
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import confusion_matrix, mean_iou, mean_std
-from wrp.paper import ARCHS, TRUE_LABELS
+from wrp.paper import ARCHS, DEFAULT_INPAINT, TRUE_LABELS
 from wrp.stages import (
     MOTION_ONLY_K,
     every_frame_samples,
@@ -66,6 +66,7 @@ def regime_of(run, args: argparse.Namespace) -> dict[str, Any]:
             "pretrain": prof.table_pretrain, "dataset": str(run.dataset) if run.dataset else None,
             **({"world_density": prof.density} if prof.density is not None else {}),
             **({"teacher_pretrain": prof.teacher_pretrain} if prof.teacher_pretrain else {}),
+            **({"inpaint": prof.inpaint} if prof.inpaint != DEFAULT_INPAINT else {}),
             **({"pretrain_labels": prof.table_pretrain_labels}
                if prof.table_pretrain and prof.table_pretrain_labels != "classes" else {})}
 
@@ -205,7 +206,8 @@ def _start(regime: dict[str, Any]) -> str:
 
 def _teacher(regime: dict[str, Any]) -> str:
     """How the regime's g_ψ starts, where it is not from random weights (nothing said)."""
-    return f"; g_ψ pretrained on {regime['teacher_pretrain']}" if regime.get("teacher_pretrain") else ""
+    teacher = f"; g_ψ pretrained on {regime['teacher_pretrain']}" if regime.get("teacher_pretrain") else ""
+    return teacher + (f"; Ω inpaint={regime['inpaint']}" if regime.get("inpaint") else "")
 
 
 def _density(regime: dict[str, Any]) -> str:

@@ -83,6 +83,10 @@ def test_what_omegas_input_holds_where_the_motion_fails_is_a_profile_field_every
     assert PROFILES["table"].inpaint == PROFILES["demo"].inpaint == "motion"
     with pytest.raises(ValueError, match="inpaint='teacher' must be one of motion, semantic"):
         get_profile("smoke", inpaint="teacher")
+    # results named by a profile's settings before the field existed keep their names at its default
+    table = PROFILES["table"]
+    assert table.key_dict() == {k: v for k, v in table.as_dict().items() if k != "inpaint"}
+    assert get_profile("table", inpaint="semantic").key_dict()["inpaint"] == "semantic"
     for command in (["train-denoiser"], ["propagate"], ["assess"], ["table1"], ["table2"]):
         args = build_parser().parse_args([*command, "--profile", "table", "--inpaint", "semantic"])
         assert _run(args).profile.inpaint == "semantic", command

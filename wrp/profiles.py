@@ -28,6 +28,10 @@ from typing import Any
 from wrp.paper import DEFAULT_INPAINT, INPAINT
 from wrp.runtime import project_root, resolve_device, runs_dir
 
+# Profile fields added after results named by the profile's settings were published, with the
+# default that left them out of those names (Profile.key_dict)
+LATER_DEFAULTS: dict[str, Any] = {"inpaint": DEFAULT_INPAINT}
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -200,6 +204,12 @@ class Profile:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def key_dict(self) -> dict[str, Any]:
+        """:meth:`as_dict` for naming a result by its settings: fields added after results were
+        named are left out while at their default (:data:`LATER_DEFAULTS`), so a result measured
+        before a field existed keeps its name."""
+        return {k: v for k, v in self.as_dict().items() if LATER_DEFAULTS.get(k, object()) != v}
 
 
 _DEMO = Profile(

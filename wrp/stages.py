@@ -415,7 +415,8 @@ def denoiser_training(run: Run, inpaint: str | None = None, select: bool = True,
     """Stage ``denoiser``: train (or reuse) Ω_λ with ``g_ψ`` frozen on the cyclic samples of the
     training records but those of :func:`selection_clips` (every training record with
     ``select=False``: the refit), keeping 8 snapshots of its weights (``snapshots/``) beside
-    ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``. What to label with is chosen
+    ``model.pt``, ``log.csv``, ``job.json`` and ``result.json``; ``inpaint`` (default: the profile's)
+    as in :func:`cyclic_samples_for`. What to label with is chosen
     from them by :func:`train_denoiser`."""
     seg = teacher_segmenter(run)
     samples = cyclic_samples_for(run, "train", inpaint=inpaint)
