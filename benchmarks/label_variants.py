@@ -167,6 +167,32 @@ def far_label_miou(run, folder: Path, first: int = 7) -> float:
     return round(100.0 * float(np.mean(per_class)), 1)
 
 
+def split_shares(run, folders: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Per label set (``{name: folder}`` of warp-refine-layout labels; synthetic world): the share of
+    pixels labelled right on the pixels the world's motion follows from the labelled frame
+    (``right_followed``) and on those that came into view (``right_new``), and how often it agrees
+    with ``g_ψ``'s own label (the semantic-only column's) where they came into view
+    (``teacher_new``), in %."""
+    manifest, frames = generated_frames(run)
+    truth = manifest.ground_truth("train")
+    semantic = training_labels(run, "semantic-only") / "labels"
+    counts = {name: np.zeros(5) for name in folders}  # right followed, followed, right new, new, = g_ψ new
+    tracked: dict[str, dict[int, np.ndarray]] = {}
+    for clip, pos in frames:
+        if clip.clip_id not in tracked:
+            tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
+        mask, true = tracked[clip.clip_id][pos], truth.label(clip.clip_id, pos)
+        teacher = read_label(label_file(semantic, "semantic-only", clip.frames[pos]))
+        for name, folder in folders.items():
+            ids = read_label(label_file(folder / "labels", POLICY, clip.frames[pos]))
+            right = ids == true
+            counts[name] += [right[mask].sum(), mask.sum(), right[~mask].sum(), (~mask).sum(),
+                             (ids[~mask] == teacher[~mask]).sum()]
+    return {name: {"right_followed": round(100.0 * c[0] / max(c[1], 1), 1),
+                   "right_new": round(100.0 * c[2] / max(c[3], 1), 1),
+                   "teacher_new": round(100.0 * c[4] / max(c[3], 1), 1)} for name, c in counts.items()}
+
+
 def variant_rows(run, arch: str, variants: list[str], seeds: list[int], world: int,
                  jobs: int = 1) -> list[dict[str, Any]]:
     """One ``table1_runs``-style row per variant and seed: the cell of ``arch`` trained on that
@@ -186,14 +212,21 @@ def variants_markdown(title: str, cells: dict[str, list[float]], gains: list[dic
     """The cells' mIoU per seed with the share of pixels each variant labels (and labels right),
     then each column's paired gain over Baseline (:func:`wrp.tables.gains_markdown`)."""
     head = " | ".join(f"seed {s}" for s in seeds)
-    lines = [f"# {title}", "", f"| column | {head} | pixels labelled / right (%) | label mIoU, d ≥ 7 |",
-             "|---|" + "---:|" * (len(seeds) + 2)]
+    split = any("right_new" in share for share in shares.values())
+    extra = " right: followed / came into view (%) | = g_ψ where it came into view (%) |" if split else ""
+    lines = [f"# {title}", "",
+             f"| column | {head} | pixels labelled / right (%) | label mIoU, d ≥ 7 |{extra}",
+             "|---|" + "---:|" * (len(seeds) + 2 + 2 * split)]
     for column, values in cells.items():
         share = shares.get(column, {})
         pixels = " / ".join(f"{share[key]:.1f}" for key in ("labelled", "right")
                             if share.get(key) is not None)
         far = f"{share['far_miou']:.1f}" if share.get("far_miou") is not None else ""
-        lines.append(f"| {column} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {pixels} | {far} |")
+        row = f"| {column} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {pixels} | {far} |"
+        if split:
+            values = [share.get(k) for k in ("right_followed", "right_new", "teacher_new")]
+            row += " {:.1f} / {:.1f} | {:.1f} |".format(*values) if None not in values else " | |"
+        lines.append(row)
     lines += ["", *gains_markdown(gains, "Baseline"), "",
               "Variants of warp-refine's labels: ungated — Ω without its gate; agree — warp-refine's "
               "label where g_ψ's agrees, the rest unlabelled; oracle — where it is right, the rest "
@@ -252,7 +285,11 @@ def main() -> None:
         if run.synthetic:
             shares[variant] = shares[variant] | {"far_miou": far_label_miou(world_run, folder)}
     if run.synthetic:
-        shares[POLICY] = {"far_miou": far_label_miou(world_run, training_labels(world_run, POLICY))}
+        source = training_labels(world_run, POLICY)
+        shares[POLICY] = {"far_miou": far_label_miou(world_run, source)}
+        folders = {POLICY: source, **{v: variant_labels(world_run, v)[0] for v in variants}}
+        for name, split in split_shares(world_run, folders).items():
+            shares[name] = shares[name] | split
     cells = cells_of(rows)[arch]
     gains = gains_over(cells, "baseline")
     print(gains_report(gains, "Baseline", label=f"{arch}, world {world}: "))

@@ -326,6 +326,10 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
                 ids = read_label(label_file(built[name][0] / "labels", "warp-refine", frame))
                 np.testing.assert_array_equal(ids[side], other[side])
                 np.testing.assert_array_equal(ids[~side], wr[~side])
+    split = variants.split_shares(run, {name: built[name][0] for name in variants.SPLIT})
+    assert split["true-followed"]["right_followed"] == split["true-unfollowed"]["right_new"] == 100.0
+    assert split["teacher-unfollowed"]["teacher_new"] == 100.0  # g_ψ's own label where it came into view
+    assert split["true-unfollowed"]["right_followed"] == split["teacher-unfollowed"]["right_followed"]
     far = {name: variants.far_label_miou(run, built[name][0])
            for name in ("true-followed", "true-unfollowed")}
     source_far = variants.far_label_miou(run, source.parent)
