@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from wrp.cache import config_hash
-from wrp.cli import add_run_options, add_table_options, table_run
+from wrp.cli import add_jobs_option, add_run_options, add_table_options, table_run
 from wrp.data import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, read_label
 from wrp.io import atomic_write_json, atomic_write_text
 from wrp.metrics import confusion_matrix, mean_iou, mean_std
@@ -384,6 +384,7 @@ def main() -> None:
                         help="also compare warp-refine's labels of the training frames with g_ψ's own "
                              "(semantic-only) per distance: pixels either labels right, and the mIoU of "
                              "the better of the two per pixel — what of the teacher Ω's labels use")
+    add_jobs_option(parser)
     parser.add_argument("--out", default="figures/table1_regimes")
     args = parser.parse_args()
     args.arch = args.arch or ["DeepLabV3"]
@@ -409,7 +410,7 @@ def main() -> None:
     columns = list(dict.fromkeys([*DEFAULT_COLUMNS, *(args.policy or [])]))
     seeds = list(args.seeds or run.profile.table_seeds)
     started = time.time()
-    runs = table1_runs(run, args.arch, columns, seeds, k=args.k)
+    runs = table1_runs(run, args.arch, columns, seeds, k=args.k, jobs=args.jobs)
     cells = cells_of(runs)[args.arch[0]]
     regime = regime_of(run, args)
     worlds = [regime["world_seed"]] if regime["world_seed"] is not None else seeds
