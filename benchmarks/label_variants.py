@@ -83,6 +83,22 @@ POLICY = "warp-refine"
 REFERENCES = ("baseline", POLICY, TRUE_LABELS)
 
 
+def followed_masks(frames, k: int):
+    """(clip, position, mask) per generated frame, the mask of the pixels the world's motion follows
+    from its labelled frame (:func:`wrp.motion.followed`), each clip's masks computed once (the
+    frames come clip by clip)."""
+    current, masks = None, {}
+    for clip, pos in frames:
+        if clip.clip_id != current:
+            current, masks = clip.clip_id, followed(clip, k)
+        yield clip, pos, masks[pos]
+
+
+def teacher_label(semantic: Path, frame) -> np.ndarray:
+    """``g_ψ``'s own label of ``frame``: the semantic-only propagation stage ``semantic``'s."""
+    return read_label(label_file(semantic / "labels", "semantic-only", frame))
+
+
 def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
     """Stage ``label-variant``: warp-refine's labels of the training frames within ±k, as
     ``variant`` makes them (module docstring), in ``labels/warp-refine/``. Returns the folder and
@@ -119,25 +135,20 @@ def variant_labels(run, variant: str) -> tuple[Path, dict[str, Any]]:
                 propagator = replace(propagator, gate=None)
             propagate_clips(clips, POLICY, out / "labels", propagator, run.profile.k, progress=run.progress)
         labelled = right = total = kept = 0
-        tracked: dict[str, dict[int, np.ndarray]] = {}
-        for clip, pos in frames:
+        walk = followed_masks(frames, run.profile.k) if variant in SPLIT else ((*f, None) for f in frames)
+        for clip, pos, mask in walk:
             path = label_file(out / "labels", POLICY, clip.frames[pos])
             ids = read_label(path if relabel else label_file(source / "labels", POLICY, clip.frames[pos]))
             true = truth.label(clip.clip_id, pos) if known else None
             if variant == "agree":
-                teacher = read_label(label_file(semantic / "labels", "semantic-only", clip.frames[pos]))
-                ids[ids != teacher] = IGNORE_INDEX
+                ids[ids != teacher_label(semantic, clip.frames[pos])] = IGNORE_INDEX
             elif variant == "oracle":
                 ids[ids != true] = IGNORE_INDEX
             elif variant in SPLIT:
-                if clip.clip_id not in tracked:
-                    tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
-                mask = tracked[clip.clip_id][pos]
                 kept += int(mask.sum())
                 whose, side = SPLIT[variant]
                 mask = mask if side else ~mask
-                other = true if whose == "truth" else read_label(
-                    label_file(semantic / "labels", "semantic-only", clip.frames[pos]))
+                other = true if whose == "truth" else teacher_label(semantic, clip.frames[pos])
                 ids[mask] = other[mask]
             if not relabel:
                 write_label_ids(path, ids)
@@ -175,14 +186,10 @@ def split_shares(run, folders: dict[str, Path]) -> dict[str, dict[str, float]]:
     (``teacher_new``), in %."""
     manifest, frames = generated_frames(run)
     truth = manifest.ground_truth("train")
-    semantic = training_labels(run, "semantic-only") / "labels"
+    semantic = training_labels(run, "semantic-only")
     counts = {name: np.zeros(5) for name in folders}  # right followed, followed, right new, new, = g_ψ new
-    tracked: dict[str, dict[int, np.ndarray]] = {}
-    for clip, pos in frames:
-        if clip.clip_id not in tracked:
-            tracked = {clip.clip_id: followed(clip, run.profile.k)}  # one clip at a time
-        mask, true = tracked[clip.clip_id][pos], truth.label(clip.clip_id, pos)
-        teacher = read_label(label_file(semantic, "semantic-only", clip.frames[pos]))
+    for clip, pos, mask in followed_masks(frames, run.profile.k):
+        true, teacher = truth.label(clip.clip_id, pos), teacher_label(semantic, clip.frames[pos])
         for name, folder in folders.items():
             ids = read_label(label_file(folder / "labels", POLICY, clip.frames[pos]))
             right = ids == true
@@ -193,12 +200,12 @@ def split_shares(run, folders: dict[str, Path]) -> dict[str, dict[str, float]]:
                    "teacher_new": round(100.0 * c[4] / max(c[3], 1), 1)} for name, c in counts.items()}
 
 
-def variant_rows(run, arch: str, variants: list[str], seeds: list[int], world: int,
+def variant_rows(run, arch: str, folders: dict[str, Path], seeds: list[int], world: int,
                  jobs: int = 1) -> list[dict[str, Any]]:
-    """One ``table1_runs``-style row per variant and seed: the cell of ``arch`` trained on that
-    variant's labels; ``jobs`` cells at once (:func:`wrp.tables.train_cells`)."""
-    folders = {variant: variant_labels(run.with_seed(world), variant)[0] for variant in variants}
-    grid = [(variant, seed) for variant in variants for seed in seeds]
+    """One ``table1_runs``-style row per variant and seed: the cell of ``arch`` trained on the labels
+    of ``folders`` (``{variant: its folder}``, :func:`variant_labels`); ``jobs`` cells at once
+    (:func:`wrp.tables.train_cells`)."""
+    grid = [(variant, seed) for variant in folders for seed in seeds]
     specs = [{"run": run.with_seed(world), "arch": ARCHS[arch], "policy": POLICY, "train_seed": seed,
               "labels": folders[variant]} for variant, seed in grid]
     names = [f"{arch} · {variant} · seed {seed}" for variant, seed in grid]
@@ -276,20 +283,17 @@ def main() -> None:
     arch = (args.arch or list(run.profile.table_archs))[0]
     started = time.time()
     references = [r for r in REFERENCES if r != TRUE_LABELS or run.synthetic]
-    rows = table1_runs(run, [arch], references, seeds, world, jobs=args.jobs)
-    rows += variant_rows(run, arch, variants, seeds, world, args.jobs)
-    shares = {}
     world_run = run.with_seed(world)
-    for variant in variants:
-        folder, shares[variant] = variant_labels(world_run, variant)
-        if run.synthetic:
-            shares[variant] = shares[variant] | {"far_miou": far_label_miou(world_run, folder)}
+    built = {variant: variant_labels(world_run, variant) for variant in variants}
+    folders = {variant: folder for variant, (folder, _) in built.items()}
+    rows = table1_runs(run, [arch], references, seeds, world, jobs=args.jobs)
+    rows += variant_rows(run, arch, folders, seeds, world, args.jobs)
+    shares = {variant: share for variant, (_, share) in built.items()}
     if run.synthetic:
-        source = training_labels(world_run, POLICY)
-        shares[POLICY] = {"far_miou": far_label_miou(world_run, source)}
-        folders = {POLICY: source, **{v: variant_labels(world_run, v)[0] for v in variants}}
+        folders = {POLICY: training_labels(world_run, POLICY), **folders}
         for name, split in split_shares(world_run, folders).items():
-            shares[name] = shares[name] | split
+            far = far_label_miou(world_run, folders[name])
+            shares[name] = shares.get(name, {}) | {"far_miou": far} | split
     cells = cells_of(rows)[arch]
     gains = gains_over(cells, "baseline")
     print(gains_report(gains, "Baseline", label=f"{arch}, world {world}: "))

@@ -337,7 +337,7 @@ def test_variants_of_warp_refine_labels_train_paired_cells(isolated_runs, monkey
     with pytest.raises(ValueError, match="variant"):
         variants.variant_labels(run, "filtered")
     # a cell trains on a variant's files, paired with the table's own cells
-    (row,) = variants.variant_rows(run, "DeepLabV3", ["oracle"], [0], world=1)
+    (row,) = variants.variant_rows(run, "DeepLabV3", {"oracle": built["oracle"][0]}, [0], world=1)
     assert row["policy"] == "oracle" and row["seed"] == 0 and 0 <= row["miou"] <= 100
     pairs = generated_pairs(run, "warp-refine", labels=built["oracle"][0])
     assert all(str(built["oracle"][0]) in label for _, label in pairs)

@@ -36,13 +36,14 @@ from wrp.data import IGNORE_INDEX, NUM_CLASSES, Manifest
 from wrp.io import atomic_write_json, atomic_write_text, exclusive_folder
 from wrp.metrics import confusion_matrix, mean_iou
 from wrp.motion import ClipFlowCache, FlowEstimator
-from wrp.paper import CARRIED_POLICIES, DEFAULT_INPAINT
+from wrp.paper import CARRIED_POLICIES
 from wrp.pipeline import NEEDS, StageClock, confidence_png
 from wrp.policies import NEEDS_SEGMENTER, STEPS, Propagator, StepBatch
 from wrp.profiles import Run
 from wrp.runtime import progress_bar
 from wrp.stages import (
     every_frame_labelled,
+    inpaint_for,
     manifest_for,
     propagator_for,
     teacher_segmenter,
@@ -340,9 +341,7 @@ def assess(run: Run, split: str = "val", policies: Sequence[str] = ("motion-only
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
     k = run.profile.k if k is None else k
-    inpaint = inpaint or run.profile.inpaint
-    if "warp-refine" not in policies:  # only Ω reads it
-        inpaint = DEFAULT_INPAINT
+    inpaint = inpaint_for(run, inpaint, policies)
     if k < 1:
         raise ValueError(f"k={k} must be ≥ 1")
     manifest = manifest_for(run)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,15 @@ def teacher_segmenter(run: Run) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Ω: cyclic warped labels of the labelled frames, and the denoiser trained on them (§3)
 # ---------------------------------------------------------------------------------------------
+def inpaint_for(run: Run, inpaint: str | None = None, policies: Sequence[str] | None = None) -> str:
+    """What Ω's input holds where the motion fails: ``inpaint``, else the profile's (checked). Of a
+    stage labelling with ``policies`` that leave out warp-refine, the default whatever was asked:
+    only Ω reads it, so the other policies' stages are one whatever it is."""
+    inpaint = inpaint or run.profile.inpaint
+    check_inpaint(inpaint)
+    return inpaint if policies is None or "warp-refine" in policies else DEFAULT_INPAINT
+
+
 def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
                        inpaint: str | None = None) -> Path:
     """Stage ``cyclic``: the cyclic warped labels ``t → t±p → t`` of the labelled frames of
@@ -276,8 +286,7 @@ def cyclic_samples_for(run: Run, split: str = "train", flow: str = "dis",
     ``g_ψ``'s prediction (``"semantic"``; default: the profile's ``inpaint``). ``split="val"``
     gives the held-out pairs that score Ω.
     """
-    inpaint = inpaint or run.profile.inpaint
-    check_inpaint(inpaint)
+    inpaint = inpaint_for(run, inpaint)
     manifest = manifest_for(run)
     seg = teacher_segmenter(run) if inpaint == "semantic" else None
     cycle_lengths = run.profile.cycle_lengths
@@ -356,7 +365,7 @@ def train_denoiser(run: Run, inpaint: str | None = None, **job_overrides: Any) -
     record: nothing is refitted), ``warning``, ``trained``: the
     training folder with every snapshot the choice was made from, and ``refit``: the run on every
     training record)."""
-    inpaint = inpaint or run.profile.inpaint
+    inpaint = inpaint_for(run, inpaint)
     trained = denoiser_training(run, inpaint, **job_overrides)
     job = job_from_file(trained / "job.json")
     samples = Path(job.data.kwargs["samples"])
@@ -514,10 +523,7 @@ def propagate(run: Run, split: str = "val", policies: tuple[str, ...] | None = N
         raise ValueError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
     if split not in ("train", "val"):
         raise ValueError(f"split={split!r}; use 'train' or 'val'")
-    inpaint = inpaint or run.profile.inpaint
-    check_inpaint(inpaint)
-    if "warp-refine" not in policies:  # only Ω reads it: the other labels are one stage whatever it is
-        inpaint = DEFAULT_INPAINT
+    inpaint = inpaint_for(run, inpaint, policies)
     nodes = nodes or Nodes()
     if procs < 1:
         raise ValueError(f"procs={procs} must be ≥ 1")
