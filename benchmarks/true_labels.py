@@ -205,7 +205,8 @@ def _start(regime: dict[str, Any]) -> str:
 
 
 def _teacher(regime: dict[str, Any]) -> str:
-    """How the regime's g_ψ starts, where it is not from random weights (nothing said)."""
+    """How the regime's g_ψ starts and what its Ω reads where the motion fails, where not the defaults
+    (random weights, the motion's guess: nothing said)."""
     teacher = f"; g_ψ pretrained on {regime['teacher_pretrain']}" if regime.get("teacher_pretrain") else ""
     return teacher + (f"; Ω inpaint={regime['inpaint']}" if regime.get("inpaint") else "")
 
